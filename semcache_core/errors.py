@@ -1,0 +1,37 @@
+"""The small exception family semcache raises.
+
+Redis and RedisVL errors are translated at the store boundary with ``raise ... from exc``
+so callers catch ours, not a third party's. Lookups never raise on a miss, and a Redis
+fault during a user's LLM call is swallowed (fail-open); these exceptions reach users
+only from construction, explicit administration calls, or ``require_redis=True``.
+"""
+
+from __future__ import annotations
+
+
+class SemcacheError(Exception):
+    """Base class of every error semcache raises on purpose."""
+
+
+class ConfigurationError(SemcacheError, ValueError):
+    """A setting is invalid; the message says how to fix it."""
+
+
+class SchemaMismatchError(ConfigurationError):
+    """An existing index was built with a different schema (version, dims, algorithm)."""
+
+
+class BackendUnavailableError(SemcacheError):
+    """Redis could not be reached or answered with an error."""
+
+
+class BackendTimeoutError(BackendUnavailableError):
+    """Redis did not answer within the configured timeout."""
+
+
+class SerializationError(SemcacheError):
+    """A payload could not be encoded, or a stored entry could not be decoded."""
+
+
+class EmbeddedRedisError(SemcacheError):
+    """The embedded Redis server could not be found or started; the message says why."""
