@@ -1,0 +1,128 @@
+"""Settings: arguments, then ``SEMCACHE_*`` environment variables, then defaults.
+
+One frozen, strict pydantic model. A typo in a setting raises instead of being ignored,
+ranges are validated, and every message says how to fix the value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+class CacheConfig(BaseSettings):
+    """Everything a `CacheEngine` can be told.
+
+    Every field can also be set through the environment, e.g. ``SEMCACHE_REDIS_URL`` or
+    ``SEMCACHE_THRESHOLD=0.92``. Explicit arguments win over the environment.
+
+    TTL semantics (seconds), the same wherever a TTL is accepted:
+        * ``None``: the entry never expires.
+        * ``> 0``: the entry expires that many seconds after it is written. A hit does not
+          extend it unless ``sliding_ttl`` is on, in which case every hit restarts it.
+        * ``0``: do not cache: the write is skipped (an entry that lives zero seconds).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEMCACHE_", frozen=True, extra="forbid", validate_default=True
+    )
+
+    redis_url: str = Field("redis://localhost:6379/0", description="Where Redis is.")
+    namespace: str = Field(
+        "default", description="One RedisVL index per namespace; letters, digits, _ . -"
+    )
+    key_prefix: str = Field("semcache", description="First part of every Redis key.")
+    default_tenant: str = Field("default", description="Tenant used when none is set.")
+
+    exact: bool = Field(True, description="Serve identical requests from the exact layer.")
+    semantic: Literal["off", "live"] = Field(
+        "live", description="Serve similar questions ('live') or never ('off')."
+    )
+    threshold: float = Field(
+        0.90,
+        ge=0.0,
+        le=1.0,
+        description="Cosine similarity in [0, 1] at or above which a semantic hit is served.",
+    )
+
+    ttl: float | None = Field(None, ge=0.0, description="Default entry TTL in seconds.")
+    sliding_ttl: bool = Field(False, description="Each hit restarts the entry's TTL.")
+
+    dims: int | None = Field(
+        None, ge=1, le=32768, description="Embedding size; probed from the embedder if unset."
+    )
+    algorithm: Literal["hnsw", "flat"] = "hnsw"
+    datatype: Literal["float32", "float16"] = "float32"
+    hnsw_m: int = Field(16, ge=2, le=512)
+    hnsw_ef_construction: int = Field(64, ge=1, le=4096)
+    hnsw_ef_runtime: int = Field(10, ge=1, le=4096)
+    hybrid_policy: Literal["auto", "batches", "adhoc_bf"] = Field(
+        "auto", description="How RediSearch combines the tenant/scope filter with KNN."
+    )
+
+    socket_timeout: float = Field(
+        0.1, gt=0.0, le=60.0, description="Seconds any single Redis call may take."
+    )
+    connect_timeout: float = Field(0.1, gt=0.0, le=60.0)
+    breaker_failures: int = Field(
+        3, ge=1, le=1000, description="Consecutive Redis failures that open the breaker."
+    )
+    breaker_cooldown: float = Field(
+        2.0, ge=0.0, le=3600.0, description="Seconds the open breaker skips Redis."
+    )
+    require_redis: bool = Field(
+        False, description="Raise at construction when Redis is unreachable."
+    )
+    embedding_cache_size: int = Field(4096, ge=0, le=10_000_000)
+    invalidate_batch: int = Field(500, ge=1, le=100_000)
+
+    @field_validator("namespace", "key_prefix")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value) or value.startswith("__"):
+            raise ValueError(
+                f"{value!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit (it becomes part of Redis keys and the "
+                "index name)"
+            )
+        return value
+
+    @field_validator("default_tenant")
+    @classmethod
+    def _check_tenant(cls, value: str) -> str:
+        return check_tenant_id(value)
+
+
+def check_tenant_id(value: object) -> str:
+    """Validate a tenant id: any non-empty string (it is hashed before it reaches Redis)."""
+    if not isinstance(value, str) or value == "":
+        raise ConfigurationError(
+            f"tenant id must be a non-empty string, got {value!r}; pass e.g. tenant('acme')"
+        )
+    return value
+
+
+def build_config(base: CacheConfig | None = None, **overrides: Any) -> CacheConfig:
+    """Merge explicit overrides (``None`` means "not given") onto a base or the env.
+
+    Raises:
+        ConfigurationError: a value is invalid; the message names the field and the fix.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        if base is None:
+            return CacheConfig(**given)
+        return CacheConfig(**{**base.model_dump(), **given})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "config"
+            lines.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigurationError("invalid semcache configuration:\n  " + "\n  ".join(lines)) from None

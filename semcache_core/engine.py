@@ -1,0 +1,744 @@
+"""`CacheEngine`: the exact and semantic layers on one RedisVL index, sync and async.
+
+The engine turns a `CacheRequest` into at most one HMGET (exact layer) and one
+pre-filtered KNN search (semantic layer), and a store into one pipelined write. Every
+Redis fault is caught here: lookups become misses, stores are skipped, and the fault is
+counted and logged at a bounded rate. Misconfiguration raises at construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from . import policy, query
+from .config import CacheConfig, build_config
+from .embedding import CachedEmbedder, Embedder, as_embedder
+from .entry import CorruptEntry, StoredEntry, entry_fields, parse_entry, vector_bytes
+from .errors import (
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigurationError,
+    SemcacheError,
+)
+from .metrics import LocalStats
+from .policy import Outcome
+from .request import CacheRequest, scope_digest, tag_digest, tenant_digest
+from .resilience import CircuitBreaker, RateLimitedLog
+from .store import (
+    NO_SEARCH_MODULE,
+    AsyncStore,
+    Layout,
+    SyncStore,
+    check_index_info,
+    check_meta,
+    index_schema_dict,
+    make_async_client,
+    make_client,
+    meta_document,
+    parse_meta,
+)
+from .tenancy import UNSET, _Unset, current_context
+
+logger = logging.getLogger("semcache")
+
+Decoder = Callable[[bytes, str], Any]
+_REDIS_FAULTS = (redis.RedisError, OSError, BackendUnavailableError)
+_DEFAULT_EXACT_ONLY_DIMS = 384
+
+
+def _identity(payload: bytes, codec: str) -> Any:
+    return payload
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """What a lookup found. A miss is a value, never an exception.
+
+    Attributes:
+        outcome: how the lookup ended.
+        value: the decoded payload on a hit, else ``None``.
+        similarity: cosine similarity of the nearest semantic candidate (hit or not).
+        key: the Redis key of the served entry.
+        question: the cached question that answered (semantic hits).
+        created_at: when the served entry was written (epoch seconds).
+        seconds: time the lookup took.
+    """
+
+    outcome: Outcome
+    value: Any = None
+    similarity: float | None = None
+    key: str | None = None
+    question: str | None = None
+    created_at: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def hit(self) -> bool:
+        return self.outcome in (Outcome.EXACT_HIT, Outcome.SEMANTIC_HIT)
+
+    @property
+    def layer(self) -> str | None:
+        return {Outcome.EXACT_HIT: "exact", Outcome.SEMANTIC_HIT: "semantic"}.get(self.outcome)
+
+
+class CacheEngine:
+    """Tenant-isolated exact and semantic cache on Redis.
+
+    Args:
+        redis_url: where Redis (with the search module) is; env ``SEMCACHE_REDIS_URL``.
+        embedder: a LangChain ``Embeddings``, LlamaIndex ``BaseEmbedding``, RedisVL
+            vectorizer or callable. Without one, only the exact layer works.
+        namespace: one index per namespace; entries never cross namespaces.
+        config: a `CacheConfig` to start from; keyword settings override it.
+        redis_client: use this redis-py client instead of one built from ``redis_url``.
+        async_redis_client: use this ``redis.asyncio`` client for async calls (it must
+            only be used from one event loop). By default one is made per event loop.
+        validate: connect now and check (or create) the index, so a misconfiguration
+            raises here. ``False`` defers all I/O to the first call or `setup`/`asetup`.
+        clock: wall clock (epoch seconds), injectable for tests.
+        **settings: any `CacheConfig` field, e.g. ``threshold=0.92, ttl=3600``.
+
+    Raises:
+        ConfigurationError: a setting is invalid, Redis has no search module, or (with
+            ``require_redis=True``) Redis is unreachable.
+        SchemaMismatchError: the namespace's index was built differently (dims, version).
+
+    Example:
+        >>> engine = CacheEngine("redis://localhost:6379", embedder=my_embeddings)
+        >>> req = engine.request("What is our refund policy?")
+        >>> engine.lookup(req).hit
+        False
+        >>> engine.store(req, b"30 days, no questions asked.")
+        True
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        embedder: Any = None,
+        namespace: str | None = None,
+        *,
+        config: CacheConfig | None = None,
+        redis_client: redis.Redis | None = None,
+        async_redis_client: aredis.Redis | None = None,
+        validate: bool = True,
+        clock: Callable[[], float] = time.time,
+        ttl: float | None | _Unset = UNSET,
+        **settings: Any,
+    ) -> None:
+        overrides = {k: v for k, v in settings.items() if v is not None}
+        if redis_url is not None:
+            overrides["redis_url"] = redis_url
+        if namespace is not None:
+            overrides["namespace"] = namespace
+        if ttl is not UNSET:
+            overrides["ttl"] = ttl
+        self.config = build_config(config, **overrides)
+        self.layout = Layout(self.config.key_prefix, self.config.namespace)
+        self.embedder: Embedder | None = (
+            CachedEmbedder(as_embedder(embedder), self.config.embedding_cache_size)
+            if embedder is not None
+            else None
+        )
+        self._clock = clock
+        self._breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_cooldown)
+        self._log = RateLimitedLog()
+        self._stats = LocalStats()
+        self._ready = False
+        self._setup_lock = threading.Lock()
+        self._dims: int | None = self.config.dims
+        self._store = SyncStore(
+            redis_client if redis_client is not None else make_client(self.config),
+            self.layout,
+            self.config,
+        )
+        self._shared_async_client = async_redis_client
+        self._async_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
+            weakref.WeakKeyDictionary()
+        )
+        if validate:
+            self._validate_now()
+
+    # -- construction and setup ---------------------------------------------------------
+    @property
+    def semantic_enabled(self) -> bool:
+        return self.config.semantic == "live" and self.embedder is not None
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._breaker
+
+    def _validate_now(self) -> None:
+        try:
+            self.setup()
+        except _REDIS_FAULTS as exc:
+            if self.config.require_redis:
+                raise BackendUnavailableError(
+                    f"cannot reach Redis at {self.config.redis_url} ({exc}). Start one "
+                    "(`semcache redis` runs an embedded server) or fix redis_url; pass "
+                    "require_redis=False to start anyway and cache once Redis is back"
+                ) from exc
+            logger.warning(
+                "semcache: Redis at %s is unreachable (%s); caching starts when it is back",
+                self.config.redis_url,
+                exc,
+            )
+
+    def _expected_dims_sync(self) -> int:
+        if self._dims is None:
+            probe = getattr(getattr(self.embedder, "inner", None), "dims", None)
+            if isinstance(probe, int) and probe > 0:
+                self._dims = probe
+            elif self.embedder is not None:
+                self._dims = len(self.embedder.inner.embed("dimension probe"))  # type: ignore[attr-defined]
+            else:
+                self._dims = _DEFAULT_EXACT_ONLY_DIMS
+        return self._dims
+
+    async def _expected_dims_async(self) -> int:
+        if self._dims is None:
+            probe = getattr(getattr(self.embedder, "inner", None), "dims", None)
+            if isinstance(probe, int) and probe > 0:
+                self._dims = probe
+            elif self.embedder is not None:
+                vec = await self.embedder.inner.aembed("dimension probe")  # type: ignore[attr-defined]
+                self._dims = len(vec)
+            else:
+                self._dims = _DEFAULT_EXACT_ONLY_DIMS
+        return self._dims
+
+    def _plan_setup(self, info: Any, meta_raw: Any, dims: int) -> bool:
+        """Check what Redis holds; True when the index must be created."""
+        expected = meta_document(self.config, dims)
+        meta = parse_meta(meta_raw, self.layout) if meta_raw is not None else None
+        if info is not None:
+            check_index_info(self.layout, info, meta)
+        if meta is not None:
+            if self.embedder is None and self.config.dims is None:
+                expected = {**expected, "dims": meta.get("dims")}
+                self._dims = meta.get("dims")
+            check_meta(self.layout, meta, expected)
+        return info is None
+
+    def setup(self) -> None:
+        """Connect, check the search module, and check or create the index (sync).
+
+        Raises:
+            ConfigurationError: no search module in this Redis.
+            SchemaMismatchError: the existing index differs from this configuration.
+            redis.RedisError: Redis is unreachable (the caller decides whether to fail).
+        """
+        if self._ready:
+            return
+        with self._setup_lock:
+            if self._ready:
+                return
+            store = self._store
+            if not store.has_search_module():
+                raise ConfigurationError(NO_SEARCH_MODULE.format(url=self.config.redis_url))
+            dims = self._expected_dims_sync()
+            if self._plan_setup(store.index_info(), store.read_meta(), dims):
+                store.write_meta_if_absent(meta_document(self.config, dims))
+                self._plan_setup(None, store.read_meta(), dims)
+                store.create_index(index_schema_dict(self.config, dims))
+            self._ready = True
+
+    async def asetup(self) -> None:
+        """The async twin of `setup`."""
+        if self._ready:
+            return
+        store = self._astore()
+        if not await store.has_search_module():
+            raise ConfigurationError(NO_SEARCH_MODULE.format(url=self.config.redis_url))
+        dims = await self._expected_dims_async()
+        if self._plan_setup(await store.index_info(), await store.read_meta(), dims):
+            await store.write_meta_if_absent(meta_document(self.config, dims))
+            self._plan_setup(None, await store.read_meta(), dims)
+            await store.create_index(index_schema_dict(self.config, dims))
+        self._ready = True
+
+    def _astore(self) -> AsyncStore:
+        loop = asyncio.get_running_loop()
+        store = self._async_stores.get(loop)
+        if store is None:
+            client = self._shared_async_client or make_async_client(self.config)
+            store = AsyncStore(client, self.layout, self.config)
+            self._async_stores[loop] = store
+        return store
+
+    def drop_index(self, *, delete_entries: bool = True) -> int:
+        """Drop this namespace's index (and by default its entries). For migrations.
+
+        Returns:
+            The number of entries deleted.
+        """
+        removed = self._store.delete_scan(self.layout.scan_pattern()) if delete_entries else 0
+        self._store.drop_index()
+        self._ready = False
+        return removed
+
+    # -- requests -----------------------------------------------------------------------
+    def request(
+        self,
+        prompt: str,
+        *,
+        question: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+        tenant: str | None = None,
+        tags: Sequence[str] | None = None,
+        ttl: float | None | _Unset = UNSET,
+    ) -> CacheRequest:
+        """Build a request, filling tenant, tags, TTL and scope from `cache_context`.
+
+        Args:
+            prompt: the full prompt (exact layer).
+            question: the text to embed (semantic layer); defaults to ``prompt``.
+            scope: what must match exactly for any hit (model, parameters, history).
+            tenant: overrides the context's tenant; else the configured default tenant.
+            tags: added to the context's tags.
+            ttl: overrides the context's and the configured TTL.
+        """
+        ctx = current_context()
+        merged_scope = dict(scope or {})
+        if ctx.scope:
+            merged_scope["context"] = dict(ctx.scope)
+        return CacheRequest.build(
+            tenant=tenant or ctx.tenant or self.config.default_tenant,
+            namespace=self.config.namespace,
+            prompt=prompt,
+            question=prompt if question is None else question,
+            scope=merged_scope,
+            tags=tuple(ctx.tags) + tuple(t for t in (tags or ()) if t not in ctx.tags),
+            ttl=ttl if ttl is not UNSET else ctx.ttl,
+        )
+
+    # -- pure steps shared by both drivers ----------------------------------------------
+    def _key(self, request: CacheRequest) -> str:
+        return self.layout.entry_key(request.tenant_token, request.exact_key)
+
+    def _accept(
+        self,
+        request: CacheRequest,
+        key: str,
+        fields: Mapping[str, Any],
+        decode: Decoder,
+        distance: Any = None,
+    ) -> tuple[StoredEntry, Any] | None:
+        """Parse and decode a stored entry; ``None`` if it is expired or not this
+        request's. Raises `CorruptEntry` when it cannot be read."""
+        entry = parse_entry(key, fields, distance)
+        if entry.partition != request.partition:
+            # The pre-filter makes this impossible; if it ever happens, never serve it.
+            self._stats.record_error("partition_guard", request.tenant)
+            logger.error("semcache: refused an entry from another partition: %s", key)
+            return None
+        if policy.is_expired(entry.expires_at, self._clock()):
+            return None
+        try:
+            value = decode(entry.payload, entry.codec)
+        except Exception as exc:
+            raise CorruptEntry(f"payload did not decode: {exc}") from exc
+        return entry, value
+
+    def _result(
+        self,
+        request: CacheRequest,
+        outcome: Outcome,
+        started: float,
+        entry: StoredEntry | None = None,
+        value: Any = None,
+        similarity: float | None = None,
+    ) -> LookupResult:
+        seconds = time.perf_counter() - started
+        self._stats.record_lookup(request.tenant, outcome, seconds)
+        return LookupResult(
+            outcome=outcome,
+            value=value,
+            similarity=similarity,
+            key=entry.key if entry else None,
+            question=entry.question if entry else None,
+            created_at=entry.created_at if entry else None,
+            seconds=seconds,
+        )
+
+    def _fault(self, operation: str, request: CacheRequest | None, exc: BaseException) -> None:
+        if isinstance(exc, _REDIS_FAULTS):
+            self._breaker.record_failure()
+        self._stats.record_error(operation, request.tenant if request else None)
+        self._log.error(operation, _translate(exc))
+
+    def _slide(self, entry: StoredEntry) -> float | None:
+        return policy.sliding_expiry(entry.ttl, self.config.sliding_ttl, self._clock())
+
+    # -- lookup -------------------------------------------------------------------------
+    def lookup(self, request: CacheRequest, decode: Decoder | None = None) -> LookupResult:
+        """Find an answer for ``request``: exact layer first, then semantic.
+
+        Never raises for Redis or embedder faults: those end as `Outcome.ERROR`, which
+        callers treat as a miss. A corrupt entry is deleted and counted, then ignored.
+
+        Args:
+            request: from `request`.
+            decode: turns ``(payload, codec)`` into the value to return; an exception
+                marks the entry corrupt. Default: the raw payload bytes.
+        """
+        started = time.perf_counter()
+        decode = decode or _identity
+        if not self._breaker.allow():
+            return self._result(request, Outcome.BYPASS, started)
+        store = self._store
+        try:
+            self.setup()
+            key = self._key(request)
+            if self.config.exact:
+                fields = store.read(key)
+                if fields is not None:
+                    try:
+                        found = self._accept(request, key, fields, decode)
+                    except CorruptEntry as exc:
+                        self._corrupt(request, key, exc)
+                        store.unlink([key])
+                        found = None
+                    if found is not None:
+                        entry, value = found
+                        expires = self._slide(entry)
+                        if expires is not None and entry.ttl is not None:
+                            store.touch(key, entry.ttl, expires)
+                        self._breaker.record_success()
+                        return self._result(request, Outcome.EXACT_HIT, started, entry, value, 1.0)
+            vector = self._embed_sync(request)
+            if vector is None:
+                self._breaker.record_success()
+                return self._result(request, Outcome.MISS, started)
+            best: float | None = None
+            for key, fields in store.search(request.partition, vector):
+                try:
+                    found = self._accept(request, key, fields, decode, fields.get("distance"))
+                except CorruptEntry as exc:
+                    self._corrupt(request, key, exc)
+                    store.unlink([key])
+                    continue
+                if found is None:
+                    continue
+                entry, value = found
+                best = entry.similarity
+                if policy.is_semantic_hit(best, self.config.threshold):
+                    expires = self._slide(entry)
+                    if expires is not None and entry.ttl is not None:
+                        store.touch(key, entry.ttl, expires)
+                    self._breaker.record_success()
+                    return self._result(
+                        request, Outcome.SEMANTIC_HIT, started, entry, value, best
+                    )
+            self._breaker.record_success()
+            return self._result(request, Outcome.MISS, started, similarity=best)
+        except Exception as exc:
+            self._fault("lookup", request, exc)
+            return self._result(request, Outcome.ERROR, started)
+
+    async def alookup(self, request: CacheRequest, decode: Decoder | None = None) -> LookupResult:
+        """The async twin of `lookup` (redis.asyncio, the embedder's async method)."""
+        started = time.perf_counter()
+        decode = decode or _identity
+        if not self._breaker.allow():
+            return self._result(request, Outcome.BYPASS, started)
+        try:
+            store = self._astore()
+            await self.asetup()
+            key = self._key(request)
+            if self.config.exact:
+                fields = await store.read(key)
+                if fields is not None:
+                    try:
+                        found = self._accept(request, key, fields, decode)
+                    except CorruptEntry as exc:
+                        self._corrupt(request, key, exc)
+                        await store.unlink([key])
+                        found = None
+                    if found is not None:
+                        entry, value = found
+                        expires = self._slide(entry)
+                        if expires is not None and entry.ttl is not None:
+                            await store.touch(key, entry.ttl, expires)
+                        self._breaker.record_success()
+                        return self._result(request, Outcome.EXACT_HIT, started, entry, value, 1.0)
+            vector = await self._embed_async(request)
+            if vector is None:
+                self._breaker.record_success()
+                return self._result(request, Outcome.MISS, started)
+            best: float | None = None
+            for key, fields in await store.search(request.partition, vector):
+                try:
+                    found = self._accept(request, key, fields, decode, fields.get("distance"))
+                except CorruptEntry as exc:
+                    self._corrupt(request, key, exc)
+                    await store.unlink([key])
+                    continue
+                if found is None:
+                    continue
+                entry, value = found
+                best = entry.similarity
+                if policy.is_semantic_hit(best, self.config.threshold):
+                    expires = self._slide(entry)
+                    if expires is not None and entry.ttl is not None:
+                        await store.touch(key, entry.ttl, expires)
+                    self._breaker.record_success()
+                    return self._result(
+                        request, Outcome.SEMANTIC_HIT, started, entry, value, best
+                    )
+            self._breaker.record_success()
+            return self._result(request, Outcome.MISS, started, similarity=best)
+        except Exception as exc:
+            self._fault("lookup", request, exc)
+            return self._result(request, Outcome.ERROR, started)
+
+    def _corrupt(self, request: CacheRequest, key: str, exc: Exception) -> None:
+        self._stats.record(request.tenant, "corrupt")
+        logger.warning("semcache: deleting corrupt entry %s: %s", key, exc)
+
+    def _wants_vector(self, request: CacheRequest) -> bool:
+        return self.semantic_enabled and request.question is not None
+
+    def _embed_sync(self, request: CacheRequest) -> bytes | None:
+        if not self._wants_vector(request):
+            return None
+        assert self.embedder is not None and request.question is not None
+        try:
+            vector = self.embedder.embed(request.question)
+        except Exception as exc:
+            self._stats.record_error("embed", request.tenant)
+            self._log.error("embed", exc)
+            return None
+        return self._vector_bytes(vector)
+
+    async def _embed_async(self, request: CacheRequest) -> bytes | None:
+        if not self._wants_vector(request):
+            return None
+        assert self.embedder is not None and request.question is not None
+        try:
+            vector = await self.embedder.aembed(request.question)
+        except Exception as exc:
+            self._stats.record_error("embed", request.tenant)
+            self._log.error("embed", exc)
+            return None
+        return self._vector_bytes(vector)
+
+    def _vector_bytes(self, vector: Sequence[float]) -> bytes:
+        if self._dims is not None and len(vector) != self._dims:
+            raise ConfigurationError(
+                f"the embedder returned {len(vector)} dimensions but the index has "
+                f"{self._dims}; use the embedding model the index was built with"
+            )
+        return vector_bytes(vector, self.config.datatype)
+
+    # -- store --------------------------------------------------------------------------
+    def _prepare_store(self, request: CacheRequest) -> float | None | _Unset:
+        """The entry's TTL, or UNSET when the write must be skipped."""
+        ttl = policy.resolve_ttl(request.ttl, self.config.ttl)
+        if not policy.should_store(ttl):
+            self._stats.record(request.tenant, "stores_skipped")
+            return UNSET
+        if not self._breaker.allow_write():
+            self._stats.record(request.tenant, "stores_skipped")
+            return UNSET
+        return ttl
+
+    def store(self, request: CacheRequest, payload: bytes, *, codec: str = "bytes") -> bool:
+        """Write ``payload`` as the answer to ``request`` (both layers, one write).
+
+        Never raises for Redis or embedder faults: the write is skipped and counted.
+
+        Args:
+            request: the request that missed.
+            payload: the serialized answer.
+            codec: names the payload format, handed back to ``decode`` on lookup.
+
+        Returns:
+            True if the entry was written.
+        """
+        ttl = self._prepare_store(request)
+        if ttl is UNSET:
+            return False
+        try:
+            self.setup()
+            vector = self._embed_sync(request)
+            fields = entry_fields(
+                request, payload=payload, codec=codec, vector=vector, now=self._clock(), ttl=ttl
+            )
+            self._store.write(self._key(request), fields, ttl)
+        except Exception as exc:
+            self._fault("store", request, exc)
+            return False
+        self._breaker.record_success()
+        self._stats.record(request.tenant, "stores")
+        return True
+
+    async def astore(
+        self, request: CacheRequest, payload: bytes, *, codec: str = "bytes"
+    ) -> bool:
+        """The async twin of `store`."""
+        ttl = self._prepare_store(request)
+        if ttl is UNSET:
+            return False
+        try:
+            store = self._astore()
+            await self.asetup()
+            vector = await self._embed_async(request)
+            fields = entry_fields(
+                request, payload=payload, codec=codec, vector=vector, now=self._clock(), ttl=ttl
+            )
+            await store.write(self._key(request), fields, ttl)
+        except Exception as exc:
+            self._fault("store", request, exc)
+            return False
+        self._breaker.record_success()
+        self._stats.record(request.tenant, "stores")
+        return True
+
+    # -- invalidation -------------------------------------------------------------------
+    def _invalidation_filter(
+        self,
+        tenant: str | None,
+        tags: Sequence[str] | None,
+        match: str,
+        scope: Mapping[str, Any] | None,
+        older_than: float | None,
+    ) -> str:
+        if match not in ("any", "all"):
+            raise ConfigurationError(f"match must be 'any' or 'all', got {match!r}")
+        clauses = []
+        if tenant is not None:
+            clauses.append(query.tag_any("tenant", [tenant_digest(tenant)]))
+        if scope is not None:
+            clauses.append(query.tag_any("scope", [scope_digest(scope)]))
+        if tags:
+            tokens = [tag_digest(t) for t in tags]
+            build = query.tag_any if match == "any" else query.tag_all
+            clauses.append(build("tags", tokens))
+        if older_than is not None:
+            if older_than < 0:
+                raise ConfigurationError("older_than must be >= 0 seconds")
+            clauses.append(query.numeric_below("created_at", self._clock() - older_than))
+        if not clauses:
+            raise ConfigurationError(
+                "say what to invalidate: tenant=, tags=, scope=, older_than=, or everything=True"
+            )
+        return query.conjunction(clauses)
+
+    def invalidate(
+        self,
+        *,
+        tenant: str | None = None,
+        tags: Sequence[str] | None = None,
+        match: str = "any",
+        scope: Mapping[str, Any] | None = None,
+        older_than: float | None = None,
+        everything: bool = False,
+    ) -> int:
+        """Delete entries: criteria combine with AND; ``everything`` clears the namespace.
+
+        Entries are found with FT.SEARCH (or SCAN for ``everything``) and removed with
+        UNLINK in batches; never KEYS, never FLUSHDB.
+
+        Args:
+            tenant: only this tenant's entries.
+            tags: entries carrying any (``match="any"``) or all (``"all"``) of these tags.
+            scope: entries written with exactly this scope (as built by an adapter).
+            older_than: entries written more than this many seconds ago.
+            everything: every entry of this namespace, all tenants.
+
+        Returns:
+            How many entries were deleted.
+
+        Raises:
+            ConfigurationError: no criterion given, or bad arguments.
+            BackendUnavailableError: Redis failed (administration calls do not fail open).
+        """
+        try:
+            if everything:
+                removed = self._store.delete_scan(self.layout.scan_pattern())
+            else:
+                expr = self._invalidation_filter(tenant, tags, match, scope, older_than)
+                self.setup()
+                removed = self._store.delete_matching(expr)
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        self._stats.record(tenant or "*", "invalidated", removed)
+        return removed
+
+    async def ainvalidate(
+        self,
+        *,
+        tenant: str | None = None,
+        tags: Sequence[str] | None = None,
+        match: str = "any",
+        scope: Mapping[str, Any] | None = None,
+        older_than: float | None = None,
+        everything: bool = False,
+    ) -> int:
+        """The async twin of `invalidate`."""
+        try:
+            store = self._astore()
+            if everything:
+                removed = await store.delete_scan(self.layout.scan_pattern())
+            else:
+                expr = self._invalidation_filter(tenant, tags, match, scope, older_than)
+                await self.asetup()
+                removed = await store.delete_matching(expr)
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        self._stats.record(tenant or "*", "invalidated", removed)
+        return removed
+
+    # -- introspection ------------------------------------------------------------------
+    def stats(self, tenant: str | None = None) -> dict[str, Any]:
+        """Counters of this process: per tenant lookups by outcome, stores, errors.
+
+        Args:
+            tenant: only this tenant.
+        """
+        snap = self._stats.snapshot(tenant)
+        snap["breaker"] = self._breaker.state.value
+        snap["embedder_calls"] = self.embedder.calls if isinstance(self.embedder, CachedEmbedder) else 0
+        return snap
+
+    def count(self, tenant: str | None = None) -> int:
+        """How many entries the index holds (for one tenant, or all)."""
+        self.setup()
+        expr = query.tag_any("tenant", [tenant_digest(tenant)]) if tenant else "*"
+        return self._store.count(expr)
+
+    def close(self) -> None:
+        """Close the sync connection pool."""
+        self._store.close()
+
+    async def aclose(self) -> None:
+        """Close the async connection pool of the running event loop."""
+        loop = asyncio.get_running_loop()
+        store = self._async_stores.pop(loop, None)
+        if store is not None:
+            await store.close()
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Redis errors become ours, so callers catch one family."""
+    if isinstance(exc, SemcacheError):
+        return exc
+    if isinstance(exc, redis.TimeoutError):
+        err: SemcacheError = BackendTimeoutError(f"Redis timed out: {exc}")
+    elif isinstance(exc, (redis.RedisError, OSError)):
+        err = BackendUnavailableError(f"Redis failed: {type(exc).__name__}: {exc}")
+    else:
+        return exc
+    err.__cause__ = exc
+    return err

@@ -1,0 +1,171 @@
+"""What a cache entry looks like in Redis, and the pure functions that read and write
+it. No I/O: the store calls these around its commands, for sync and async alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .request import CacheRequest, tag_digest
+
+ENTRY_VERSION = b"1"
+# Fields an exact lookup reads (HMGET) and a semantic lookup returns (FT.SEARCH RETURN):
+# everything but the vector, which is large and not needed to serve.
+READ_FIELDS: tuple[str, ...] = (
+    "v",
+    "partition",
+    "payload",
+    "codec",
+    "created_at",
+    "expires_at",
+    "ttl",
+    "question",
+)
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """An entry as read back from Redis."""
+
+    key: str
+    payload: bytes
+    codec: str
+    partition: str
+    created_at: float
+    expires_at: float | None
+    ttl: float | None
+    question: str | None
+    distance: float | None = None  # cosine distance, for semantic candidates
+
+    @property
+    def similarity(self) -> float | None:
+        """Cosine similarity (1 - distance), the one scale users set thresholds on."""
+        return None if self.distance is None else 1.0 - self.distance
+
+
+class CorruptEntry(ValueError):
+    """An entry's fields are missing or malformed."""
+
+
+def vector_bytes(vector: Sequence[float], datatype: str) -> bytes:
+    dtype = np.float16 if datatype == "float16" else np.float32
+    arr = np.asarray(vector, dtype=dtype)
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)):
+        raise ValueError("embedding must be a flat vector of finite numbers")
+    return arr.tobytes()
+
+
+def entry_fields(
+    request: CacheRequest,
+    *,
+    payload: bytes,
+    codec: str,
+    vector: bytes | None,
+    now: float,
+    ttl: float | None,
+) -> dict[str, bytes | str | float]:
+    """The HASH fields of a new entry."""
+    fields: dict[str, bytes | str | float] = {
+        "v": ENTRY_VERSION,
+        "tenant": request.tenant_token,
+        "scope": request.scope_token,
+        "partition": request.partition,
+        "tags": ",".join(tag_digest(t) for t in request.tags),
+        "created_at": now,
+        "payload": payload,
+        "codec": codec,
+        "ttl": "" if ttl is None else repr(float(ttl)),
+        # Unindexed bookkeeping, kept for export and inspection.
+        "tenant_id": request.tenant.encode("utf-8", "surrogatepass"),
+        "tag_names": json.dumps(list(request.tags), ensure_ascii=True),
+        "question": (request.question or "").encode("utf-8", "surrogatepass"),
+    }
+    if ttl is not None:
+        fields["expires_at"] = now + ttl
+    if vector is not None:
+        fields["vector"] = vector
+    return fields
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    text = _text(value)
+    if text == "":
+        return None
+    number = float(text)
+    if math.isnan(number):
+        raise CorruptEntry("NaN in a numeric field")
+    return number
+
+
+def parse_entry(key: str, fields: Mapping[str, Any], distance: Any = None) -> StoredEntry:
+    """Read an entry's fields (from HMGET or FT.SEARCH).
+
+    Raises:
+        CorruptEntry: a field is missing or malformed.
+    """
+    try:
+        if fields.get("v") is None or fields.get("payload") is None:
+            raise CorruptEntry("missing version or payload")
+        if _text(fields["v"]) != ENTRY_VERSION.decode():
+            raise CorruptEntry(f"unknown entry version {fields['v']!r}")
+        payload = fields["payload"]
+        if not isinstance(payload, bytes):
+            payload = _text(payload).encode("utf-8", "surrogatepass")
+        created = _optional_float(fields.get("created_at"))
+        question = fields.get("question")
+        return StoredEntry(
+            key=key,
+            payload=payload,
+            codec=_text(fields.get("codec") or b""),
+            partition=_text(fields.get("partition") or b""),
+            created_at=created if created is not None else 0.0,
+            expires_at=_optional_float(fields.get("expires_at")),
+            ttl=_optional_float(fields.get("ttl")),
+            question=_text(question) if question else None,
+            distance=_optional_float(distance),
+        )
+    except CorruptEntry:
+        raise
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise CorruptEntry(str(exc)) from exc
+
+
+def _kv(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return {_text(k): v for k, v in raw.items()}
+    raw = raw or []
+    return {_text(raw[j]): raw[j + 1] for j in range(0, len(raw) - 1, 2)}
+
+
+def parse_search_reply(reply: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Turn an FT.SEARCH reply (RESP2 list or RESP3 map) into ``[(key, {field: value})]``."""
+    if isinstance(reply, dict):
+        results = reply.get(b"results", reply.get("results")) or []
+        out = []
+        for item in results:
+            item = _kv(item)
+            out.append((_text(item["id"]), _kv(item.get("extra_attributes") or {})))
+        return out
+    if not isinstance(reply, list) or not reply:
+        return []
+    items = reply[1:]
+    if len(items) and not isinstance(items[1] if len(items) > 1 else None, list):
+        return [(_text(k), {}) for k in items]  # NOCONTENT
+    return [(_text(items[i]), _kv(items[i + 1])) for i in range(0, len(items) - 1, 2)]
+
+
+def parse_keys_reply(reply: Any) -> list[str]:
+    """Keys from an FT.SEARCH ... NOCONTENT reply."""
+    return [key for key, _ in parse_search_reply(reply)]

@@ -1,0 +1,50 @@
+"""Pure decisions: which layer may answer, whether a candidate is close enough, how long
+an entry lives. No I/O, no clocks: callers pass ``now``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .tenancy import UNSET, _Unset
+
+# Float32 cosine of a vector with itself comes out a hair below 1.0; without this slack,
+# threshold=1.0 ("identical questions only") would never match anything.
+SIMILARITY_EPSILON = 1e-6
+
+
+class Outcome(str, Enum):
+    """How a lookup ended."""
+
+    EXACT_HIT = "exact_hit"
+    SEMANTIC_HIT = "semantic_hit"
+    MISS = "miss"
+    BYPASS = "bypass"  # the cache was not consulted (breaker open, nothing enabled)
+    ERROR = "error"  # Redis or the embedder failed; served as a miss
+
+
+def resolve_ttl(request_ttl: float | None | _Unset, default_ttl: float | None) -> float | None:
+    """The TTL an entry gets: the request's own if given, else the configured default."""
+    return default_ttl if request_ttl is UNSET else request_ttl  # type: ignore[return-value]
+
+
+def should_store(ttl: float | None) -> bool:
+    """TTL 0 means "do not cache"."""
+    return ttl is None or ttl > 0
+
+
+def is_semantic_hit(similarity: float | None, threshold: float) -> bool:
+    """Is a candidate at ``similarity`` close enough to serve?"""
+    return similarity is not None and similarity + SIMILARITY_EPSILON >= threshold
+
+
+def is_expired(expires_at: float | None, now: float) -> bool:
+    """Redis removes expired keys lazily; a search may still see one for a moment."""
+    return expires_at is not None and expires_at <= now
+
+
+def sliding_expiry(ttl: float | None, sliding: bool, now: float) -> float | None:
+    """The new ``expires_at`` after a hit, or ``None`` when the TTL does not slide."""
+    if not sliding or ttl is None or ttl <= 0:
+        return None
+    return now + ttl

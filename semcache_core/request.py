@@ -1,0 +1,127 @@
+"""What a cache request is, and the keys derived from it. Pure: no I/O.
+
+A request has four parts (DESIGN.md section 2): the tenant; the scope, everything that
+must be identical for any hit (model, generation parameters, system prompt, earlier
+turns, tools); the question, the text that is embedded; and the full prompt. Every key
+is a sha256 over canonical JSON with a version field, never a string concatenation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import check_tenant_id
+from .errors import ConfigurationError
+from .tenancy import UNSET, _Unset
+
+KEY_VERSION = 1
+_DIGEST_CHARS = 32  # 128 bits: collisions are not a practical concern at any cache size
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON bytes: sorted keys, fixed separators, lone surrogates kept."""
+    text = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8", "surrogatepass")
+
+
+def digest(*parts: Any) -> str:
+    """A hex digest of the canonical JSON of ``parts`` (domain-separated by the caller)."""
+    return hashlib.sha256(canonical_json([KEY_VERSION, *parts])).hexdigest()[:_DIGEST_CHARS]
+
+
+def tenant_digest(tenant: str) -> str:
+    """The token that stands for a tenant in keys and TAG fields."""
+    return digest("tenant", tenant)
+
+
+def tag_digest(tag: str) -> str:
+    """The token that stands for a user tag in the TAG field."""
+    return digest("tag", tag)
+
+
+def scope_digest(scope: Mapping[str, Any]) -> str:
+    """The token that stands for a scope (model, parameters, conversation so far)."""
+    try:
+        return digest("scope", scope)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"scope must be JSON-serializable (str keys, no NaN), got {scope!r}: {exc}"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class CacheRequest:
+    """One question to the cache, with every key it needs.
+
+    Build it with `CacheRequest.build` (or `CacheEngine.request`), which validates the
+    parts and derives the digests once.
+    """
+
+    tenant: str
+    namespace: str
+    prompt: str
+    question: str | None
+    scope: Mapping[str, Any]
+    tags: tuple[str, ...]
+    ttl: float | None | _Unset
+    tenant_token: str = field(repr=False)
+    scope_token: str = field(repr=False)
+    partition: str = field(repr=False)
+    exact_key: str = field(repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        tenant: str,
+        namespace: str,
+        prompt: str,
+        question: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        ttl: float | None | _Unset = UNSET,
+    ) -> CacheRequest:
+        """Validate the parts of a request and derive its keys.
+
+        Args:
+            tenant: who is asking.
+            namespace: the engine's namespace.
+            prompt: the full prompt; identical prompts (and scope) are exact hits.
+            question: the text to embed for the semantic layer; ``None`` or empty
+                disables the semantic layer for this request.
+            scope: everything that must match exactly for any hit.
+            tags: labels stored with the entry.
+            ttl: per-entry TTL override (see `CacheConfig`).
+
+        Raises:
+            ConfigurationError: a part has the wrong type or cannot be hashed.
+        """
+        check_tenant_id(tenant)
+        if not isinstance(prompt, str):
+            raise ConfigurationError(f"prompt must be a string, got {type(prompt).__name__}")
+        if question is not None and not isinstance(question, str):
+            raise ConfigurationError(
+                f"question must be a string or None, got {type(question).__name__}"
+            )
+        scope = dict(scope or {})
+        s_token = scope_digest(scope)
+        t_token = tenant_digest(tenant)
+        return cls(
+            tenant=tenant,
+            namespace=namespace,
+            prompt=prompt,
+            question=question if question and question.strip() else None,
+            scope=scope,
+            tags=tuple(dict.fromkeys(tags)),
+            ttl=ttl,
+            tenant_token=t_token,
+            scope_token=s_token,
+            partition=digest("partition", t_token, s_token),
+            exact_key=digest("exact", namespace, t_token, s_token, prompt),
+        )

@@ -1,0 +1,122 @@
+"""The current tenant and per-request cache options, carried in a context variable.
+
+LangChain's ``BaseCache`` only sees ``(prompt, llm_string)``, so who is asking travels
+beside the call. Context variables are per thread and copied into each asyncio task, so
+``with tenant("acme"):`` is safe in threads and tasks alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .config import check_tenant_id
+from .errors import ConfigurationError
+
+
+class _Unset:
+    """Marker for "not given" where ``None`` is a meaningful value (``ttl=None``)."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Options that apply to every cache request made inside a `cache_context`."""
+
+    tenant: str | None = None
+    tags: tuple[str, ...] = ()
+    ttl: float | None | _Unset = UNSET
+    scope: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+_EMPTY = RequestContext()
+_current: ContextVar[RequestContext] = ContextVar("semcache_context", default=_EMPTY)
+
+
+def current_context() -> RequestContext:
+    """The options in force for this thread or task."""
+    return _current.get()
+
+
+def current_tenant() -> str | None:
+    """The tenant set by the innermost `tenant` / `cache_context`, or ``None``."""
+    return _current.get().tenant
+
+
+@contextmanager
+def cache_context(
+    *,
+    tenant: str | None = None,
+    tags: Sequence[str] | None = None,
+    ttl: float | None | _Unset = UNSET,
+    scope: Mapping[str, Any] | None = None,
+) -> Iterator[RequestContext]:
+    """Set the tenant, tags, TTL and extra scope for cache requests made inside the block.
+
+    Nested blocks inherit from outer ones: tags and scope are merged, tenant and TTL are
+    replaced when given.
+
+    Args:
+        tenant: who is asking; entries of other tenants are never served.
+        tags: labels stored with new entries, for invalidation by tag.
+        ttl: TTL in seconds for entries written inside the block (see `CacheConfig`).
+        scope: extra context that must match exactly for a hit (conversation id, persona).
+
+    Example:
+        >>> with cache_context(tenant="acme", tags=["faq"], scope={"persona": "pirate"}):
+        ...     pass
+    """
+    outer = _current.get()
+    if tenant is not None:
+        check_tenant_id(tenant)
+    if ttl is not UNSET and ttl is not None and (not isinstance(ttl, (int, float)) or ttl < 0):
+        raise ConfigurationError(f"ttl must be None or a number >= 0 seconds, got {ttl!r}")
+    merged_tags = outer.tags + tuple(t for t in (tags or ()) if t not in outer.tags)
+    for t in merged_tags:
+        if not isinstance(t, str):
+            raise ConfigurationError(f"tags must be strings, got {t!r}")
+    new = RequestContext(
+        tenant=tenant if tenant is not None else outer.tenant,
+        tags=merged_tags,
+        ttl=ttl if ttl is not UNSET else outer.ttl,
+        scope=MappingProxyType({**outer.scope, **(scope or {})}),
+    )
+    token = _current.set(new)
+    try:
+        yield new
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def tenant(tenant_id: str) -> Iterator[RequestContext]:
+    """Make ``tenant_id`` the current tenant inside the block.
+
+    Args:
+        tenant_id: any non-empty string; it is hashed before it reaches Redis.
+
+    Example:
+        >>> with tenant("acme"):
+        ...     pass  # model.invoke(...) here reads and writes acme's entries only
+    """
+    with cache_context(tenant=tenant_id) as ctx:
+        yield ctx
