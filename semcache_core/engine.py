@@ -673,7 +673,7 @@ class CacheEngine:
                 removed = self._store.delete_matching(expr)
         except _REDIS_FAULTS as exc:
             raise _translate(exc) from exc
-        self._stats.record(tenant or "*", "invalidated", removed)
+        self._stats.record_invalidated(removed)
         return removed
 
     async def ainvalidate(
@@ -697,10 +697,16 @@ class CacheEngine:
                 removed = await store.delete_matching(expr)
         except _REDIS_FAULTS as exc:
             raise _translate(exc) from exc
-        self._stats.record(tenant or "*", "invalidated", removed)
+        self._stats.record_invalidated(removed)
         return removed
 
     # -- introspection ------------------------------------------------------------------
+    def report_error(self, operation: str, exc: BaseException, *, tenant: str | None = None) -> None:
+        """Count and log (rate-limited) a fault an adapter met, e.g. a serialization error."""
+        self._fault(operation, None, exc)
+        if tenant is not None:
+            self._stats.record(tenant, "errors")
+
     def stats(self, tenant: str | None = None) -> dict[str, Any]:
         """Counters of this process: per tenant lookups by outcome, stores, errors.
 

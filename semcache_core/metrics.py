@@ -22,6 +22,7 @@ class LocalStats:
         self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._seconds: defaultdict[str, float] = defaultdict(float)
         self.errors: Counter[str] = Counter()
+        self.invalidated = 0
 
     def record_lookup(self, tenant: str, outcome: Outcome, seconds: float) -> None:
         with self._lock:
@@ -39,10 +40,18 @@ class LocalStats:
             if tenant is not None:
                 self._counts[tenant]["errors"] += 1
 
+    def record_invalidated(self, n: int) -> None:
+        with self._lock:
+            self.invalidated += n
+
     def snapshot(self, tenant: str | None = None) -> dict[str, Any]:
         with self._lock:
             tenants = [tenant] if tenant is not None else sorted(self._counts)
-            out: dict[str, Any] = {"tenants": {}, "errors": dict(self.errors)}
+            out: dict[str, Any] = {
+                "tenants": {},
+                "errors": dict(self.errors),
+                "invalidated": self.invalidated,
+            }
             for t in tenants:
                 c = self._counts.get(t, Counter())
                 requests = c["requests"]

@@ -1,0 +1,103 @@
+"""Generations to bytes and back, as data only.
+
+Decoding builds nothing but ``Generation``, ``ChatGeneration`` and ``AIMessage`` from
+JSON: no pickle, no ``langchain_core.load`` (which can import classes named in the
+payload), so a hostile entry in Redis cannot run code. Message ids are dropped: they
+name the run that produced the answer, not the one it is replayed into.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, message_to_dict
+from langchain_core.outputs import ChatGeneration, Generation
+from pydantic import BaseModel
+
+from semcache_core.errors import SerializationError
+
+CODEC = "langchain-generations/1"
+_AI_TYPES = {"ai", "AIMessageChunk"}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def _message_data(message: BaseMessage) -> dict[str, Any]:
+    if not isinstance(message, AIMessage):
+        raise SerializationError(f"only AI messages are cached, got {type(message).__name__}")
+    data = message_to_dict(message)["data"]
+    data["id"] = None
+    data["type"] = "ai"
+    data.pop("tool_call_chunks", None)  # chunks are re-assembled into tool_calls
+    return dict(data)
+
+
+def encode_generations(generations: Sequence[Generation]) -> bytes:
+    """Serialize a model's generations.
+
+    Raises:
+        SerializationError: a generation holds something that is not data.
+    """
+    items = []
+    for gen in generations:
+        if isinstance(gen, ChatGeneration):
+            items.append(
+                {
+                    "kind": "chat",
+                    "message": _message_data(gen.message),
+                    "generation_info": gen.generation_info,
+                }
+            )
+        elif isinstance(gen, Generation):
+            items.append(
+                {"kind": "text", "text": gen.text, "generation_info": gen.generation_info}
+            )
+        else:
+            raise SerializationError(f"cannot cache {type(gen).__name__}")
+    try:
+        return json.dumps(
+            {"v": 1, "generations": items}, default=_default, ensure_ascii=False
+        ).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"generation is not JSON-serializable: {exc}") from exc
+
+
+def decode_generations(payload: bytes, codec: str) -> list[Generation]:
+    """Rebuild generations from `encode_generations` output.
+
+    Raises:
+        SerializationError: the payload is not one we wrote (the engine then deletes it).
+    """
+    if codec != CODEC:
+        raise SerializationError(f"unknown codec {codec!r}")
+    try:
+        doc = json.loads(payload.decode("utf-8", "surrogatepass"))
+        if doc.get("v") != 1 or not isinstance(doc.get("generations"), list):
+            raise ValueError("unknown payload version")
+        out: list[Generation] = []
+        for item in doc["generations"]:
+            info = item.get("generation_info")
+            if info is not None and not isinstance(info, dict):
+                raise ValueError("generation_info must be an object")
+            if item["kind"] == "chat":
+                data = item["message"]
+                if not isinstance(data, dict) or data.get("type") not in _AI_TYPES:
+                    raise ValueError("only AI messages can be replayed")
+                out.append(ChatGeneration(message=AIMessage(**data), generation_info=info))
+            elif item["kind"] == "text":
+                if not isinstance(item["text"], str):
+                    raise ValueError("text must be a string")
+                out.append(Generation(text=item["text"], generation_info=info))
+            else:
+                raise ValueError(f"unknown generation kind {item['kind']!r}")
+        if not out:
+            raise ValueError("no generations")
+        return out
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SerializationError(f"cached generations are unreadable: {exc}") from exc
