@@ -91,8 +91,9 @@ class FakeSupportChatModel(BaseChatModel):
         known = answer_for(question)
         if known is not None:
             return known
-        digest = hashlib.sha256(f"{self.model_name}|{question}".encode()).hexdigest()[:8]
-        return f"[{self.model_name}] Answer {digest} to: {question}"
+        tag = f"{self.model_name} t={self.temperature:g}"
+        digest = hashlib.sha256(f"{tag}|{question}".encode()).hexdigest()[:8]
+        return f"[{tag}] Answer {digest} to: {question}"
 
     def _respond(self, messages: list[BaseMessage], **kwargs: Any) -> ChatResult:
         self._calls += 1

@@ -1,0 +1,110 @@
+"""Shared fixtures. Tests that need Redis get the real embedded server (Redis 8 with
+RediSearch), started once per session; if it cannot start, the fixture raises and those
+tests fail loudly. Nothing here skips."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from semcache_core import CacheEngine, start_embedded_redis
+from semcache_core.embedded import EmbeddedRedis
+from semcache_core.embedding import CallableEmbedder, SentenceTransformerEmbedder, minilm
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = start_embedded_redis(tmp_path_factory.mktemp("redis"), reuse=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def embeddings() -> SentenceTransformerEmbedder:
+    """The real all-MiniLM-L6-v2, for every test about similarity."""
+    return minilm()
+
+
+class CountingEmbeddings:
+    """A LangChain-style embeddings object that records what it was asked to embed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.model = "counting"
+        self.texts: list[str] = []
+        self.async_texts: list[str] = []
+
+    def embed_query(self, text: str) -> list[float]:
+        self.texts.append(text)
+        return list(self.inner.embed(text))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_query(t) for t in texts]
+
+    async def aembed_query(self, text: str) -> list[float]:
+        self.async_texts.append(text)
+        return list(await self.inner.aembed(text))
+
+
+@pytest.fixture
+def counting_embeddings(embeddings: SentenceTransformerEmbedder) -> CountingEmbeddings:
+    return CountingEmbeddings(embeddings)
+
+
+def constant_embedder(dims: int = 8) -> CallableEmbedder:
+    """Every text gets the same vector: for tests about isolation, not similarity."""
+    vec = [1.0] + [0.0] * (dims - 1)
+    return CallableEmbedder(lambda text: vec, model_id=f"constant-{dims}")
+
+
+def hashed_embedder(dims: int = 16) -> CallableEmbedder:
+    """Unrelated texts get unrelated vectors; identical texts identical ones."""
+
+    def embed(text: str) -> list[float]:
+        seed = int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8])
+        return list(np.random.default_rng(seed).standard_normal(dims))
+
+    return CallableEmbedder(embed, model_id=f"hashed-{dims}")
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_engine(redis_url: str, namespace: str) -> Iterator[Callable[..., CacheEngine]]:
+    """Engines on the session Redis in this test's own namespace, dropped afterwards."""
+    made: list[CacheEngine] = []
+
+    def _make(**kwargs: Any) -> CacheEngine:
+        kwargs.setdefault("namespace", namespace)
+        engine = CacheEngine(redis_url, **kwargs)
+        made.append(engine)
+        return engine
+
+    yield _make
+    for engine in made:
+        engine.close()
+    for ns in {e.config.namespace for e in made}:
+        cleaner = CacheEngine(redis_url, namespace=ns, validate=False)
+        cleaner.drop_index()
+        cleaner.close()

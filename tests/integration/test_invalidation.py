@@ -1,0 +1,106 @@
+"""Invalidation by tenant, tag (any / all), scope, age and everything; batched UNLINK,
+never KEYS or FLUSHDB (checked with Redis' own command statistics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from semcache_core import CacheEngine, cache_context
+from semcache_core.errors import ConfigurationError
+from tests.conftest import hashed_embedder
+
+
+def calls(raw: redis.Redis, command: str) -> int:
+    stats = raw.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+@pytest.fixture
+def guard(raw_redis: redis.Redis) -> Iterator[None]:
+    before = {c: calls(raw_redis, c) for c in ("keys", "flushdb", "flushall")}
+    yield
+    after = {c: calls(raw_redis, c) for c in ("keys", "flushdb", "flushall")}
+    assert after == before, "semcache must never run KEYS / FLUSHDB / FLUSHALL"
+
+
+@pytest.fixture
+def now() -> list[float]:
+    return [1_700_000_000.0]
+
+
+@pytest.fixture
+def engine(make_engine: Callable[..., CacheEngine], now: list[float]) -> CacheEngine:
+    # a small batch size makes every invalidation take several batches
+    return make_engine(embedder=hashed_embedder(), invalidate_batch=7, clock=lambda: now[0])
+
+
+def fill(engine: CacheEngine, now: list[float]) -> None:
+    for tenant in ("acme", "globex"):
+        for i in range(20):
+            tags = ["faq"] if i % 2 else ["faq", "billing"]
+            if i % 5 == 0:
+                tags = ["billing"]
+            with cache_context(tenant=tenant, tags=tags):
+                engine.store(engine.request(f"q{i}", scope={"model": f"m{i % 2}"}), b"x")
+            now[0] += 10
+
+
+def test_by_tenant(engine: CacheEngine, now: list[float], guard: None) -> None:
+    fill(engine, now)
+    assert engine.invalidate(tenant="acme") == 20
+    assert engine.count(tenant="acme") == 0 and engine.count(tenant="globex") == 20
+
+
+def test_by_tag_any_and_all(engine: CacheEngine, now: list[float], guard: None) -> None:
+    fill(engine, now)
+    # per tenant: i%5==0 -> {billing} (4); odd -> {faq} (8 of the rest); even -> both (8)
+    assert engine.invalidate(tags=["faq", "billing"], match="all", tenant="acme") == 8
+    assert engine.invalidate(tags=["billing"], tenant="acme") == 4
+    assert engine.count(tenant="acme") == 8
+    assert engine.invalidate(tags=["faq", "nope"], match="any") == 8 + 16
+    assert engine.count() == 4  # globex's billing-only entries
+
+
+def test_by_scope(engine: CacheEngine, now: list[float], guard: None) -> None:
+    fill(engine, now)
+    scope = engine.request("x", scope={"model": "m1"}).scope
+    assert engine.invalidate(scope=scope) == 20
+    assert engine.count() == 20
+
+
+def test_by_age(engine: CacheEngine, now: list[float], guard: None) -> None:
+    fill(engine, now)  # 40 entries written 10 s apart; now is 10 s after the last
+    assert engine.invalidate(older_than=105) == 30  # written more than 105 s ago
+    assert engine.count() == 10
+
+
+def test_everything_and_other_namespaces_untouched(
+    engine: CacheEngine,
+    now: list[float],
+    make_engine: Callable[..., CacheEngine],
+    namespace: str,
+    guard: None,
+) -> None:
+    neighbour = make_engine(embedder=hashed_embedder(), namespace=namespace + "x")
+    neighbour.store(neighbour.request("keep me"), b"x")
+    fill(engine, now)
+    assert engine.invalidate(everything=True) == 40
+    assert engine.count() == 0
+    assert neighbour.count() == 1 and neighbour.lookup(neighbour.request("keep me")).hit
+
+
+async def test_async_invalidation(engine: CacheEngine, now: list[float], guard: None) -> None:
+    fill(engine, now)
+    assert await engine.ainvalidate(tenant="globex", tags=["billing"]) == 12
+    assert await engine.ainvalidate(everything=True) == 28
+    await engine.aclose()
+
+
+def test_invalidate_needs_a_criterion(engine: CacheEngine) -> None:
+    with pytest.raises(ConfigurationError, match="everything=True"):
+        engine.invalidate()
+    with pytest.raises(ConfigurationError):
+        engine.invalidate(tags=["a"], match="some")

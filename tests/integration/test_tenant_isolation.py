@@ -1,0 +1,144 @@
+"""Zero cross-tenant serves across 1,200 hostile tenant ids, on every path a tenant id
+reaches Redis: exact lookups, semantic lookups and invalidation.
+
+Every tenant stores an answer to the same prompt and question (so all entries share one
+vector: the nearest neighbour in the whole index is almost always another tenant's),
+and its answer is its own id. Each tenant must get back exactly its own id; tenants
+that never stored anything must miss.
+
+The meta-tests switch the protection off (tenant ids reaching TAG fields and queries
+raw and unescaped, as a naive cache does) and show the harness then reports failures,
+so this test fails if the escaping and hashing are removed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from semcache_core import CacheEngine, Outcome
+from semcache_core import query as query_module
+from semcache_core import request as request_module
+from tests.conftest import constant_embedder
+
+SPECIALS = "{}|@*-:,\"'\\ ()[]<>~!$%^&=+;?/.#`"
+HOSTILE = [
+    "acme", "Acme", "ACME", " acme", "acme ", "a c m e", "acme,globex", "acme|globex",
+    "acme}", "{acme", "@tenant:{acme}", "*", "-acme", "acme-", "a:b", "a\\b", "a\\", "'acme'",
+    '"acme"', "acme\x00", "\x00", "\t", "\n", "acme\r\n", "\x1b[31m", "é", "e\u0301",
+    "ＡＣＭＥ", "租户", "🙂", "\u200b", "a" * 300, "(acme)", "acme*", "%", "$vec", "~acme",
+]
+
+
+def tenant_ids(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    alphabet = SPECIALS + "abcAB01 é租\x00\x01\x7f"
+    ids = list(dict.fromkeys(HOSTILE))
+    while len(ids) < n:
+        size = rng.randint(1, 12)
+        candidate = "".join(rng.choice(alphabet) for _ in range(size))
+        if candidate not in ids:
+            ids.append(candidate)
+    return ids
+
+
+@dataclass
+class Report:
+    cross_serves: list[tuple[str, str]] = field(default_factory=list)
+    own_misses: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wrongly_invalidated: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.cross_serves or self.own_misses or self.errors or self.wrongly_invalidated)
+
+
+def run_isolation(engine: CacheEngine, stored: list[str], absent: list[str]) -> Report:
+    report = Report()
+    prompt, question = "What is your refund policy?", "What is your refund policy?"
+    for t in stored:
+        assert engine.store(engine.request(prompt, question=question, tenant=t), _payload(t))
+    for t in stored:
+        exact = engine.lookup(engine.request(prompt, question=question, tenant=t))
+        semantic = engine.lookup(
+            engine.request(f"paraphrase for {t!r}", question=question, tenant=t)
+        )
+        for result in (exact, semantic):
+            if result.outcome is Outcome.ERROR:
+                report.errors.append(t)
+            elif not result.hit:
+                report.own_misses.append(t)
+            elif result.value != _payload(t):
+                report.cross_serves.append((t, result.value.decode("utf-8", "surrogatepass")))
+    for t in absent:
+        for result in (
+            engine.lookup(engine.request(prompt, question=question, tenant=t)),
+            engine.lookup(engine.request("other", question=question, tenant=t)),
+        ):
+            if result.hit:
+                report.cross_serves.append((t, result.value.decode("utf-8", "surrogatepass")))
+            elif result.outcome is Outcome.ERROR:
+                report.errors.append(t)
+    # Invalidating one tenant removes exactly its entry.
+    victims = stored[:: max(1, len(stored) // 60)]
+    for t in victims:
+        try:
+            engine.invalidate(tenant=t)
+        except Exception:
+            report.errors.append(t)
+    gone = set(victims)
+    for t in stored:
+        result = engine.lookup(engine.request(prompt, question=question, tenant=t))
+        if t not in gone and not result.hit:
+            report.wrongly_invalidated.append(t)
+        if t in gone and result.hit:
+            report.cross_serves.append((t, "survived its own invalidation"))
+    return report
+
+
+def _payload(t: str) -> bytes:
+    return t.encode("utf-8", "surrogatepass")
+
+
+def test_zero_cross_tenant_serves(make_engine: Callable[..., CacheEngine]) -> None:
+    ids = tenant_ids(1500)
+    stored, absent = ids[:1200], ids[1200:]
+    engine = make_engine(embedder=constant_embedder(), threshold=0.0)
+    report = run_isolation(engine, stored, absent)
+    assert report.clean, report
+    assert engine.stats()["errors"] == {}
+
+
+def _naive_tokens(monkeypatch: pytest.MonkeyPatch, *, escape: bool) -> None:
+    """Make the cache do what a naive one does: raw tenant ids in TAG fields/queries."""
+
+    def raw_build(**kw):  # type: ignore[no-untyped-def]
+        req = original(**kw)
+        token = req.tenant
+        return request_module.CacheRequest(
+            **{**req.__dict__, "tenant_token": token, "partition": token + "|" + req.scope_token}
+        )
+
+    original = request_module.CacheRequest.build
+    monkeypatch.setattr(request_module.CacheRequest, "build", staticmethod(raw_build))
+    monkeypatch.setattr(request_module, "tenant_digest", lambda t: t)
+    monkeypatch.setattr("semcache_core.engine.tenant_digest", lambda t: t)
+    if not escape:
+        monkeypatch.setattr(query_module, "escape_tag", lambda v: v)
+
+
+@pytest.mark.parametrize("escape", [False, True], ids=["unescaped", "escaped-but-raw"])
+def test_harness_fails_without_the_protection(
+    make_engine: Callable[..., CacheEngine], monkeypatch: pytest.MonkeyPatch, escape: bool
+) -> None:
+    """With raw, unescaped ids the harness must see errors or leaks (else it proves
+    nothing). Escaping alone is not enough either: TAG fields split on ',' and trim
+    whitespace, which is why semcache hashes ids before they reach a TAG field."""
+    _naive_tokens(monkeypatch, escape=escape)
+    engine = make_engine(embedder=constant_embedder(), threshold=0.0)
+    report = run_isolation(engine, tenant_ids(120)[:100], tenant_ids(120)[100:])
+    assert not report.clean

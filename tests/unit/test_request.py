@@ -1,0 +1,75 @@
+"""Key derivation is pure: canonical JSON + sha256, never string concatenation."""
+
+from __future__ import annotations
+
+import pytest
+
+from semcache_core.errors import ConfigurationError
+from semcache_core.request import CacheRequest, canonical_json, digest, tenant_digest
+
+
+def build(**kw: object) -> CacheRequest:
+    args: dict[str, object] = {"tenant": "acme", "namespace": "ns", "prompt": "p"}
+    args.update(kw)
+    return CacheRequest.build(**args)  # type: ignore[arg-type]
+
+
+def test_canonical_json_is_order_independent() -> None:
+    assert canonical_json({"b": 1, "a": [1, 2]}) == canonical_json({"a": [1, 2], "b": 1})
+
+
+def test_no_concatenation_collisions() -> None:
+    # RedisVL's hashify("ab" + "c") == hashify("a" + "bc"); ours must not collide.
+    assert digest("ab", "c") != digest("a", "bc")
+    a = build(tenant="ab", prompt="c")
+    b = build(tenant="a", prompt="bc")
+    assert a.exact_key != b.exact_key and a.partition != b.partition
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        ({"tenant": "Acme"}, {"tenant": "acme"}),
+        ({"tenant": " acme"}, {"tenant": "acme"}),
+        ({"tenant": "a,b"}, {"tenant": "a"}),
+        ({"namespace": "n1"}, {"namespace": "n2"}),
+        ({"scope": {"model": "a"}}, {"scope": {"model": "b"}}),
+        ({"scope": {"temperature": 0}}, {"scope": {"temperature": 0.7}}),
+        ({"prompt": "x"}, {"prompt": "x "}),
+    ],
+)
+def test_every_part_changes_the_exact_key(left: dict[str, object], right: dict[str, object]) -> None:
+    assert build(**left).exact_key != build(**right).exact_key
+
+
+def test_question_does_not_change_exact_key_but_scope_changes_partition() -> None:
+    assert build(question="q1").exact_key == build(question="q2").exact_key
+    assert build(scope={"m": 1}).partition != build(scope={"m": 2}).partition
+    assert build(tenant="x").partition != build(tenant="y").partition
+
+
+def test_tokens_are_hex() -> None:
+    req = build(tenant="evil}|@*-:,\"'\\ \x00é")
+    for token in (req.tenant_token, req.scope_token, req.partition, req.exact_key):
+        assert all(c in "0123456789abcdef" for c in token)
+    assert req.tenant_token == tenant_digest(req.tenant)
+
+
+def test_lone_surrogates_hash() -> None:
+    assert build(prompt="\ud800").exact_key != build(prompt="\udc00").exact_key
+
+
+def test_blank_question_disables_semantic_layer() -> None:
+    assert build(question="   ").question is None
+    assert build(question=None).question is None
+
+
+@pytest.mark.parametrize("tenant", ["", None, 3])
+def test_bad_tenant_rejected(tenant: object) -> None:
+    with pytest.raises(ConfigurationError, match="tenant"):
+        build(tenant=tenant)
+
+
+def test_unserializable_scope_rejected() -> None:
+    with pytest.raises(ConfigurationError, match="JSON"):
+        build(scope={"x": object()})
