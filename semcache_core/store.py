@@ -26,8 +26,8 @@ from .errors import ConfigurationError, SchemaMismatchError
 
 SCHEMA_VERSION = 1
 META_MIGRATION = (
-    "drop the old index with `CacheEngine(...).drop_index()` (its entries are removed "
-    "and the cache refills), or use a new namespace"
+    "drop the old index with `CacheEngine(..., validate=False).drop_index()` (its entries "
+    "are removed and the cache refills), or use a new namespace"
 )
 
 
@@ -156,6 +156,14 @@ NO_SEARCH_MODULE = (
 )
 
 
+def is_missing_index(exc: BaseException) -> bool:
+    """Redis came back empty (restart without persistence, FLUSHALL, failover)."""
+    text = str(exc).lower()
+    return isinstance(exc, redis.ResponseError) and (
+        "no such index" in text or "unknown index" in text
+    )
+
+
 def module_names(reply: Any) -> set[str]:
     names = set()
     for module in reply or []:
@@ -199,25 +207,37 @@ def client_kwargs(config: CacheConfig) -> dict[str, Any]:
 
 
 def make_client(config: CacheConfig) -> redis.Redis:
+    """A redis-py client: no retries, short timeouts, a bounded pool that queues."""
     from redis.retry import Retry
 
     try:
-        return redis.Redis.from_url(
-            config.redis_url, retry=Retry(NoBackoff(), 0), **client_kwargs(config)
+        pool = redis.BlockingConnectionPool.from_url(
+            config.redis_url,
+            max_connections=config.max_connections,
+            timeout=config.pool_timeout,
+            retry=Retry(NoBackoff(), 0),
+            **client_kwargs(config),
         )
     except ValueError as exc:
         raise ConfigurationError(
             f"redis_url {config.redis_url!r} is not a Redis URL ({exc}); use e.g. "
             "redis://localhost:6379/0, rediss://user:password@host:6380/0 or unix:///path.sock"
         ) from exc
+    return redis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 def make_async_client(config: CacheConfig) -> aredis.Redis:
+    """The redis.asyncio twin of `make_client` (one per event loop)."""
     from redis.asyncio.retry import Retry as AsyncRetry
 
-    return aredis.Redis.from_url(
-        config.redis_url, retry=AsyncRetry(NoBackoff(), 0), **client_kwargs(config)
+    pool = aredis.BlockingConnectionPool.from_url(
+        config.redis_url,
+        max_connections=config.max_connections,
+        timeout=config.pool_timeout,
+        retry=AsyncRetry(NoBackoff(), 0),
+        **client_kwargs(config),
     )
+    return aredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 def expiry_ms(ttl: float) -> int:
