@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
@@ -240,6 +240,14 @@ def make_async_client(config: CacheConfig) -> aredis.Redis:
     return aredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
+def _exec(client: redis.Redis, *args: Any) -> Any:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+async def _aexec(client: aredis.Redis, *args: Any) -> Any:
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 def expiry_ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
@@ -255,11 +263,11 @@ class SyncStore:
     # -- setup ---------------------------------------------------------------------------
     def has_search_module(self) -> bool:
         try:
-            return "search" in module_names(self.client.execute_command("MODULE", "LIST"))
+            return "search" in module_names(_exec(self.client, "MODULE", "LIST"))
         except redis.ResponseError:
             # MODULE LIST can be forbidden (managed Redis): ask the query engine directly.
             try:
-                self.client.execute_command("FT._LIST")
+                _exec(self.client, "FT._LIST")
                 return True
             except redis.ResponseError:
                 return False
@@ -272,7 +280,7 @@ class SyncStore:
 
     def index_info(self) -> Any | None:
         try:
-            return self.client.execute_command("FT.INFO", self.layout.index_name)
+            return _exec(self.client, "FT.INFO", self.layout.index_name)
         except redis.ResponseError as exc:
             if "unknown index" in str(exc).lower() or "no such index" in str(exc).lower():
                 return None
@@ -288,11 +296,9 @@ class SyncStore:
 
     def drop_index(self) -> None:
         try:
-            self.client.execute_command("FT.DROPINDEX", self.layout.index_name)
+            _exec(self.client, "FT.DROPINDEX", self.layout.index_name)
         except redis.ResponseError as exc:
-            if "unknown index" not in str(exc).lower() and "no such index" not in str(
-                exc
-            ).lower():
+            if "unknown index" not in str(exc).lower() and "no such index" not in str(exc).lower():
                 raise
         self.client.delete(self.layout.meta_key)
 
@@ -303,16 +309,16 @@ class SyncStore:
             return None
         return dict(zip(READ_FIELDS, values, strict=True))
 
-    def search(self, partition: str, vector: bytes, k: int = 1) -> list[tuple[str, dict[str, Any]]]:
-        reply = self.client.execute_command(
-            *search_args(self.layout, self.config, partition, vector, k)
-        )
+    def search(
+        self, partition: str, vector: bytes, k: int = 1
+    ) -> list[tuple[str, dict[str, Any]]]:
+        reply = _exec(self.client, *search_args(self.layout, self.config, partition, vector, k))
         return parse_search_reply(reply)
 
     def write(self, key: str, fields: dict[str, Any], ttl: float | None) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key)  # an overwrite must not keep fields of the old entry
-        pipe.hset(key, mapping=fields)
+        pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
             pipe.pexpire(key, expiry_ms(ttl))
         pipe.execute()
@@ -337,9 +343,7 @@ class SyncStore:
         total = 0
         for _ in range(1_000_000):
             keys = parse_keys_reply(
-                self.client.execute_command(
-                    *filter_args(self.layout, expr, self.config.invalidate_batch)
-                )
+                _exec(self.client, *filter_args(self.layout, expr, self.config.invalidate_batch))
             )
             if not keys:
                 break
@@ -361,11 +365,20 @@ class SyncStore:
         return total + self.unlink(batch)
 
     def count(self, expr: str = "*") -> int:
-        reply = self.client.execute_command(
-            "FT.SEARCH", self.layout.index_name, expr, "NOCONTENT", "LIMIT", 0, 0, "DIALECT", 2
+        reply = _exec(
+            self.client,
+            "FT.SEARCH",
+            self.layout.index_name,
+            expr,
+            "NOCONTENT",
+            "LIMIT",
+            0,
+            0,
+            "DIALECT",
+            2,
         )
         if isinstance(reply, dict):
-            return int(reply.get(b"total_results", reply.get("total_results", 0)))
+            return int(reply.get(b"total_results", reply.get("total_results")) or 0)
         return int(reply[0])
 
     def close(self) -> None:
@@ -382,10 +395,10 @@ class AsyncStore:
 
     async def has_search_module(self) -> bool:
         try:
-            return "search" in module_names(await self.client.execute_command("MODULE", "LIST"))
+            return "search" in module_names(await _aexec(self.client, "MODULE", "LIST"))
         except redis.ResponseError:
             try:
-                await self.client.execute_command("FT._LIST")
+                await _aexec(self.client, "FT._LIST")
                 return True
             except redis.ResponseError:
                 return False
@@ -398,7 +411,7 @@ class AsyncStore:
 
     async def index_info(self) -> Any | None:
         try:
-            return await self.client.execute_command("FT.INFO", self.layout.index_name)
+            return await _aexec(self.client, "FT.INFO", self.layout.index_name)
         except redis.ResponseError as exc:
             if "unknown index" in str(exc).lower() or "no such index" in str(exc).lower():
                 return None
@@ -421,15 +434,15 @@ class AsyncStore:
     async def search(
         self, partition: str, vector: bytes, k: int = 1
     ) -> list[tuple[str, dict[str, Any]]]:
-        reply = await self.client.execute_command(
-            *search_args(self.layout, self.config, partition, vector, k)
+        reply = await _aexec(
+            self.client, *search_args(self.layout, self.config, partition, vector, k)
         )
         return parse_search_reply(reply)
 
     async def write(self, key: str, fields: dict[str, Any], ttl: float | None) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key)
-        pipe.hset(key, mapping=fields)
+        pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
             pipe.pexpire(key, expiry_ms(ttl))
         await pipe.execute()
@@ -452,8 +465,8 @@ class AsyncStore:
         total = 0
         for _ in range(1_000_000):
             keys = parse_keys_reply(
-                await self.client.execute_command(
-                    *filter_args(self.layout, expr, self.config.invalidate_batch)
+                await _aexec(
+                    self.client, *filter_args(self.layout, expr, self.config.invalidate_batch)
                 )
             )
             if not keys:
