@@ -55,22 +55,26 @@ class SemanticCache(BaseCache):
         embeddings: Any = None,
         namespace: str | None = None,
         threshold: float | None = None,
-        ttl: float | None | _Unset = UNSET,
+        ttl: float | _Unset | None = UNSET,
         tenant: str | None = None,
         engine: CacheEngine | None = None,
         **settings: Any,
     ) -> None:
         if engine is not None:
-            given = [
-                name
-                for name, value in (
-                    ("redis_url", redis_url),
-                    ("embeddings", embeddings),
-                    ("namespace", namespace),
-                    ("threshold", threshold),
-                )
-                if value is not None
-            ] + list(settings) + (["ttl"] if ttl is not UNSET else [])
+            given = (
+                [
+                    name
+                    for name, value in (
+                        ("redis_url", redis_url),
+                        ("embeddings", embeddings),
+                        ("namespace", namespace),
+                        ("threshold", threshold),
+                    )
+                    if value is not None
+                ]
+                + list(settings)
+                + (["ttl"] if ttl is not UNSET else [])
+            )
             if given:
                 raise ConfigurationError(
                     f"pass either engine= or engine settings, not both (got {given}); "
@@ -112,7 +116,9 @@ class SemanticCache(BaseCache):
         for gen in generations:
             if isinstance(gen, ChatGeneration):
                 message = gen.message.model_copy(
-                    update={"response_metadata": {**gen.message.response_metadata, "semcache": marker}}
+                    update={
+                        "response_metadata": {**gen.message.response_metadata, "semcache": marker}
+                    }
                 )
                 gen = ChatGeneration(message=message, generation_info=gen.generation_info)
             out.append(gen)
@@ -168,4 +174,3 @@ class SemanticCache(BaseCache):
     async def aclear(self, **kwargs: Any) -> None:
         """Async `clear`."""
         await self.engine.ainvalidate(**self._clear_args(kwargs))
-

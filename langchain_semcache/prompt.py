@@ -61,8 +61,10 @@ def _split_content(content: Any) -> tuple[str, Any]:
     for block in content:
         if isinstance(block, str):
             texts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text" and isinstance(
-            block.get("text"), str
+        elif (
+            isinstance(block, dict)
+            and block.get("type") == "text"
+            and isinstance(block.get("text"), str)
         ):
             texts.append(block["text"])
         else:

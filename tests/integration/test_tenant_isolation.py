@@ -26,10 +26,43 @@ from tests.conftest import constant_embedder
 
 SPECIALS = "{}|@*-:,\"'\\ ()[]<>~!$%^&=+;?/.#`"
 HOSTILE = [
-    "acme", "Acme", "ACME", " acme", "acme ", "a c m e", "acme,globex", "acme|globex",
-    "acme}", "{acme", "@tenant:{acme}", "*", "-acme", "acme-", "a:b", "a\\b", "a\\", "'acme'",
-    '"acme"', "acme\x00", "\x00", "\t", "\n", "acme\r\n", "\x1b[31m", "é", "e\u0301",
-    "ＡＣＭＥ", "租户", "🙂", "\u200b", "a" * 300, "(acme)", "acme*", "%", "$vec", "~acme",
+    "acme",
+    "Acme",
+    "ACME",
+    " acme",
+    "acme ",
+    "a c m e",
+    "acme,globex",
+    "acme|globex",
+    "acme}",
+    "{acme",
+    "@tenant:{acme}",
+    "*",
+    "-acme",
+    "acme-",
+    "a:b",
+    "a\\b",
+    "a\\",
+    "'acme'",
+    '"acme"',
+    "acme\x00",
+    "\x00",
+    "\t",
+    "\n",
+    "acme\r\n",
+    "\x1b[31m",
+    "é",
+    "e\u0301",
+    "ＡＣＭＥ",
+    "租户",
+    "🙂",
+    "\u200b",
+    "a" * 300,
+    "(acme)",
+    "acme*",
+    "%",
+    "$vec",
+    "~acme",
 ]
 
 
@@ -54,7 +87,9 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return not (self.cross_serves or self.own_misses or self.errors or self.wrongly_invalidated)
+        return not (
+            self.cross_serves or self.own_misses or self.errors or self.wrongly_invalidated
+        )
 
 
 def run_isolation(engine: CacheEngine, stored: list[str], absent: list[str]) -> Report:

@@ -8,7 +8,21 @@ import pytest
 
 from semcache_core import query
 
-HOSTILE = ["a}b", "a|b", "@x:{y}", "*", "-a", "(a)", "a\\b", "a b", 'a"b', "a'b", "a,b", "é", "\x00"]
+HOSTILE = [
+    "a}b",
+    "a|b",
+    "@x:{y}",
+    "*",
+    "-a",
+    "(a)",
+    "a\\b",
+    "a b",
+    'a"b',
+    "a'b",
+    "a,b",
+    "é",
+    "\x00",
+]
 
 
 @pytest.mark.parametrize("value", HOSTILE)

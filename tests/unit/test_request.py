@@ -38,7 +38,9 @@ def test_no_concatenation_collisions() -> None:
         ({"prompt": "x"}, {"prompt": "x "}),
     ],
 )
-def test_every_part_changes_the_exact_key(left: dict[str, object], right: dict[str, object]) -> None:
+def test_every_part_changes_the_exact_key(
+    left: dict[str, object], right: dict[str, object]
+) -> None:
     assert build(**left).exact_key != build(**right).exact_key
 
 

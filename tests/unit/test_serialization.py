@@ -53,7 +53,12 @@ def test_text_generations_round_trip_exactly() -> None:
         b"\xff\xfe",
         json.dumps({"v": 2, "generations": []}).encode(),
         json.dumps({"v": 1, "generations": []}).encode(),
-        json.dumps({"v": 1, "generations": [{"kind": "chat", "message": {"type": "system", "content": "x"}}]}).encode(),
+        json.dumps(
+            {
+                "v": 1,
+                "generations": [{"kind": "chat", "message": {"type": "system", "content": "x"}}],
+            }
+        ).encode(),
         json.dumps({"v": 1, "generations": [{"kind": "pickle", "data": "gASV"}]}).encode(),
         json.dumps(
             {"lc": 1, "type": "constructor", "id": ["os", "system"], "kwargs": {"command": "id"}}

@@ -14,13 +14,12 @@ from semcache_core.tenancy import current_context
 
 def test_nesting_and_restore() -> None:
     assert current_tenant() is None
-    with tenant("a"):
-        with cache_context(tags=["x"], scope={"k": 1}):
-            with tenant("b"):
-                assert current_tenant() == "b"
-                assert current_context().tags == ("x",)
-                assert dict(current_context().scope) == {"k": 1}
-            assert current_tenant() == "a"
+    with tenant("a"), cache_context(tags=["x"], scope={"k": 1}):
+        with tenant("b"):
+            assert current_tenant() == "b"
+            assert current_context().tags == ("x",)
+            assert dict(current_context().scope) == {"k": 1}
+        assert current_tenant() == "a"
     assert current_tenant() is None
 
 
