@@ -14,11 +14,12 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool
@@ -116,11 +117,16 @@ class FakeSupportChatModel(BaseChatModel):
             message = AIMessage(content=answer)
         prompt_text = " ".join(m.text for m in messages)
         out_text = message.text or json.dumps(message.tool_calls)
-        message.usage_metadata = {
-            "input_tokens": _tokens(prompt_text),
-            "output_tokens": _tokens(out_text),
-            "total_tokens": _tokens(prompt_text) + _tokens(out_text),
-        }
+        # The token-detail keys are optional at run time; some langchain-core releases
+        # type them as required.
+        message.usage_metadata = cast(
+            UsageMetadata,
+            {
+                "input_tokens": _tokens(prompt_text),
+                "output_tokens": _tokens(out_text),
+                "total_tokens": _tokens(prompt_text) + _tokens(out_text),
+            },
+        )
         message.response_metadata = {"model_name": self.model_name, "finish_reason": "stop"}
         return ChatResult(generations=[ChatGeneration(message=message)])
 
