@@ -19,7 +19,7 @@ from semcache_core.request import CacheRequest
 from semcache_core.tenancy import UNSET, _Unset
 
 from .prompt import parse_prompt
-from .serialization import CODEC, decode_generations, encode_generations
+from .serialization import CODEC, decode_generations, encode_generations, generations_text
 
 
 class SemanticCache(BaseCache):
@@ -109,6 +109,7 @@ class SemanticCache(BaseCache):
         marker = {
             "hit": True,
             "layer": result.layer,
+            "outcome": result.outcome.value,
             "similarity": None if result.similarity is None else round(result.similarity, 6),
             "cached_at": result.created_at,
         }
@@ -133,7 +134,9 @@ class SemanticCache(BaseCache):
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Look up an answer; ``None`` on a miss or any cache fault."""
-        result = self.engine.lookup(self._request(prompt, llm_string), decode=decode_generations)
+        result = self.engine.lookup(
+            self._request(prompt, llm_string), decode=decode_generations, text_of=generations_text
+        )
         return self._served(result)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
@@ -141,7 +144,7 @@ class SemanticCache(BaseCache):
         request = self._request(prompt, llm_string)
         payload = self._payload(request, return_val)
         if payload is not None:
-            self.engine.store(request, payload, codec=CODEC)
+            self.engine.store(request, payload, codec=CODEC, text=generations_text(return_val))
 
     def clear(self, **kwargs: Any) -> None:
         """Delete entries.
@@ -160,7 +163,7 @@ class SemanticCache(BaseCache):
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Async `lookup`: redis.asyncio and the embeddings' ``aembed_query``."""
         result = await self.engine.alookup(
-            self._request(prompt, llm_string), decode=decode_generations
+            self._request(prompt, llm_string), decode=decode_generations, text_of=generations_text
         )
         return self._served(result)
 
@@ -169,7 +172,9 @@ class SemanticCache(BaseCache):
         request = self._request(prompt, llm_string)
         payload = self._payload(request, return_val)
         if payload is not None:
-            await self.engine.astore(request, payload, codec=CODEC)
+            await self.engine.astore(
+                request, payload, codec=CODEC, text=generations_text(return_val)
+            )
 
     async def aclear(self, **kwargs: Any) -> None:
         """Async `clear`."""

@@ -101,3 +101,15 @@ def decode_generations(payload: bytes, codec: str) -> list[Generation]:
         return out
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise SerializationError(f"cached generations are unreadable: {exc}") from exc
+
+
+def generations_text(generations: Sequence[Generation]) -> str:
+    """The answer as text, for the shadow judge: each generation's text, and an AI
+    message's tool calls (name and arguments) when it has any."""
+    parts = []
+    for gen in generations:
+        parts.append(gen.text)
+        if isinstance(gen, ChatGeneration) and isinstance(gen.message, AIMessage):
+            for call in gen.message.tool_calls:
+                parts.append(json.dumps([call["name"], call["args"]], sort_keys=True))
+    return "\n".join(p for p in parts if p)

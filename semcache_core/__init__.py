@@ -4,6 +4,7 @@ The engine imports no LLM framework; `langchain_semcache` and `llamaindex_semcac
 thin adapters over it.
 """
 
+from .calibration import Calibration, CurvePoint, Verdict
 from .config import CacheConfig
 from .embedded import EmbeddedRedis, start_embedded_redis
 from .embedding import CachedEmbedder, CallableEmbedder, Embedder, as_embedder, minilm
@@ -17,9 +18,11 @@ from .errors import (
     SemcacheError,
     SerializationError,
 )
+from .judges import CallableJudge, EmbeddingJudge, Judge, TextEqualityJudge, as_judge
 from .policy import Outcome
 from .request import CacheRequest
 from .tenancy import cache_context, current_tenant, tenant
+from .tenant_policy import TenantPolicy
 
 __all__ = [
     "BackendTimeoutError",
@@ -28,17 +31,26 @@ __all__ = [
     "CacheEngine",
     "CacheRequest",
     "CachedEmbedder",
+    "Calibration",
     "CallableEmbedder",
+    "CallableJudge",
     "ConfigurationError",
+    "CurvePoint",
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "Embedder",
+    "EmbeddingJudge",
+    "Judge",
     "LookupResult",
     "Outcome",
     "SchemaMismatchError",
     "SemcacheError",
     "SerializationError",
+    "TenantPolicy",
+    "TextEqualityJudge",
+    "Verdict",
     "as_embedder",
+    "as_judge",
     "cache_context",
     "current_tenant",
     "minilm",

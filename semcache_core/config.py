@@ -42,14 +42,63 @@ class CacheConfig(BaseSettings):
     default_tenant: str = Field("default", description="Tenant used when none is set.")
 
     exact: bool = Field(True, description="Serve identical requests from the exact layer.")
-    semantic: Literal["off", "live"] = Field(
-        "live", description="Serve similar questions ('live') or never ('off')."
+    semantic: Literal["off", "shadow", "live"] = Field(
+        "live",
+        description="Serve similar questions ('live'), measure them without serving "
+        "('shadow'), or neither ('off'). Default for tenants without a stored policy.",
     )
     threshold: float = Field(
         0.90,
         ge=0.0,
         le=1.0,
         description="Cosine similarity in [0, 1] at or above which a semantic hit is served.",
+    )
+
+    # Shadow mode and calibration (defaults for every tenant; see TenantPolicy).
+    promotion_threshold: float | None = Field(
+        0.98,
+        ge=0.0,
+        le=1.0,
+        description="In shadow mode, a candidate at or above this similarity is served "
+        "anyway (counted as promoted); None serves nothing in shadow mode.",
+    )
+    target_error: float = Field(
+        0.02,
+        gt=0.0,
+        lt=1.0,
+        description="Calibration keeps the upper bound of the wrong-serve rate under this.",
+    )
+    auto_promote: bool = Field(
+        False, description="Apply calibrated thresholds and move tenants to live."
+    )
+    min_samples: int = Field(
+        200, ge=1, le=10_000_000, description="Verdicts a calibrated threshold must rest on."
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="One-sided confidence of the calibration bound."
+    )
+    shadow_floor: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Shadow candidates below this similarity are not judged (no verdict).",
+    )
+    entry_floors: bool = Field(
+        True,
+        description="A disagreeing verdict raises that entry's own similarity floor just "
+        "above the similarity at which it answered a different question.",
+    )
+    verdict_limit: int = Field(
+        10_000, ge=10, le=10_000_000, description="Verdicts kept per tenant (a capped stream)."
+    )
+    calibrate_every: int = Field(
+        25, ge=1, le=1_000_000, description="With auto_promote: verdicts between calibrations."
+    )
+    policy_refresh: float = Field(
+        2.0,
+        ge=0.0,
+        le=3600.0,
+        description="Seconds a process trusts its copy of a tenant's stored policy.",
     )
 
     ttl: float | None = Field(None, ge=0.0, description="Default entry TTL in seconds.")

@@ -9,6 +9,7 @@ counted and logged at a bounded rate. Misconfiguration raises at construction.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -20,7 +21,8 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from . import policy, query
+from . import calibration, policy, query
+from .calibration import Calibration, Verdict
 from .config import CacheConfig, build_config
 from .embedding import CachedEmbedder, Embedder, as_embedder
 from .entry import CorruptEntry, StoredEntry, entry_fields, parse_entry, vector_bytes
@@ -30,10 +32,12 @@ from .errors import (
     ConfigurationError,
     SemcacheError,
 )
+from .judges import Judge, as_judge
 from .metrics import LocalStats
 from .policy import Outcome
 from .request import CacheRequest, scope_digest, tag_digest, tenant_digest
 from .resilience import CircuitBreaker, RateLimitedLog
+from .shadow import ShadowLedger
 from .store import (
     NO_SEARCH_MODULE,
     AsyncStore,
@@ -49,16 +53,36 @@ from .store import (
     parse_meta,
 )
 from .tenancy import UNSET, _Unset, current_context
+from .tenant_policy import (
+    TenantPolicy,
+    default_policy,
+    effective_policy,
+    make_policy,
+    parse_stored,
+)
 
 logger = logging.getLogger("semcache")
 
 Decoder = Callable[[bytes, str], Any]
+TextOf = Callable[[Any], str]
 _REDIS_FAULTS = (redis.RedisError, OSError, BackendUnavailableError)
 _DEFAULT_EXACT_ONLY_DIMS = 384
 
 
 def _identity(payload: bytes, codec: str) -> Any:
     return payload
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else repr(value)
+
+
+# A disagreeing verdict raises the candidate entry's floor just above the similarity at
+# which it answered a different question.
+_FLOOR_STEP = 1e-4
+_POLICY_CACHE_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -69,8 +93,9 @@ class LookupResult:
         outcome: how the lookup ended.
         value: the decoded payload on a hit, else ``None``.
         similarity: cosine similarity of the nearest semantic candidate (hit or not).
-        key: the Redis key of the served entry.
-        question: the cached question that answered (semantic hits).
+        key: the Redis key of the served entry (or, for a shadow hit, of the candidate).
+        question: the cached question that answered (semantic hits) or would have
+            answered (shadow hits).
         created_at: when the served entry was written (epoch seconds).
         seconds: time the lookup took.
     """
@@ -85,11 +110,16 @@ class LookupResult:
 
     @property
     def hit(self) -> bool:
-        return self.outcome in (Outcome.EXACT_HIT, Outcome.SEMANTIC_HIT)
+        """True when the value is served (exact, semantic or promoted)."""
+        return self.outcome in (Outcome.EXACT_HIT, Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
 
     @property
     def layer(self) -> str | None:
-        return {Outcome.EXACT_HIT: "exact", Outcome.SEMANTIC_HIT: "semantic"}.get(self.outcome)
+        return {
+            Outcome.EXACT_HIT: "exact",
+            Outcome.SEMANTIC_HIT: "semantic",
+            Outcome.PROMOTED: "semantic",
+        }.get(self.outcome)
 
 
 class CacheEngine:
@@ -106,6 +136,9 @@ class CacheEngine:
             only be used from one event loop). By default one is made per event loop.
         validate: connect now and check (or create) the index, so a misconfiguration
             raises here. ``False`` defers all I/O to the first call or `setup`/`asetup`.
+        judge: decides whether a shadow candidate agreed with the fresh answer:
+            ``"text"`` (normalized equality, the default), an `EmbeddingJudge`, or a
+            function ``(question, candidate, fresh) -> bool`` (see `semcache_core.judges`).
         clock: wall clock (epoch seconds), injectable for tests.
         **settings: any `CacheConfig` field, e.g. ``threshold=0.92, ttl=3600``.
 
@@ -133,6 +166,7 @@ class CacheEngine:
         redis_client: redis.Redis | None = None,
         async_redis_client: aredis.Redis | None = None,
         validate: bool = True,
+        judge: Any = None,
         clock: Callable[[], float] = time.time,
         ttl: float | _Unset | None = UNSET,
         **settings: Any,
@@ -151,7 +185,11 @@ class CacheEngine:
             if embedder is not None
             else None
         )
+        self.judge: Judge = as_judge(judge)
         self._clock = clock
+        self._ledger = ShadowLedger()
+        self._policies: dict[str, tuple[TenantPolicy, float]] = {}
+        self._verdicts_since: dict[str, int] = {}
         self._breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_cooldown)
         self._log = RateLimitedLog()
         self._stats = LocalStats()
@@ -173,7 +211,8 @@ class CacheEngine:
     # -- construction and setup ---------------------------------------------------------
     @property
     def semantic_enabled(self) -> bool:
-        return self.config.semantic == "live" and self.embedder is not None
+        """An embedder is set and the default policy's semantic layer is not off."""
+        return self.config.semantic != "off" and self.embedder is not None
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -386,17 +425,394 @@ class CacheEngine:
     def _slide(self, entry: StoredEntry) -> float | None:
         return policy.sliding_expiry(entry.ttl, self.config.sliding_ttl, self._clock())
 
+    # -- tenant policies ----------------------------------------------------------------
+    def _cache_policy(self, tenant: str, raw: Any) -> TenantPolicy:
+        try:
+            pol = effective_policy(self.config, parse_stored(raw))
+        except (ValueError, ConfigurationError) as exc:
+            # A corrupt stored policy must not break lookups: the code defaults apply.
+            self._stats.record_error("policy", tenant)
+            self._log.error("policy", exc)
+            pol = default_policy(self.config)
+        if len(self._policies) >= _POLICY_CACHE_MAX:
+            self._policies.clear()
+        self._policies[tenant] = (pol, time.monotonic() + self.config.policy_refresh)
+        return pol
+
+    def _cached_policy(self, tenant: str) -> TenantPolicy | None:
+        cached = self._policies.get(tenant)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        return None
+
+    def _policy_sync(self, tenant: str) -> TenantPolicy:
+        """The tenant's effective policy, from the local copy while it is fresh."""
+        pol = self._cached_policy(tenant)
+        if pol is None:
+            pol = self._cache_policy(tenant, self._store.read_policy(tenant))
+        return pol
+
+    async def _policy_async(self, store: AsyncStore, tenant: str) -> TenantPolicy:
+        pol = self._cached_policy(tenant)
+        if pol is None:
+            pol = self._cache_policy(tenant, await store.read_policy(tenant))
+        return pol
+
+    def get_policy(self, tenant: str) -> TenantPolicy:
+        """The tenant's effective policy, read from Redis now (code defaults overlaid
+        with the tenant's stored overrides). Fields the tenant set count as set.
+
+        Raises:
+            BackendUnavailableError: Redis failed (administration calls do not fail open).
+        """
+        try:
+            return self._cache_policy(tenant, self._store.read_policy(tenant))
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+
+    def set_policy(
+        self, tenant: str, policy: TenantPolicy | None = None, **changes: Any
+    ) -> TenantPolicy:
+        """Store a tenant's policy overrides in Redis; every process applies them within
+        ``policy_refresh`` seconds (this one at once). The change is audited.
+
+        Args:
+            tenant: whose policy.
+            policy: the overrides (the fields set on it explicitly); ``None`` keeps the
+                tenant's current overrides.
+            **changes: fields to change on top, e.g. ``semantic="shadow"``.
+
+        Returns:
+            The tenant's new effective policy.
+
+        Raises:
+            ConfigurationError: an invalid field or value.
+            BackendUnavailableError: Redis failed.
+        """
+        try:
+            raw = self._store.read_policy(tenant)
+            old = parse_stored(raw) or {}
+            base = old if policy is None else policy.overrides()
+            new = make_policy(**{**base, **changes}).overrides()
+            return self._write_policy_sync(tenant, old, new, "set", None)
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        except ValueError as exc:
+            raise ConfigurationError(f"the stored policy of {tenant!r} is invalid: {exc}") from exc
+
+    def reset_policy(self, tenant: str) -> TenantPolicy:
+        """Drop a tenant's overrides: the code defaults apply again (audited)."""
+        try:
+            old = parse_stored(self._store.read_policy(tenant)) or {}
+            self._store.delete_policy(tenant)
+            self._audit_sync(tenant, "reset", old, {}, None)
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        return self._cache_policy(tenant, None)
+
+    def policies(self) -> dict[str, TenantPolicy]:
+        """Every tenant that has stored overrides, with its effective policy."""
+        try:
+            stored = self._store.all_policies()
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        out = {}
+        for raw_tenant, raw in stored.items():
+            tenant = raw_tenant.decode("utf-8", "surrogatepass")
+            out[tenant] = self._cache_policy(tenant, raw)
+        return dict(sorted(out.items()))
+
+    def _policy_document(self, overrides: dict[str, Any]) -> str:
+        return json.dumps({**overrides, "updated_at": self._clock()}, sort_keys=True)
+
+    def _audit_fields(
+        self,
+        tenant: str,
+        action: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        evidence: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        return {
+            "at": repr(self._clock()),
+            "tenant": tenant.encode("utf-8", "surrogatepass"),
+            "action": action,
+            "old": json.dumps(old, sort_keys=True),
+            "new": json.dumps(new, sort_keys=True),
+            "evidence": json.dumps(evidence or {}, sort_keys=True),
+        }
+
+    def _audit_sync(
+        self,
+        tenant: str,
+        action: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        evidence: dict[str, Any] | None,
+    ) -> None:
+        self._store.add_audit(self._audit_fields(tenant, action, old, new, evidence))
+
+    def _write_policy_sync(
+        self,
+        tenant: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        action: str,
+        evidence: dict[str, Any] | None,
+    ) -> TenantPolicy:
+        self._store.write_policy(tenant, self._policy_document(new))
+        self._audit_sync(tenant, action, old, new, evidence)
+        return self._cache_policy(tenant, json.dumps(new))
+
+    async def _write_policy_async(
+        self,
+        store: AsyncStore,
+        tenant: str,
+        old: dict[str, Any],
+        new: dict[str, Any],
+        action: str,
+        evidence: dict[str, Any] | None,
+    ) -> TenantPolicy:
+        await store.write_policy(tenant, self._policy_document(new))
+        await store.add_audit(self._audit_fields(tenant, action, old, new, evidence))
+        return self._cache_policy(tenant, json.dumps(new))
+
+    def audit_log(self, tenant: str | None = None, count: int = 100) -> list[dict[str, Any]]:
+        """Policy changes, newest first: when, tenant, action, old, new, evidence.
+
+        Args:
+            tenant: only this tenant's changes.
+            count: how many of the newest records to read (before filtering by tenant).
+        """
+        try:
+            records = self._store.read_audit(count)
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        out = []
+        for r in records:
+            item = {
+                "id": r["id"],
+                "at": float(r["at"]),
+                "tenant": r["tenant"].decode("utf-8", "surrogatepass"),
+                "action": r["action"].decode(),
+                "old": json.loads(r["old"]),
+                "new": json.loads(r["new"]),
+                "evidence": json.loads(r["evidence"]),
+            }
+            if tenant is None or item["tenant"] == tenant:
+                out.append(item)
+        return out
+
+    # -- verdicts and calibration -------------------------------------------------------
+    @staticmethod
+    def _parse_verdicts(records: list[dict[str, Any]]) -> list[Verdict]:
+        out = []
+        for r in records:
+            try:
+                out.append(
+                    Verdict(
+                        similarity=float(r["s"]),
+                        agreed=r["a"] in (b"1", "1"),
+                        at=float(r["t"]),
+                        candidate=r["c"].decode() if isinstance(r.get("c"), bytes) else None,
+                    )
+                )
+            except (KeyError, ValueError):
+                continue  # a malformed record is skipped, not fatal
+        return out
+
+    def verdicts(self, tenant: str) -> list[Verdict]:
+        """The tenant's stored verdicts, oldest first (at most ``verdict_limit``)."""
+        try:
+            return self._parse_verdicts(self._store.read_verdicts(tenant_digest(tenant)))
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+
+    def clear_verdicts(self, tenant: str) -> int:
+        """Forget a tenant's verdicts (e.g. after the LLM or the prompt changed)."""
+        try:
+            return self._store.delete_verdicts(tenant_digest(tenant))
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+
+    def _recommend(self, pol: TenantPolicy, verdicts: list[Verdict]) -> Calibration:
+        return calibration.calibrate(
+            verdicts,
+            target_error=pol.target_error,
+            min_samples=pol.min_samples,
+            confidence=self.config.confidence,
+        )
+
+    @staticmethod
+    def _promotion(pol: TenantPolicy, cal: Calibration) -> dict[str, Any] | None:
+        """The new overrides a calibration applies, or ``None`` when nothing changes."""
+        if cal.threshold is None:
+            return None
+        new = {**pol.overrides(), "semantic": "live", "threshold": cal.threshold}
+        if pol.semantic == "live" and pol.threshold == cal.threshold:
+            return None
+        return new
+
+    def calibrate(self, tenant: str, *, apply: bool | None = None) -> Calibration:
+        """Recommend the lowest threshold whose wrong-serve bound stays under the
+        tenant's ``target_error`` (Clopper-Pearson, see `semcache_core.calibration`).
+
+        Args:
+            tenant: whose verdicts.
+            apply: store the recommendation and switch the tenant to live (audited as
+                ``promote``). Default: the tenant's ``auto_promote``.
+
+        Raises:
+            BackendUnavailableError: Redis failed.
+        """
+        pol = self.get_policy(tenant)
+        cal = self._recommend(pol, self.verdicts(tenant))
+        if apply if apply is not None else pol.auto_promote:
+            new = self._promotion(pol, cal)
+            if new is not None:
+                try:
+                    self._write_policy_sync(
+                        tenant, pol.overrides(), new, "promote", cal.evidence()
+                    )
+                except _REDIS_FAULTS as exc:
+                    raise _translate(exc) from exc
+        return cal
+
+    async def acalibrate(self, tenant: str, *, apply: bool | None = None) -> Calibration:
+        """The async twin of `calibrate`."""
+        try:
+            store = await self._astore()
+            pol = self._cache_policy(tenant, await store.read_policy(tenant))
+            verdicts = self._parse_verdicts(await store.read_verdicts(tenant_digest(tenant)))
+            cal = self._recommend(pol, verdicts)
+            if apply if apply is not None else pol.auto_promote:
+                new = self._promotion(pol, cal)
+                if new is not None:
+                    await self._write_policy_async(
+                        store, tenant, pol.overrides(), new, "promote", cal.evidence()
+                    )
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        return cal
+
+    def _park(
+        self,
+        request: CacheRequest,
+        pol: TenantPolicy,
+        entry: StoredEntry,
+        value: Any,
+        similarity: float,
+        text_of: TextOf,
+    ) -> None:
+        """Keep a shadow candidate that was not served, to judge it against the fresh
+        answer when that is stored."""
+        if pol.semantic != "shadow" or similarity < self.config.shadow_floor:
+            return
+        try:
+            text = text_of(value)
+        except Exception as exc:
+            self._stats.record_error("judge", request.tenant)
+            self._log.error("judge", exc)
+            return
+        self._ledger.park(self._key(request), entry.key, similarity, text, request.question or "")
+
+    def _verdict_fields(self, similarity: float, agreed: bool, candidate: str) -> dict[str, Any]:
+        return {
+            "s": repr(similarity),
+            "a": "1" if agreed else "0",
+            "t": repr(self._clock()),
+            "c": candidate,
+            "j": self.judge.name,
+        }
+
+    def _due_for_calibration(self, tenant: str, pol: TenantPolicy) -> bool:
+        if not (pol.auto_promote and pol.semantic == "shadow"):
+            return False
+        n = self._verdicts_since.get(tenant, 0) + 1
+        if n >= self.config.calibrate_every:
+            self._verdicts_since[tenant] = 0
+            return True
+        self._verdicts_since[tenant] = n
+        return False
+
+    def _judge_sync(
+        self, request: CacheRequest, pol: TenantPolicy, payload: bytes, text: str | None
+    ) -> None:
+        candidate = self._ledger.take(self._key(request))
+        if candidate is None:
+            return
+        try:
+            fresh = text if text is not None else _default_text(payload)
+            agreed = self.judge.agree(candidate.question, candidate.text, fresh)
+            self._store.add_verdict(
+                request.tenant_token,
+                self._verdict_fields(candidate.similarity, agreed, candidate.key),
+            )
+            if not agreed and self.config.entry_floors:
+                self._store.raise_floor(
+                    candidate.key, min(1.0, candidate.similarity + _FLOOR_STEP)
+                )
+            self._count_verdict(request.tenant, agreed)
+            if self._due_for_calibration(request.tenant, pol):
+                self.calibrate(request.tenant, apply=True)
+        except Exception as exc:
+            self._fault("verdict", request, exc)
+
+    async def _judge_async(
+        self,
+        store: AsyncStore,
+        request: CacheRequest,
+        pol: TenantPolicy,
+        payload: bytes,
+        text: str | None,
+    ) -> None:
+        candidate = self._ledger.take(self._key(request))
+        if candidate is None:
+            return
+        try:
+            fresh = text if text is not None else _default_text(payload)
+            agreed = await self.judge.aagree(candidate.question, candidate.text, fresh)
+            await store.add_verdict(
+                request.tenant_token,
+                self._verdict_fields(candidate.similarity, agreed, candidate.key),
+            )
+            if not agreed and self.config.entry_floors:
+                await store.raise_floor(
+                    candidate.key, min(1.0, candidate.similarity + _FLOOR_STEP)
+                )
+            self._count_verdict(request.tenant, agreed)
+            if self._due_for_calibration(request.tenant, pol):
+                await self.acalibrate(request.tenant, apply=True)
+        except Exception as exc:
+            self._fault("verdict", request, exc)
+
+    def _count_verdict(self, tenant: str, agreed: bool) -> None:
+        self._stats.record(tenant, "verdicts")
+        if agreed:
+            self._stats.record(tenant, "verdicts_agreed")
+
     # -- lookup -------------------------------------------------------------------------
-    def lookup(self, request: CacheRequest, decode: Decoder | None = None) -> LookupResult:
-        """Find an answer for ``request``: exact layer first, then semantic.
+    def lookup(
+        self,
+        request: CacheRequest,
+        decode: Decoder | None = None,
+        *,
+        text_of: TextOf | None = None,
+    ) -> LookupResult:
+        """Find an answer for ``request``: exact layer first, then semantic, under the
+        tenant's policy (`TenantPolicy`).
 
         Never raises for Redis or embedder faults: those end as `Outcome.ERROR`, which
         callers treat as a miss. A corrupt entry is deleted and counted, then ignored.
+        In shadow mode the candidate that is not served is kept for a verdict when the
+        fresh answer to the same request is stored.
 
         Args:
             request: from `request`.
             decode: turns ``(payload, codec)`` into the value to return; an exception
                 marks the entry corrupt. Default: the raw payload bytes.
+            text_of: the answer text of a decoded value, for the shadow judge. Default:
+                the payload as UTF-8.
         """
         started = time.perf_counter()
         decode = decode or _identity
@@ -405,8 +821,9 @@ class CacheEngine:
         store = self._store
         try:
             self.setup()
+            pol = self._policy_sync(request.tenant)
             key = self._key(request)
-            if self.config.exact:
+            if pol.exact:
                 fields = store.read(key)
                 if fields is not None:
                     try:
@@ -422,11 +839,10 @@ class CacheEngine:
                             store.touch(key, entry.ttl, expires)
                         self._breaker.record_success()
                         return self._result(request, Outcome.EXACT_HIT, started, entry, value, 1.0)
-            vector = self._embed_sync(request)
+            vector = self._embed_sync(request, pol)
             if vector is None:
                 self._breaker.record_success()
                 return self._result(request, Outcome.MISS, started)
-            best: float | None = None
             for key, fields in store.search(request.partition, vector):
                 try:
                     found = self._accept(request, key, fields, decode, fields.get("distance"))
@@ -437,20 +853,26 @@ class CacheEngine:
                 if found is None:
                     continue
                 entry, value = found
-                best = entry.similarity
-                if policy.is_semantic_hit(best, self.config.threshold):
+                outcome = self._decide(request, pol, entry, value, text_of)
+                if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED):
                     expires = self._slide(entry)
                     if expires is not None and entry.ttl is not None:
                         store.touch(key, entry.ttl, expires)
-                    self._breaker.record_success()
-                    return self._result(request, Outcome.SEMANTIC_HIT, started, entry, value, best)
+                self._breaker.record_success()
+                return self._semantic_result(request, outcome, started, entry, value)
             self._breaker.record_success()
-            return self._result(request, Outcome.MISS, started, similarity=best)
+            return self._result(request, Outcome.MISS, started)
         except Exception as exc:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started)
 
-    async def alookup(self, request: CacheRequest, decode: Decoder | None = None) -> LookupResult:
+    async def alookup(
+        self,
+        request: CacheRequest,
+        decode: Decoder | None = None,
+        *,
+        text_of: TextOf | None = None,
+    ) -> LookupResult:
         """The async twin of `lookup` (redis.asyncio, the embedder's async method)."""
         started = time.perf_counter()
         decode = decode or _identity
@@ -459,8 +881,9 @@ class CacheEngine:
         try:
             store = await self._astore()
             await self.asetup()
+            pol = await self._policy_async(store, request.tenant)
             key = self._key(request)
-            if self.config.exact:
+            if pol.exact:
                 fields = await store.read(key)
                 if fields is not None:
                     try:
@@ -476,11 +899,10 @@ class CacheEngine:
                             await store.touch(key, entry.ttl, expires)
                         self._breaker.record_success()
                         return self._result(request, Outcome.EXACT_HIT, started, entry, value, 1.0)
-            vector = await self._embed_async(request)
+            vector = await self._embed_async(request, pol)
             if vector is None:
                 self._breaker.record_success()
                 return self._result(request, Outcome.MISS, started)
-            best: float | None = None
             for key, fields in await store.search(request.partition, vector):
                 try:
                     found = self._accept(request, key, fields, decode, fields.get("distance"))
@@ -491,28 +913,59 @@ class CacheEngine:
                 if found is None:
                     continue
                 entry, value = found
-                best = entry.similarity
-                if policy.is_semantic_hit(best, self.config.threshold):
+                outcome = self._decide(request, pol, entry, value, text_of)
+                if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED):
                     expires = self._slide(entry)
                     if expires is not None and entry.ttl is not None:
                         await store.touch(key, entry.ttl, expires)
-                    self._breaker.record_success()
-                    return self._result(request, Outcome.SEMANTIC_HIT, started, entry, value, best)
+                self._breaker.record_success()
+                return self._semantic_result(request, outcome, started, entry, value)
             self._breaker.record_success()
-            return self._result(request, Outcome.MISS, started, similarity=best)
+            return self._result(request, Outcome.MISS, started)
         except Exception as exc:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started)
+
+    def _decide(
+        self,
+        request: CacheRequest,
+        pol: TenantPolicy,
+        entry: StoredEntry,
+        value: Any,
+        text_of: TextOf | None,
+    ) -> Outcome:
+        """Serve, shadow or miss the nearest candidate; park it when shadowed."""
+        similarity = entry.similarity
+        outcome = policy.semantic_outcome(
+            similarity, pol.semantic, pol.threshold, pol.promotion_threshold, entry.min_similarity
+        )
+        if outcome not in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED) and similarity is not None:
+            self._park(request, pol, entry, value, similarity, text_of or _default_text)
+        return outcome
+
+    def _semantic_result(
+        self,
+        request: CacheRequest,
+        outcome: Outcome,
+        started: float,
+        entry: StoredEntry,
+        value: Any,
+    ) -> LookupResult:
+        served = outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
+        shown = entry if served or outcome == Outcome.SHADOW_HIT else None
+        return self._result(
+            request, outcome, started, shown, value if served else None, entry.similarity
+        )
 
     def _corrupt(self, request: CacheRequest, key: str, exc: Exception) -> None:
         self._stats.record(request.tenant, "corrupt")
         logger.warning("semcache: deleting corrupt entry %s: %s", key, exc)
 
-    def _wants_vector(self, request: CacheRequest) -> bool:
-        return self.semantic_enabled and request.question is not None
+    def _wants_vector(self, request: CacheRequest, pol: TenantPolicy) -> bool:
+        return pol.semantic != "off" and self.embedder is not None and request.question is not None
 
-    def _embed_sync(self, request: CacheRequest) -> bytes | None:
-        if not self._wants_vector(request):
+    def _embed_sync(self, request: CacheRequest, pol: TenantPolicy) -> bytes | None:
+        if not self._wants_vector(request, pol):
             return None
         assert self.embedder is not None and request.question is not None
         try:
@@ -523,8 +976,8 @@ class CacheEngine:
             return None
         return self._vector_bytes(vector)
 
-    async def _embed_async(self, request: CacheRequest) -> bytes | None:
-        if not self._wants_vector(request):
+    async def _embed_async(self, request: CacheRequest, pol: TenantPolicy) -> bytes | None:
+        if not self._wants_vector(request, pol):
             return None
         assert self.embedder is not None and request.question is not None
         try:
@@ -544,63 +997,100 @@ class CacheEngine:
         return vector_bytes(vector, self.config.datatype)
 
     # -- store --------------------------------------------------------------------------
-    def _store_ttl(self, request: CacheRequest) -> tuple[bool, float | None]:
-        """Whether to write at all, and the entry's TTL."""
-        ttl = policy.resolve_ttl(request.ttl, self.config.ttl)
-        if not policy.should_store(ttl) or not self._breaker.allow_write():
+    def _store_ttl(self, request: CacheRequest, pol: TenantPolicy) -> tuple[bool, float | None]:
+        """Whether to write at all (TTL 0 means no), and the entry's TTL."""
+        ttl = policy.resolve_ttl(request.ttl, pol.ttl)
+        if not policy.should_store(ttl):
             self._stats.record(request.tenant, "stores_skipped")
             return False, None
         return True, ttl
 
-    def store(self, request: CacheRequest, payload: bytes, *, codec: str = "bytes") -> bool:
+    def store(
+        self,
+        request: CacheRequest,
+        payload: bytes,
+        *,
+        codec: str = "bytes",
+        text: str | None = None,
+    ) -> bool:
         """Write ``payload`` as the answer to ``request`` (both layers, one write).
 
-        Never raises for Redis or embedder faults: the write is skipped and counted.
+        Never raises for Redis or embedder faults: the write is skipped and counted. If
+        the lookup of this request shadowed a candidate, the judge compares it with this
+        answer and the verdict is recorded.
 
         Args:
             request: the request that missed.
             payload: the serialized answer.
             codec: names the payload format, handed back to ``decode`` on lookup.
+            text: the answer's text, for the shadow judge (default: the payload as UTF-8).
 
         Returns:
             True if the entry was written.
         """
-        write, ttl = self._store_ttl(request)
-        if not write:
+        if not self._breaker.allow_write():
+            self._stats.record(request.tenant, "stores_skipped")
             return False
         try:
             self.setup()
-            vector = self._embed_sync(request)
-            fields = entry_fields(
-                request, payload=payload, codec=codec, vector=vector, now=self._clock(), ttl=ttl
-            )
-            self._store.write(self._key(request), fields, ttl)
+            pol = self._policy_sync(request.tenant)
+            write, ttl = self._store_ttl(request, pol)
+            if write:
+                vector = self._embed_sync(request, pol)
+                fields = entry_fields(
+                    request,
+                    payload=payload,
+                    codec=codec,
+                    vector=vector,
+                    now=self._clock(),
+                    ttl=ttl,
+                )
+                self._store.write(self._key(request), fields, ttl)
         except Exception as exc:
             self._fault("store", request, exc)
             return False
         self._breaker.record_success()
-        self._stats.record(request.tenant, "stores")
-        return True
+        self._judge_sync(request, pol, payload, text)
+        if write:
+            self._stats.record(request.tenant, "stores")
+        return write
 
-    async def astore(self, request: CacheRequest, payload: bytes, *, codec: str = "bytes") -> bool:
+    async def astore(
+        self,
+        request: CacheRequest,
+        payload: bytes,
+        *,
+        codec: str = "bytes",
+        text: str | None = None,
+    ) -> bool:
         """The async twin of `store`."""
-        write, ttl = self._store_ttl(request)
-        if not write:
+        if not self._breaker.allow_write():
+            self._stats.record(request.tenant, "stores_skipped")
             return False
         try:
             store = await self._astore()
             await self.asetup()
-            vector = await self._embed_async(request)
-            fields = entry_fields(
-                request, payload=payload, codec=codec, vector=vector, now=self._clock(), ttl=ttl
-            )
-            await store.write(self._key(request), fields, ttl)
+            pol = await self._policy_async(store, request.tenant)
+            write, ttl = self._store_ttl(request, pol)
+            if write:
+                vector = await self._embed_async(request, pol)
+                fields = entry_fields(
+                    request,
+                    payload=payload,
+                    codec=codec,
+                    vector=vector,
+                    now=self._clock(),
+                    ttl=ttl,
+                )
+                await store.write(self._key(request), fields, ttl)
         except Exception as exc:
             self._fault("store", request, exc)
             return False
         self._breaker.record_success()
-        self._stats.record(request.tenant, "stores")
-        return True
+        await self._judge_async(store, request, pol, payload, text)
+        if write:
+            self._stats.record(request.tenant, "stores")
+        return write
 
     # -- invalidation -------------------------------------------------------------------
     def _invalidation_filter(

@@ -26,6 +26,7 @@ READ_FIELDS: tuple[str, ...] = (
     "expires_at",
     "ttl",
     "question",
+    "min_sim",
 )
 
 
@@ -42,6 +43,9 @@ class StoredEntry:
     ttl: float | None
     question: str | None
     distance: float | None = None  # cosine distance, for semantic candidates
+    # The entry's own similarity floor, raised when shadow verdicts found it answering a
+    # different question at that similarity (None: the tenant's threshold alone).
+    min_similarity: float | None = None
 
     @property
     def similarity(self) -> float | None:
@@ -135,6 +139,7 @@ def parse_entry(key: str, fields: Mapping[str, Any], distance: Any = None) -> St
             ttl=_optional_float(fields.get("ttl")),
             question=_text(question) if question else None,
             distance=_optional_float(distance),
+            min_similarity=_optional_float(fields.get("min_sim")),
         )
     except CorruptEntry:
         raise

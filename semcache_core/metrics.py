@@ -55,12 +55,20 @@ class LocalStats:
             for t in tenants:
                 c = self._counts.get(t, Counter())
                 requests = c["requests"]
-                hits = c[Outcome.EXACT_HIT.value] + c[Outcome.SEMANTIC_HIT.value]
+                hits = (
+                    c[Outcome.EXACT_HIT.value]
+                    + c[Outcome.SEMANTIC_HIT.value]
+                    + c[Outcome.PROMOTED.value]
+                )
                 out["tenants"][t] = {
                     "requests": requests,
                     "exact_hits": c[Outcome.EXACT_HIT.value],
                     "semantic_hits": c[Outcome.SEMANTIC_HIT.value],
-                    "misses": c[Outcome.MISS.value],
+                    "promoted": c[Outcome.PROMOTED.value],
+                    "shadow_hits": c[Outcome.SHADOW_HIT.value],
+                    "misses": c[Outcome.MISS.value] + c[Outcome.SHADOW_HIT.value],
+                    "verdicts": c["verdicts"],
+                    "verdicts_agreed": c["verdicts_agreed"],
                     "bypassed": c[Outcome.BYPASS.value],
                     "errors": c["errors"],
                     "stores": c["stores"],

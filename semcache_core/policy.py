@@ -18,6 +18,8 @@ class Outcome(str, Enum):
 
     EXACT_HIT = "exact_hit"
     SEMANTIC_HIT = "semantic_hit"
+    PROMOTED = "promoted"  # shadow mode, candidate at or above promotion_threshold: served
+    SHADOW_HIT = "shadow_hit"  # shadow mode, candidate at or above threshold: not served
     MISS = "miss"
     BYPASS = "bypass"  # the cache was not consulted (breaker open, nothing enabled)
     ERROR = "error"  # Redis or the embedder failed; served as a miss
@@ -38,6 +40,38 @@ def should_store(ttl: float | None) -> bool:
 def is_semantic_hit(similarity: float | None, threshold: float) -> bool:
     """Is a candidate at ``similarity`` close enough to serve?"""
     return similarity is not None and similarity + SIMILARITY_EPSILON >= threshold
+
+
+def semantic_outcome(
+    similarity: float | None,
+    mode: str,
+    threshold: float,
+    promotion_threshold: float | None,
+    entry_floor: float | None = None,
+) -> Outcome:
+    """What the nearest semantic candidate becomes under a tenant's policy.
+
+    ``live``: a hit at or above ``threshold``. ``shadow``: served only at or above
+    ``promotion_threshold`` (promoted); at or above ``threshold`` it is a shadow hit
+    (measured, not served). An entry's own floor (raised by disagreeing verdicts) can
+    only make serving stricter. ``off``: always a miss.
+    """
+    if similarity is None or mode == "off":
+        return Outcome.MISS
+    floor = entry_floor if entry_floor is not None else 0.0
+    if mode == "live":
+        return (
+            Outcome.SEMANTIC_HIT
+            if is_semantic_hit(similarity, max(threshold, floor))
+            else Outcome.MISS
+        )
+    if promotion_threshold is not None and is_semantic_hit(
+        similarity, max(promotion_threshold, floor)
+    ):
+        return Outcome.PROMOTED
+    if is_semantic_hit(similarity, threshold):
+        return Outcome.SHADOW_HIT
+    return Outcome.MISS
 
 
 def is_expired(expires_at: float | None, now: float) -> bool:

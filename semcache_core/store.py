@@ -51,6 +51,20 @@ class Layout:
     def meta_key(self) -> str:
         return f"{self.prefix}:__meta__:{self.namespace}"
 
+    @property
+    def policy_key(self) -> str:
+        """HASH: tenant id -> JSON of the tenant's policy overrides."""
+        return f"{self.prefix}:__policy__:{self.namespace}"
+
+    def verdict_key(self, tenant_token: str) -> str:
+        """STREAM of a tenant's shadow verdicts, capped."""
+        return f"{self.prefix}:__verdicts__:{self.namespace}:{tenant_token}"
+
+    @property
+    def audit_key(self) -> str:
+        """STREAM of policy changes (who, when, old, new, evidence), capped."""
+        return f"{self.prefix}:__audit__:{self.namespace}"
+
     def entry_key(self, tenant_token: str, exact_key: str) -> str:
         return f"{self.key_prefix}{tenant_token}:{exact_key}"
 
@@ -253,6 +267,36 @@ def expiry_ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
+AUDIT_LIMIT = 1000
+
+# Raise an entry's similarity floor, never lower it, and never create a hash for an
+# entry that has gone (expired or invalidated meanwhile).
+RAISE_FLOOR_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'min_sim') or '-1')
+if tonumber(ARGV[1]) > current then redis.call('HSET', KEYS[1], 'min_sim', ARGV[1]) end
+return 1
+"""
+
+
+def xadd_args(key: str, fields: dict[str, Any], limit: int) -> list[Any]:
+    args: list[Any] = ["XADD", key, "MAXLEN", "=", limit, "*"]
+    for name, value in fields.items():
+        args += [name, value]
+    return args
+
+
+def parse_stream(reply: Any) -> list[dict[str, Any]]:
+    """XRANGE / XREVRANGE reply -> ``[{field: value, "id": id}]`` (bytes keys decoded)."""
+    out = []
+    for entry_id, raw in reply or []:
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=False)
+        item = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in pairs}
+        item["id"] = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        out.append(item)
+    return out
+
+
 class SyncStore:
     """The sync twin: redis-py."""
 
@@ -382,6 +426,40 @@ class SyncStore:
             return int(reply.get(b"total_results", reply.get("total_results")) or 0)
         return int(reply[0])
 
+    # -- policies, verdicts, audit -------------------------------------------------------
+    def read_policy(self, tenant: str) -> Any:
+        return self.client.hget(self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"))
+
+    def write_policy(self, tenant: str, document: str) -> None:
+        self.client.hset(self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"), document)
+
+    def delete_policy(self, tenant: str) -> None:
+        self.client.hdel(self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"))
+
+    def all_policies(self) -> dict[bytes, bytes]:
+        return cast(dict[bytes, bytes], self.client.hgetall(self.layout.policy_key))
+
+    def add_verdict(self, tenant_token: str, fields: dict[str, Any]) -> None:
+        key = self.layout.verdict_key(tenant_token)
+        _exec(self.client, *xadd_args(key, fields, self.config.verdict_limit))
+
+    def read_verdicts(self, tenant_token: str) -> list[dict[str, Any]]:
+        key = self.layout.verdict_key(tenant_token)
+        return parse_stream(_exec(self.client, "XRANGE", key, "-", "+"))
+
+    def delete_verdicts(self, tenant_token: str) -> int:
+        return int(self.client.unlink(self.layout.verdict_key(tenant_token)))
+
+    def add_audit(self, fields: dict[str, Any]) -> None:
+        _exec(self.client, *xadd_args(self.layout.audit_key, fields, AUDIT_LIMIT))
+
+    def read_audit(self, count: int) -> list[dict[str, Any]]:
+        reply = _exec(self.client, "XREVRANGE", self.layout.audit_key, "+", "-", "COUNT", count)
+        return parse_stream(reply)
+
+    def raise_floor(self, key: str, floor: float) -> None:
+        _exec(self.client, "EVAL", RAISE_FLOOR_LUA, 1, key, repr(floor))
+
     def close(self) -> None:
         self.client.close()
 
@@ -487,6 +565,31 @@ class AsyncStore:
                 total += await self.unlink(batch)
                 batch = []
         return total + await self.unlink(batch)
+
+    # -- policies, verdicts, audit -------------------------------------------------------
+    async def read_policy(self, tenant: str) -> Any:
+        return await self.client.hget(
+            self.layout.policy_key, tenant.encode("utf-8", "surrogatepass")
+        )
+
+    async def write_policy(self, tenant: str, document: str) -> None:
+        await self.client.hset(
+            self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"), document
+        )
+
+    async def add_audit(self, fields: dict[str, Any]) -> None:
+        await _aexec(self.client, *xadd_args(self.layout.audit_key, fields, AUDIT_LIMIT))
+
+    async def add_verdict(self, tenant_token: str, fields: dict[str, Any]) -> None:
+        key = self.layout.verdict_key(tenant_token)
+        await _aexec(self.client, *xadd_args(key, fields, self.config.verdict_limit))
+
+    async def read_verdicts(self, tenant_token: str) -> list[dict[str, Any]]:
+        key = self.layout.verdict_key(tenant_token)
+        return parse_stream(await _aexec(self.client, "XRANGE", key, "-", "+"))
+
+    async def raise_floor(self, key: str, floor: float) -> None:
+        await _aexec(self.client, "EVAL", RAISE_FLOOR_LUA, 1, key, repr(floor))
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -1,0 +1,761 @@
+"""Lookup latency, throughput and memory: semcache against its peers, one run, one Redis.
+
+Every cache is driven through its own public lookup on the same private Redis with the
+same vectors (precomputed all-MiniLM-L6-v2 of QQP questions) and the same prompts
+(LangChain's chat prompt, ``dumps([HumanMessage(question)])``, plus an ``llm_string``):
+
+* semcache `SemanticCache` (HNSW float32, the default; HNSW float16; FLAT float32)
+* langchain-redis ``RedisCache`` (exact) and ``RedisSemanticCache`` (defaults)
+* RedisVL ``SemanticCache`` (``redisvl.extensions.cache.llm``, defaults; called with the
+  question, as its users do)
+* langchain-core ``InMemoryCache`` (exact, in process)
+
+Query kinds: an *exact* hit asks a stored prompt; a *semantic* hit asks a held-out QQP
+duplicate whose stored twin has cosine similarity 0.93-0.995 (a hit at every cache's
+default threshold); a *miss* asks a held-out question with no stored neighbour above
+about 0.75. Entries are added incrementally (1k, then 10k, then 100k), measured at each
+size. Throughput runs a shuffled mix of the three kinds, sequentially (sync) and with 32
+concurrent async callers. The "MiniLM end to end" section embeds each query with the real
+model (fewer queries, one size).
+
+Usage:
+    python benchmarks/speed.py                      # 1k, 10k, 100k entries (~30 min)
+    python benchmarks/speed.py --quick              # smoke run (~2 min)
+    python benchmarks/speed.py --sizes 1000,10000 --queries 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import common
+import numpy as np
+import qqp
+from langchain_core.caches import BaseCache, InMemoryCache
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration
+from rich.console import Console
+from rich.table import Table
+
+LLM_STRING = (
+    "[('_type', 'bench-chat'), ('model_name', 'bench-model-1'), ('stop', None), "
+    "('temperature', 0.0)]"
+)
+SEM_LOW, SEM_HIGH = 0.93, 0.995
+MISS_CEILING = 0.75
+FILLER = "synthetic filler entry #{}"
+ONE_MILLION_NOTE = (
+    "1M entries skipped: they need ~96k more texts than QQP has (fillers would be 90 % of "
+    "the store), ~4-6 GB of Redis per cache configuration, and ~30 min of inserts per "
+    "configuration at the ~1-2 ms per insert measured here (HNSW), on a 2-core machine"
+)
+
+
+# -- workload -----------------------------------------------------------------------------
+@dataclass
+class Workload:
+    """Stored entries and query sets; an entry is (question, prompt, vector row)."""
+
+    questions: list[str]
+    prompts: list[str]
+    vectors: np.ndarray  # rows for stored entries, then for every query
+    exact: list[int]  # indices into stored entries
+    semantic: list[int]  # indices into `queries`
+    miss: list[int]
+    queries: list[str] = field(default_factory=list)
+    query_prompts: list[str] = field(default_factory=list)
+    semantic_sims: list[float] = field(default_factory=list)
+    miss_max_sim: float = 0.0
+    fillers: int = 0
+    table: dict[str, int] = field(default_factory=dict)
+
+    def vector(self, text: str) -> np.ndarray | None:
+        row = self.table.get(text)
+        return None if row is None else self.vectors[row]
+
+
+def build_workload(data: qqp.QQP, plain: np.ndarray, size: int, q: int, seed: int) -> Workload:
+    rng = random.Random(seed)
+    sims = {
+        (p.a, p.b): float(plain[p.a] @ plain[p.b])
+        for p in data.pairs
+        if p.label == 1 and p.a != p.b
+    }
+    candidates = [ab for ab, s in sims.items() if SEM_LOW <= s <= SEM_HIGH]
+    rng.shuffle(candidates)
+    a_set: set[int] = set()
+    b_set: set[int] = set()
+    chosen: list[tuple[int, int]] = []
+    for a, b in candidates:
+        if len(chosen) >= q:
+            break
+        if a in b_set or b in a_set or a in a_set or b in b_set:
+            continue
+        chosen.append((a, b))
+        a_set.add(a)
+        b_set.add(b)
+    rest = [i for i in range(len(data.texts)) if i not in a_set and i not in b_set]
+    rng.shuffle(rest)
+    miss_pool = rest[: 4 * q]
+    others = rest[4 * q :]
+    stored = [a for a, _ in chosen] + others
+    stored = stored[:size]
+    fillers = size - len(stored)
+    n_real = len(stored)
+    questions = [data.texts[i] for i in stored] + [FILLER.format(i) for i in range(fillers)]
+    rows = [plain[i] for i in stored]
+    frng = np.random.default_rng(seed)
+    for _ in range(fillers):
+        j, k = frng.integers(0, n_real, size=2)
+        blend = plain[stored[j]] + plain[stored[k]]
+        rows.append((blend / np.linalg.norm(blend)).astype(np.float32))
+    stored_vecs = np.vstack(rows).astype(np.float32)
+    # Misses: held-out questions whose nearest stored neighbour is farthest.
+    pool_vecs = plain[miss_pool]
+    best = np.empty(len(miss_pool), dtype=np.float32)
+    for start in range(0, len(miss_pool), 256):
+        best[start : start + 256] = (pool_vecs[start : start + 256] @ stored_vecs.T).max(axis=1)
+    order = np.argsort(best)[:q]
+    miss_ids = [miss_pool[i] for i in order]
+    query_ids = [b for _, b in chosen] + miss_ids
+    wl = Workload(
+        questions=questions,
+        prompts=[qqp.chat_prompt(t) for t in questions],
+        vectors=np.vstack([stored_vecs, plain[query_ids]]),
+        exact=[],
+        semantic=list(range(len(chosen))),
+        miss=list(range(len(chosen), len(query_ids))),
+        queries=[data.texts[i] for i in query_ids],
+        semantic_sims=[sims[ab] for ab in chosen],
+        miss_max_sim=float(best[order].max()) if len(order) else 0.0,
+        fillers=fillers,
+    )
+    wl.query_prompts = [qqp.chat_prompt(t) for t in wl.queries]
+    for i, (text, prompt) in enumerate(zip(wl.questions, wl.prompts, strict=True)):
+        wl.table[text] = wl.table[prompt] = i
+    for j, (text, prompt) in enumerate(zip(wl.queries, wl.query_prompts, strict=True)):
+        wl.table[text] = wl.table[prompt] = len(questions) + j
+    return wl
+
+
+def answer_text(i: int) -> str:
+    """A synthetic answer of about 400 characters (LLM answers are rarely shorter)."""
+    return f"Answer #{i}. " + ("The cached model answer continues here with detail. " * 8)
+
+
+# -- subjects -----------------------------------------------------------------------------
+@dataclass
+class Subject:
+    """One cache under test, reduced to: store entries, look a query up (hit?)."""
+
+    name: str
+    semantic: bool
+    lookup: Callable[[str, str], bool]  # (question, prompt) -> hit
+    alookup: Callable[[str, str], Awaitable[bool]]
+    store: Callable[[str, str, int], None]  # (question, prompt, answer id)
+    index: str | None = None
+    close: Callable[[], None] = lambda: None
+    errors: Callable[[], int] = lambda: 0
+
+
+def chat_answer(i: int) -> list[ChatGeneration]:
+    return [ChatGeneration(message=AIMessage(content=answer_text(i)))]
+
+
+def langchain_subject(
+    name: str, cache: BaseCache, semantic: bool, index: str | None = None
+) -> Subject:
+    def lookup(question: str, prompt: str) -> bool:
+        return cache.lookup(prompt, LLM_STRING) is not None
+
+    async def alookup(question: str, prompt: str) -> bool:
+        return await cache.alookup(prompt, LLM_STRING) is not None
+
+    def store(question: str, prompt: str, i: int) -> None:
+        cache.update(prompt, LLM_STRING, chat_answer(i))
+
+    return Subject(name, semantic, lookup, alookup, store, index)
+
+
+def semcache_subject(name: str, url: str, embeddings: Any, **settings: Any) -> Subject:
+    from langchain_semcache import SemanticCache
+
+    cache = SemanticCache(redis_url=url, embeddings=embeddings, namespace="bench", **settings)
+    subject = langchain_subject(name, cache, True, cache.engine.layout.index_name)
+    subject.close = cache.engine.close
+
+    def errors() -> int:
+        stats = cache.engine.stats()
+        return int(sum(v for k, v in _walk(stats) if "error" in k))
+
+    subject.errors = errors
+    return subject
+
+
+def _walk(obj: Any, prefix: str = "") -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _walk(v, f"{prefix}.{k}")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out.append((prefix, float(obj)))
+    return out
+
+
+def lc_redis_semantic_subject(url: str, embeddings: Any) -> Subject:
+    from langchain_redis import RedisSemanticCache
+
+    cache = RedisSemanticCache(embeddings=embeddings, redis_url=url, name="lcbench")
+    subject = langchain_subject(
+        "langchain-redis RedisSemanticCache", cache, True, cache.cache.index.name
+    )
+    subject.close = cache.redis.close
+    return subject
+
+
+def lc_redis_exact_subject(url: str) -> Subject:
+    from langchain_redis import RedisCache
+
+    cache = RedisCache(redis_url=url, prefix="lcexact")
+    subject = langchain_subject("langchain-redis RedisCache", cache, False)
+    subject.close = cache.redis.close
+    return subject
+
+
+def redisvl_subject(url: str, vectorizer: Any) -> Subject:
+    from redisvl.extensions.cache.llm import SemanticCache as RVLSemanticCache
+
+    cache = RVLSemanticCache(name="rvlbench", redis_url=url, vectorizer=vectorizer)
+
+    def lookup(question: str, prompt: str) -> bool:
+        return bool(cache.check(prompt=question))
+
+    async def alookup(question: str, prompt: str) -> bool:
+        return bool(await cache.acheck(prompt=question))
+
+    def store(question: str, prompt: str, i: int) -> None:
+        cache.store(question, answer_text(i), metadata={"llm_string": LLM_STRING})
+
+    return Subject(
+        "RedisVL SemanticCache", True, lookup, alookup, store, cache.index.name, cache.disconnect
+    )
+
+
+@dataclass(frozen=True)
+class Spec:
+    key: str
+    label: str
+    make: Callable[[str, Workload, str], Subject]  # (url, workload, mode) -> subject
+
+
+def _embeddings(wl: Workload, mode: str) -> Any:
+    if mode == "minilm":
+        return common.MiniLMEmbeddings()
+    return common.TableEmbeddings(wl.vector)
+
+
+def _semcache_embedder(wl: Workload, mode: str) -> Any:
+    if mode == "minilm":
+        from semcache_core.embedding import minilm
+
+        return minilm()  # the bundled embedder: batched async path
+    return common.TableEmbeddings(wl.vector)
+
+
+def _vectorizer(wl: Workload, mode: str) -> Any:
+    if mode == "minilm":
+        m = common.MiniLMEmbeddings()
+        return common.TableVectorizer(
+            m.embed_query, m.aembed_query, model="sentence-transformers/all-MiniLM-L6-v2"
+        )
+    emb = common.TableEmbeddings(wl.vector)
+    return common.TableVectorizer(emb.embed_query, emb.aembed_query)
+
+
+SPECS = [
+    Spec(
+        "semcache",
+        "semcache (HNSW f32, default)",
+        lambda url, wl, mode: semcache_subject(
+            "semcache (HNSW f32, default)", url, _semcache_embedder(wl, mode)
+        ),
+    ),
+    Spec(
+        "semcache-f16",
+        "semcache (HNSW f16)",
+        lambda url, wl, mode: semcache_subject(
+            "semcache (HNSW f16)", url, _semcache_embedder(wl, mode), datatype="float16"
+        ),
+    ),
+    Spec(
+        "semcache-flat",
+        "semcache (FLAT f32)",
+        lambda url, wl, mode: semcache_subject(
+            "semcache (FLAT f32)", url, _semcache_embedder(wl, mode), algorithm="flat"
+        ),
+    ),
+    Spec(
+        "lc-redis-semantic",
+        "langchain-redis RedisSemanticCache",
+        lambda url, wl, mode: lc_redis_semantic_subject(url, _embeddings(wl, mode)),
+    ),
+    Spec(
+        "redisvl",
+        "RedisVL SemanticCache",
+        lambda url, wl, mode: redisvl_subject(url, _vectorizer(wl, mode)),
+    ),
+    Spec(
+        "lc-redis-exact",
+        "langchain-redis RedisCache",
+        lambda url, wl, mode: lc_redis_exact_subject(url),
+    ),
+    Spec(
+        "inmemory",
+        "langchain-core InMemoryCache",
+        lambda url, wl, mode: langchain_subject(
+            "langchain-core InMemoryCache", InMemoryCache(), False
+        ),
+    ),
+]
+E2E_KEYS = ("semcache", "lc-redis-semantic", "redisvl")
+
+
+# -- measurement --------------------------------------------------------------------------
+@dataclass
+class Latency:
+    p50: float
+    p99: float
+    mean: float
+    hit_rate: float
+    n: int
+
+
+def time_sync(subject: Subject, items: Sequence[tuple[str, str]]) -> Latency:
+    lat = np.empty(len(items))
+    hits = 0
+    for i, (question, prompt) in enumerate(items):
+        t = time.perf_counter()
+        hit = subject.lookup(question, prompt)
+        lat[i] = time.perf_counter() - t
+        hits += hit
+    ms = lat * 1000
+    return Latency(
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 99)),
+        float(ms.mean()),
+        hits / max(1, len(items)),
+        len(items),
+    )
+
+
+def throughput_sync(subject: Subject, items: Sequence[tuple[str, str]]) -> float:
+    t = time.perf_counter()
+    for question, prompt in items:
+        subject.lookup(question, prompt)
+    return len(items) / (time.perf_counter() - t)
+
+
+async def throughput_async(
+    subject: Subject, items: Sequence[tuple[str, str]], concurrency: int
+) -> float:
+    warm = iter(items[: min(len(items), 2 * concurrency)])
+    work = iter(items)
+
+    async def worker(source: Any) -> None:
+        for question, prompt in source:
+            await subject.alookup(question, prompt)
+
+    await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
+    t = time.perf_counter()
+    await asyncio.gather(*(worker(work) for _ in range(concurrency)))
+    return len(items) / (time.perf_counter() - t)
+
+
+@dataclass
+class Row:
+    cache: str
+    size: int
+    mode: str
+    exact: Latency | None = None
+    semantic: Latency | None = None
+    miss: Latency | None = None
+    sync_ops: float = 0.0
+    async_ops: float = 0.0
+    bytes_per_entry: float | None = None
+    index_mb: float | None = None
+    errors: int = 0
+    note: str = ""
+
+
+def measure(
+    subject: Subject,
+    wl: Workload,
+    size: int,
+    mode: str,
+    q: int,
+    concurrency: int,
+    loop: asyncio.AbstractEventLoop,
+    seed: int,
+) -> Row:
+    rng = random.Random(seed)
+    exact_ids = [rng.randrange(min(size, len(wl.semantic) or size)) for _ in range(q)]
+    exact = [(wl.questions[i], wl.prompts[i]) for i in exact_ids]
+    sem = [(wl.queries[j], wl.query_prompts[j]) for j in wl.semantic[:q]]
+    miss = [(wl.queries[j], wl.query_prompts[j]) for j in wl.miss[:q]]
+    row = Row(subject.name, size, mode)
+    warm = exact[:20] + sem[:20] + miss[:20]
+    for question, prompt in warm:
+        subject.lookup(question, prompt)
+    errors_before = subject.errors()
+    row.exact = time_sync(subject, exact)
+    if subject.semantic:
+        row.semantic = time_sync(subject, sem)
+    row.miss = time_sync(subject, miss)
+    mixed = exact + (sem if subject.semantic else []) + miss
+    rng.shuffle(mixed)
+    row.sync_ops = throughput_sync(subject, mixed)
+    row.async_ops = loop.run_until_complete(throughput_async(subject, mixed, concurrency))
+    row.errors = subject.errors() - errors_before
+    return row
+
+
+def populate(subject: Subject, wl: Workload, start: int, stop: int, console: Console) -> float:
+    t = time.perf_counter()
+    for i in range(start, stop):
+        subject.store(wl.questions[i], wl.prompts[i], i)
+    seconds = time.perf_counter() - t
+    if stop > start:
+        console.print(
+            f"  [dim]{subject.name}: stored {start:,}->{stop:,} in {seconds:.1f} s "
+            f"({seconds / (stop - start) * 1000:.2f} ms/entry)[/]"
+        )
+    return seconds
+
+
+# -- reporting ----------------------------------------------------------------------------
+def _ms(lat: Latency | None, part: str) -> str:
+    if lat is None:
+        return "-"
+    value = getattr(lat, part)
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _hit(lat: Latency | None) -> str:
+    return "-" if lat is None else f"{lat.hit_rate:.0%}"
+
+
+def latency_table(rows: Sequence[Row], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("cache", "entries"):
+        table.add_column(col, justify="left" if col == "cache" else "right")
+    for col in (
+        "exact p50",
+        "exact p99",
+        "hit",
+        "sem. p50",
+        "sem. p99",
+        "hit",
+        "miss p50",
+        "miss p99",
+        "hit",
+        "sync op/s",
+        "async32 op/s",
+        "async/sync",
+        "B/entry",
+        "err",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r.cache,
+            f"{r.size:,}",
+            _ms(r.exact, "p50"),
+            _ms(r.exact, "p99"),
+            _hit(r.exact),
+            _ms(r.semantic, "p50"),
+            _ms(r.semantic, "p99"),
+            _hit(r.semantic),
+            _ms(r.miss, "p50"),
+            _ms(r.miss, "p99"),
+            _hit(r.miss),
+            f"{r.sync_ops:,.0f}",
+            f"{r.async_ops:,.0f}",
+            f"{r.async_ops / r.sync_ops:.2f}x" if r.sync_ops else "-",
+            "-" if r.bytes_per_entry is None else f"{r.bytes_per_entry:,.0f}",
+            str(r.errors),
+        )
+    return table
+
+
+def ratio_table(rows: Sequence[Row], size: int) -> Table:
+    """Each cache's p50 over semcache's default, per kind, at one size."""
+    at = {r.cache: r for r in rows if r.size == size and r.mode == "precomputed"}
+    base = at.get(SPECS[0].label)
+    table = Table(
+        title=f"p50 relative to semcache (HNSW f32) at {size:,} entries (>1: slower than "
+        "semcache)",
+        title_justify="left",
+    )
+    for col in ("cache", "exact", "semantic", "miss", "sync op/s ratio"):
+        table.add_column(col, justify="left" if col == "cache" else "right")
+    if base is None:
+        return table
+    for name, r in at.items():
+
+        def rel(a: Latency | None, b: Latency | None) -> str:
+            return "-" if a is None or b is None else f"{a.p50 / b.p50:.2f}x"
+
+        table.add_row(
+            name,
+            rel(r.exact, base.exact),
+            rel(r.semantic, base.semantic),
+            rel(r.miss, base.miss),
+            f"{base.sync_ops / r.sync_ops:.2f}x" if r.sync_ops else "-",
+        )
+    return table
+
+
+def memory_table(mem: Sequence[dict[str, Any]]) -> Table:
+    table = Table(
+        title="Memory per entry (INFO used_memory delta / entries)", title_justify="left"
+    )
+    for col in ("cache", "entries", "bytes/entry", "FT.INFO index MB", "FT.INFO detail"):
+        table.add_column(col, justify="left" if col in ("cache", "FT.INFO detail") else "right")
+    for m in mem:
+        detail = ", ".join(
+            f"{k.removesuffix('_sz_mb')} {v:.1f}"
+            for k, v in m["ft"].items()
+            if k != "num_docs" and v >= 0.05
+        )
+        table.add_row(
+            m["cache"],
+            f"{m['size']:,}",
+            f"{m['bytes_per_entry']:,.0f}",
+            "-" if m["index_mb"] is None else f"{m['index_mb']:.1f}",
+            detail or "-",
+        )
+    return table
+
+
+def plot(rows: Sequence[Row], path_prefix: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pre = [r for r in rows if r.mode == "precomputed"]
+    out = []
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    for ax, kind in zip(axes, ("exact", "semantic", "miss"), strict=True):
+        names = list(dict.fromkeys(r.cache for r in pre))
+        for name in names:
+            pts = [
+                (r.size, getattr(r, kind).p50)
+                for r in pre
+                if r.cache == name and getattr(r, kind) is not None
+            ]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("entries")
+        ax.set_ylabel("p50 lookup latency (ms)")
+        ax.set_title(f"{kind} lookups (precomputed embeddings)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = common.RESULTS_DIR / f"{path_prefix}_latency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    out.append(path.name)
+
+    largest = max(r.size for r in pre)
+    at = [r for r in pre if r.size == largest]
+    fig, ax = plt.subplots(figsize=(11, 5))
+    xs = np.arange(len(at))
+    ax.bar(xs - 0.2, [r.sync_ops for r in at], 0.4, label="sequential sync")
+    ax.bar(xs + 0.2, [r.async_ops for r in at], 0.4, label="async, 32 concurrent")
+    ax.set_xticks(xs, [r.cache.replace(" (", "\n(") for r in at], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("lookups / s (mixed exact, semantic, miss)")
+    ax.set_title(f"Throughput at {largest:,} entries")
+    ax.legend()
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = common.RESULTS_DIR / f"{path_prefix}_throughput.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    out.append(path.name)
+    return out
+
+
+# -- main ---------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="entries, comma-separated")
+    parser.add_argument("--queries", type=int, default=1000, help="queries per kind and size")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--e2e-size", type=int, default=10000, help="MiniLM end-to-end size")
+    parser.add_argument("--e2e-queries", type=int, default=200)
+    parser.add_argument("--no-e2e", action="store_true", help="skip MiniLM end to end")
+    parser.add_argument(
+        "--caches", default=",".join(s.key for s in SPECS), help="subset of cache keys"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1k entries, few queries")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--label", default=None, help="names the results files")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.queries, args.e2e_size, args.e2e_queries = "1000", 200, 1000, 50
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    keys = [k.strip() for k in args.caches.split(",") if k.strip()]
+    specs = [s for s in SPECS if s.key in keys]
+    label = args.label or ("speed_quick" if args.quick else "speed")
+    e2e_size = args.e2e_size if args.e2e_size in sizes else sizes[-1]
+
+    console = common.new_console()
+    console.print(f"[bold]semcache speed benchmark[/]  ({common.argv_line()})")
+    info = common.machine()
+    common.print_machine(console, info)
+    if max(sizes) < 1_000_000:
+        console.print(f"[dim]{ONE_MILLION_NOTE}.[/]")
+
+    data = qqp.load()
+    store = qqp.VectorStore(data, "plain")
+    store.ensure(range(len(data.texts)))
+    wl = build_workload(data, store.matrix, max(sizes), args.queries, args.seed)
+    sem_sims = np.array(wl.semantic_sims)
+    console.print(
+        f"[dim]workload: {len(wl.questions):,} stored entries ({wl.fillers:,} synthetic "
+        f"fillers: normalized sums of two stored vectors, because QQP has {len(data.texts):,} "
+        f"unique questions and the queries are held out), {len(wl.semantic):,} semantic "
+        f"queries (similarity to the stored twin {sem_sims.min():.3f}-{sem_sims.max():.3f}), "
+        f"{len(wl.miss):,} misses (nearest stored neighbour <= {wl.miss_max_sim:.3f}).[/]"
+    )
+    if len(wl.semantic) < args.queries:
+        console.print(f"[yellow]only {len(wl.semantic)} semantic queries available[/]")
+
+    rows: list[Row] = []
+    mem: list[dict[str, Any]] = []
+    loop = asyncio.new_event_loop()
+    try:
+        with common.private_redis(console) as url:
+            for spec in specs:
+                common.flushall(url)
+                gc.collect()
+                console.print(f"[bold]{spec.label}[/]")
+                base_mem = common.redis_memory(url)
+                subject = spec.make(url, wl, "precomputed")
+                in_process = spec.key == "inmemory"
+                if in_process:
+                    tracemalloc.start()
+                done = 0
+                traced = 0
+                for size in sizes:
+                    populate(subject, wl, done, size, console)
+                    done = size
+                    if in_process:
+                        traced += tracemalloc.get_traced_memory()[0]
+                        bpe: float = traced / size
+                        ft: dict[str, float] = {}
+                    else:
+                        bpe = (common.redis_memory(url) - base_mem) / size
+                        ft = common.ft_info_mb(url, subject.index) if subject.index else {}
+                    index_mb = (
+                        sum(v for k, v in ft.items() if k.endswith("_sz_mb") and "total" not in k)
+                        if ft
+                        else None
+                    )
+                    mem.append(
+                        {
+                            "cache": spec.label,
+                            "size": size,
+                            "bytes_per_entry": bpe,
+                            "index_mb": ft.get("total_index_memory_sz_mb", index_mb),
+                            "ft": ft,
+                        }
+                    )
+                    if in_process:
+                        tracemalloc.stop()  # tracing would slow the lookups
+                    row = measure(
+                        subject, wl, size, "precomputed", args.queries, args.concurrency, loop, 1
+                    )
+                    row.bytes_per_entry = bpe
+                    rows.append(row)
+                    console.print(latency_table([row], ""), end="")
+                    if not args.no_e2e and spec.key in E2E_KEYS and size == e2e_size:
+                        e2e = spec.make(url, wl, "minilm")
+                        erow = measure(
+                            e2e, wl, size, "minilm", args.e2e_queries, args.concurrency, loop, 2
+                        )
+                        rows.append(erow)
+                        e2e.close()
+                    if in_process:
+                        tracemalloc.start()
+                if in_process and tracemalloc.is_tracing():
+                    tracemalloc.stop()
+                subject.close()
+    finally:
+        loop.close()
+
+    console.rule("Results")
+    pre = [r for r in rows if r.mode == "precomputed"]
+    console.print(
+        latency_table(
+            pre,
+            "Lookup latency (ms), precomputed embeddings (the caches' own cost); throughput: "
+            "mixed kinds",
+        )
+    )
+    for size in sizes:
+        console.print(ratio_table(rows, size))
+    e2e_rows = [r for r in rows if r.mode == "minilm"]
+    if e2e_rows:
+        console.print(
+            latency_table(
+                e2e_rows,
+                f"All-MiniLM-L6-v2 end to end at {e2e_size:,} entries, {args.e2e_queries} "
+                "queries per kind (fewer, to keep time down). semcache embeds the question; "
+                "langchain-redis embeds LangChain's JSON prompt (longer, slower to embed); "
+                "exact hits skip embedding only in semcache",
+            )
+        )
+    console.print(memory_table(mem))
+    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    pngs = plot(rows, label)
+    raw = {
+        "argv": common.argv_line(),
+        "machine": info,
+        "rows": [
+            {
+                **{k: v for k, v in r.__dict__.items() if not isinstance(v, Latency)},
+                **{
+                    k: v.__dict__
+                    for k, v in r.__dict__.items()
+                    if isinstance(v, Latency) and v is not None
+                },
+            }
+            for r in rows
+        ],
+        "memory": mem,
+    }
+    (common.RESULTS_DIR / f"{label}.json").write_text(json.dumps(raw, indent=1))
+    console.print(f"[dim]plots: {', '.join('benchmarks/results/' + p for p in pngs)}[/]")
+    txt = common.save_console(console, f"{label}.txt")
+    print(f"saved {txt} and {label}.json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
