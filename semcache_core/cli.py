@@ -1,4 +1,4 @@
-"""The ``semcache`` command line: ``semcache redis`` and ``semcache demo``.
+"""The ``semcache`` command line: ``redis``, ``demo``, ``policy show|set|reset``, ``calibrate``.
 
 Errors a user can fix (any `SemcacheError`) print as one red line and exit with code 1;
 Ctrl-C exits with 130. LangChain is imported only when ``semcache demo`` runs.
@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from .errors import ConfigurationError, SemcacheError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from .engine import CacheEngine
+    from .tenant_policy import TenantPolicy
 
 __all__ = ["app"]
 
@@ -132,6 +138,204 @@ def demo(
             namespace=namespace,
             console=Console(),
         )
+
+    _guarded(run)
+
+
+# -- tenant policies and calibration ---------------------------------------------------------
+policy_app = typer.Typer(
+    help="Show or change tenants' serving policies (stored in Redis).", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
+
+RedisUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--redis-url",
+        envvar="SEMCACHE_REDIS_URL",
+        help="Redis with the search module.",
+    ),
+]
+NamespaceOption = Annotated[
+    str, typer.Option("--namespace", envvar="SEMCACHE_NAMESPACE", help="Cache namespace.")
+]
+_DEFAULT_URL = "redis://localhost:6379/0"
+
+
+def _admin_engine(redis_url: str, namespace: str) -> CacheEngine:
+    """An engine for administration: no index checks, patient timeouts."""
+    from .engine import CacheEngine
+
+    return CacheEngine(
+        redis_url, namespace=namespace, validate=False, socket_timeout=10.0, connect_timeout=5.0
+    )
+
+
+def _policy_table(policies: dict[str, TenantPolicy], title: str) -> Table:
+    from rich.table import Table
+
+    from .tenant_policy import POLICY_FIELDS
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("tenant")
+    for name in POLICY_FIELDS:
+        table.add_column(name.replace("_", " "), justify="right")
+    for tenant_id, pol in policies.items():
+        row = [escape(tenant_id)]
+        for name in POLICY_FIELDS:
+            value = getattr(pol, name)
+            text = (
+                "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+            )
+            row.append(f"[bold]{text}[/]" if name in pol.model_fields_set else f"[dim]{text}[/]")
+        table.add_row(*row)
+    return table
+
+
+@policy_app.command("show")
+def policy_show(
+    tenant: Annotated[
+        str | None, typer.Option(help="One tenant (default: every tenant with overrides).")
+    ] = None,
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Show effective policies; bold values are the tenant's overrides, dim ones defaults."""
+
+    def run() -> None:
+        engine = _admin_engine(redis_url, namespace)
+        try:
+            policies = {tenant: engine.get_policy(tenant)} if tenant else engine.policies()
+        finally:
+            engine.close()
+        console = Console()
+        if not policies:
+            console.print("No tenant has a stored policy; every tenant uses the defaults.")
+            return
+        console.print(_policy_table(policies, f"Policies in namespace {escape(namespace)}"))
+
+    _guarded(run)
+
+
+@policy_app.command("set")
+def policy_set(
+    tenant: Annotated[str, typer.Option(help="Whose policy to change.")],
+    semantic: Annotated[
+        str | None, typer.Option(help="off | shadow | live.", show_default=False)
+    ] = None,
+    exact: Annotated[
+        bool | None,
+        typer.Option("--exact/--no-exact", help="The exact layer.", show_default=False),
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(show_default=False)] = None,
+    promotion_threshold: Annotated[
+        float | None,
+        typer.Option(help="Shadow candidates at or above this are served.", show_default=False),
+    ] = None,
+    ttl: Annotated[
+        float | None, typer.Option(help="Entry TTL, seconds.", show_default=False)
+    ] = None,
+    target_error: Annotated[float | None, typer.Option(show_default=False)] = None,
+    auto_promote: Annotated[
+        bool | None, typer.Option("--auto-promote/--no-auto-promote", show_default=False)
+    ] = None,
+    min_samples: Annotated[int | None, typer.Option(show_default=False)] = None,
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Change some fields of a tenant's policy (the change is audited)."""
+    given = {
+        "semantic": semantic,
+        "exact": exact,
+        "threshold": threshold,
+        "promotion_threshold": promotion_threshold,
+        "ttl": ttl,
+        "target_error": target_error,
+        "auto_promote": auto_promote,
+        "min_samples": min_samples,
+    }
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+
+    def run() -> None:
+        if not changes:
+            raise ConfigurationError("say what to change, e.g. --semantic shadow")
+        engine = _admin_engine(redis_url, namespace)
+        try:
+            pol = engine.set_policy(tenant, **changes)
+        finally:
+            engine.close()
+        Console().print(
+            _policy_table({tenant: pol}, "Stored; every process applies it within seconds")
+        )
+
+    _guarded(run)
+
+
+@policy_app.command("reset")
+def policy_reset(
+    tenant: Annotated[str, typer.Option(help="Whose overrides to drop.")],
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Drop a tenant's overrides: the defaults apply again."""
+
+    def run() -> None:
+        engine = _admin_engine(redis_url, namespace)
+        try:
+            engine.reset_policy(tenant)
+        finally:
+            engine.close()
+        Console().print(f"{escape(tenant)}: overrides dropped; the defaults apply.")
+
+    _guarded(run)
+
+
+@app.command()
+def calibrate(
+    tenant: Annotated[str, typer.Option(help="Whose shadow verdicts to use.")],
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply/--dry-run",
+            help="Store the threshold and switch the tenant to live (audited).",
+        ),
+    ] = False,
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Recommend the lowest threshold whose wrong-serve bound stays under the tenant's target."""
+
+    def run() -> None:
+        engine = _admin_engine(redis_url, namespace)
+        try:
+            before = engine.get_policy(tenant)
+            cal = engine.calibrate(tenant, apply=apply)
+            after = engine.get_policy(tenant)
+        finally:
+            engine.close()
+        console = Console()
+        console.print(
+            f"{escape(tenant)}: {cal.samples:,} verdicts; target error {cal.target_error:g} "
+            f"({cal.confidence:.0%} one-sided Clopper-Pearson bound), min samples "
+            f"{cal.min_samples:,}."
+        )
+        if cal.threshold is None:
+            console.print(f"[yellow]No threshold recommended:[/] {escape(cal.reason)}.")
+            raise typer.Exit(2)
+        console.print(
+            f"Recommended threshold [bold]{cal.threshold:.4f}[/]: {cal.served:,} would-be hits, "
+            f"{cal.wrong:,} wrong (observed {cal.observed_error:.2%}, bound "
+            f"{cal.upper_bound:.2%}). {escape(cal.reason)}."
+        )
+        if apply and after != before:
+            console.print(
+                f"Applied: {before.semantic} at {before.threshold:g} -> {after.semantic} at "
+                f"{after.threshold:.4f} (audited)."
+            )
+        elif apply:
+            console.print("Already applied; nothing changed.")
+        else:
+            console.print("Dry run: pass --apply to switch the tenant to live at this threshold.")
 
     _guarded(run)
 

@@ -1,0 +1,368 @@
+"""Shadow mode, promotion, verdicts and calibration against the real embedded Redis.
+
+Most tests use an "angle" embedder that places each question at an exact cosine
+similarity to a stored one, so policy decisions can be checked at chosen similarities
+(these tests are about the policy, not about embedding quality). The LangChain test uses
+the real all-MiniLM-L6-v2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from langchain_core.globals import get_llm_cache, set_llm_cache
+
+from langchain_semcache import SemanticCache
+from langchain_semcache.testing import FakeSupportChatModel
+from semcache_core import CacheEngine, Outcome, TenantPolicy, tenant
+from semcache_core.embedding import CallableEmbedder
+from semcache_core.errors import ConfigurationError
+from semcache_core.request import tenant_digest
+from semcache_core.workload import INTENTS
+
+DIMS = 16
+
+
+def angle_embed(text: str) -> list[float]:
+    """``"<anchor>"`` -> axis ``2a``; ``"<anchor>@<s>#<tag>"`` -> cosine ``s`` to it.
+
+    The tag only makes texts distinct (so the exact layer stays out of the way).
+    """
+    anchor, _, rest = text.partition("@")
+    a = int(anchor) % (DIMS // 2)
+    vec = [0.0] * DIMS
+    if not rest:
+        vec[2 * a] = 1.0
+        return vec
+    s = float(rest.split("#")[0])
+    vec[2 * a] = s
+    vec[2 * a + 1] = math.sqrt(max(0.0, 1.0 - s * s))
+    return vec
+
+
+def angle_engine(make_engine: Callable[..., CacheEngine], **kwargs: Any) -> CacheEngine:
+    kwargs.setdefault("policy_refresh", 0.0)
+    return make_engine(embedder=CallableEmbedder(angle_embed), dims=DIMS, **kwargs)
+
+
+def ask(engine: CacheEngine, question: str, answer: str, tenant_id: str = "acme") -> Any:
+    """One request the way an adapter makes it: lookup, and on a miss store the answer.
+
+    Only anchors (questions without ``@``) are written: the others are stored with TTL 0
+    (judged, not cached), so every question's nearest entry is its anchor.
+    """
+    ttl = 0 if "@" in question else None
+    req = engine.request(question, tenant=tenant_id, scope={"model": "m"}, ttl=ttl)
+    result = engine.lookup(req)
+    if not result.hit:
+        engine.store(req, answer.encode(), text=answer)
+    return result
+
+
+def test_shadow_never_serves_below_the_promotion_threshold(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    engine = angle_engine(make_engine)
+    engine.set_policy("acme", semantic="shadow", threshold=0.80, promotion_threshold=0.95)
+    ask(engine, "0", "stored answer")
+    sims = [round(0.50 + i * 0.0025, 4) for i in range(200)]  # 0.50 .. 0.9975
+    random.Random(3).shuffle(sims)
+    for i, s in enumerate(sims):
+        req = engine.request(f"0@{s}#{i}", tenant="acme", scope={"model": "m"})
+        result = engine.lookup(req)
+        assert result.similarity == pytest.approx(s, abs=1e-5)
+        if s >= 0.95:
+            assert result.outcome == Outcome.PROMOTED and result.hit
+            assert result.value == b"stored answer"
+        else:
+            assert not result.hit and result.value is None, s
+            assert result.outcome == (Outcome.SHADOW_HIT if s >= 0.80 else Outcome.MISS)
+    stats = engine.stats("acme")["tenants"]["acme"]
+    assert stats["promoted"] == sum(s >= 0.95 for s in sims)
+    assert stats["shadow_hits"] == sum(0.80 <= s < 0.95 for s in sims)
+    assert stats["semantic_hits"] == 0
+
+
+def test_live_serves_at_threshold_and_off_never(make_engine: Callable[..., CacheEngine]) -> None:
+    engine = angle_engine(make_engine, threshold=0.9)
+    ask(engine, "1", "one")
+    assert engine.lookup(engine.request("1@0.91#a", tenant="acme", scope={"model": "m"})).hit
+    assert not engine.lookup(engine.request("1@0.89#b", tenant="acme", scope={"model": "m"})).hit
+    engine.set_policy("acme", semantic="off")
+    result = engine.lookup(engine.request("1@0.99#c", tenant="acme", scope={"model": "m"}))
+    assert result.outcome == Outcome.MISS
+    # The exact layer still answers with the semantic layer off, unless it is off too.
+    assert engine.lookup(engine.request("1", tenant="acme", scope={"model": "m"})).hit
+    engine.set_policy("acme", exact=False)
+    assert not engine.lookup(engine.request("1", tenant="acme", scope={"model": "m"})).hit
+
+
+def test_promotion_counter_moves_once_per_promoted_serve(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    engine = angle_engine(make_engine)
+    engine.set_policy("acme", semantic="shadow", promotion_threshold=0.97)
+    ask(engine, "2", "two")
+    served = 0
+    for i in range(25):
+        result = ask(engine, f"2@0.99#{i}", "two")
+        served += result.outcome == Outcome.PROMOTED
+        assert engine.stats("acme")["tenants"]["acme"]["promoted"] == served == i + 1
+    ask(engine, "2@0.96#x", "two")  # a shadow hit: not promoted, not served
+    ask(engine, "2", "two")  # an exact hit
+    stats = engine.stats("acme")["tenants"]["acme"]
+    assert (stats["promoted"], stats["shadow_hits"], stats["exact_hits"]) == (25, 1, 1)
+    # Promoted hits are hits: they count in the hit rate, shadow hits do not.
+    assert stats["hit_rate"] == pytest.approx(26 / stats["requests"])
+
+
+def test_verdicts_record_agreement_and_raise_entry_floors(
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+) -> None:
+    engine = angle_engine(make_engine)
+    engine.set_policy("acme", semantic="shadow", threshold=0.8, promotion_threshold=None)
+    ask(engine, "3", "Refunds take 30 days.")
+    ask(engine, "3@0.93#a", "refunds take 30 days")  # agrees (normalized text)
+    ask(engine, "3@0.91#b", "Shipping is free.")  # disagrees
+    ask(engine, "3@0.40#c", "anything")  # below the shadow floor: no verdict
+    verdicts = engine.verdicts("acme")
+    assert [(round(v.similarity, 3), v.agreed) for v in verdicts] == [(0.93, True), (0.91, False)]
+    stats = engine.stats("acme")["tenants"]["acme"]
+    assert (stats["verdicts"], stats["verdicts_agreed"]) == (2, 1)
+    # The disagreeing verdict raised the entry's own floor above 0.91.
+    candidate = verdicts[1].candidate
+    assert candidate is not None
+    assert float(raw_redis.hget(candidate, "min_sim") or 0) == pytest.approx(0.9101, abs=1e-4)
+    engine.set_policy("acme", semantic="live", threshold=0.85)
+    live = engine.lookup(engine.request("3@0.905#d", tenant="acme", scope={"model": "m"}))
+    assert live.outcome == Outcome.MISS  # above the tenant threshold, below the entry's floor
+    live = engine.lookup(engine.request("3@0.92#e", tenant="acme", scope={"model": "m"}))
+    assert live.outcome == Outcome.SEMANTIC_HIT
+
+
+def test_entry_floors_can_be_turned_off(
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+) -> None:
+    engine = angle_engine(make_engine, entry_floors=False)
+    engine.set_policy("acme", semantic="shadow", threshold=0.8)
+    ask(engine, "3", "a")
+    ask(engine, "3@0.91#b", "b")
+    (verdict,) = engine.verdicts("acme")
+    assert not verdict.agreed and verdict.candidate is not None
+    assert raw_redis.hget(verdict.candidate, "min_sim") is None
+
+
+async def test_concurrent_async_requests_never_mix_candidates(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    engine = angle_engine(make_engine)
+    engine.set_policy("acme", semantic="shadow", threshold=0.5, promotion_threshold=None)
+    for a in range(8):
+        req = engine.request(str(a), tenant="acme", scope={"model": "m"})
+        await engine.astore(req, f"answer {a}".encode())
+    rng = random.Random(5)
+    expected = []
+
+    async def one(i: int) -> None:
+        a = i % 8
+        s = round(rng.uniform(0.6, 0.94), 4)
+        agrees = i % 3 != 0
+        expected.append((s, agrees))
+        req = engine.request(f"{a}@{s}#{i}", tenant="acme", scope={"model": "m"}, ttl=0)
+        result = await engine.alookup(req)
+        assert result.outcome == Outcome.SHADOW_HIT
+        await asyncio.sleep(rng.random() / 100)  # the LLM; others interleave here
+        fresh = f"answer {a}" if agrees else f"something else {i}"
+        await engine.astore(req, fresh.encode())
+
+    await asyncio.gather(*(one(i) for i in range(120)))
+    got = sorted((round(v.similarity, 4), v.agreed) for v in engine.verdicts("acme"))
+    assert got == sorted(expected)
+
+
+def test_verdicts_are_bounded_persistent_and_per_tenant(
+    make_engine: Callable[..., CacheEngine], redis_url: str, namespace: str
+) -> None:
+    engine = angle_engine(make_engine, verdict_limit=10)
+    for t in ("acme", "globex"):
+        engine.set_policy(t, semantic="shadow", threshold=0.5, promotion_threshold=None)
+        ask(engine, "4", "x", tenant_id=t)
+    for i in range(25):
+        ask(engine, f"4@0.9#{i}", "x" if i % 2 else "y", tenant_id="acme")
+    ask(engine, "4@0.7#g", "x", tenant_id="globex")
+    assert len(engine.verdicts("acme")) == 10  # capped: the newest ten
+    assert [v.agreed for v in engine.verdicts("acme")] == [i % 2 == 1 for i in range(15, 25)]
+    # A new process (engine) reads the same verdicts; the other tenant's stay apart.
+    other = CacheEngine(redis_url, namespace=namespace, validate=False)
+    try:
+        assert len(other.verdicts("acme")) == 10
+        (g,) = other.verdicts("globex")
+        assert g.similarity == pytest.approx(0.7, abs=1e-5) and g.agreed
+        assert other.verdicts("initech") == []
+        assert other.clear_verdicts("acme") == 1
+        assert other.verdicts("acme") == [] and len(other.verdicts("globex")) == 1
+    finally:
+        other.close()
+    # Keys hold digests, never the raw tenant id.
+    assert engine.layout.verdict_key(tenant_digest("globex")).endswith(tenant_digest("globex"))
+
+
+def test_calibrate_and_promote_with_audit(make_engine: Callable[..., CacheEngine]) -> None:
+    engine = angle_engine(make_engine)
+    engine.set_policy(
+        "acme",
+        TenantPolicy(
+            semantic="shadow",
+            threshold=0.99,
+            promotion_threshold=None,
+            target_error=0.05,
+            min_samples=60,
+        ),
+    )
+    ask(engine, "5", "five")
+    rng = random.Random(11)
+    for i in range(150):  # agree above 0.9, mostly disagree below
+        s = round(rng.uniform(0.8, 0.999), 4)
+        agrees = s >= 0.9 or rng.random() < 0.3
+        ask(engine, f"5@{s}#{i}", "five" if agrees else f"other {i}")
+    dry = engine.calibrate("acme")
+    assert dry.threshold is not None and 0.88 < dry.threshold < 0.93
+    assert dry.upper_bound <= 0.05 and dry.served >= 60
+    assert engine.get_policy("acme").semantic == "shadow"  # a dry run changes nothing
+
+    cal = engine.calibrate("acme", apply=True)
+    pol = engine.get_policy("acme")
+    assert (pol.semantic, pol.threshold) == ("live", cal.threshold)
+    assert pol.target_error == 0.05  # other overrides kept
+    record = engine.audit_log("acme")[0]
+    assert record["action"] == "promote"
+    assert record["old"]["semantic"] == "shadow" and record["new"]["semantic"] == "live"
+    assert record["evidence"]["threshold"] == cal.threshold
+    assert record["evidence"]["method"] == "clopper-pearson"
+    assert record["evidence"]["served"] == cal.served
+    assert time.time() - record["at"] < 60
+    # Live now: a question above the calibrated threshold is served.
+    served = ask(engine, "5@0.97#live", "unused")
+    assert served.outcome == Outcome.SEMANTIC_HIT and served.value == b"five"
+    # Applying again changes nothing and writes no new record.
+    engine.calibrate("acme", apply=True)
+    assert engine.audit_log("acme")[0]["id"] == record["id"]
+
+
+async def test_auto_promote_from_the_async_store_path(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    engine = angle_engine(make_engine, calibrate_every=10)
+    engine.set_policy(
+        "acme",
+        semantic="shadow",
+        threshold=0.95,
+        promotion_threshold=None,
+        auto_promote=True,
+        min_samples=30,
+        target_error=0.1,
+    )
+    await engine.astore(engine.request("6", tenant="acme", scope={"model": "m"}), b"six")
+    for i in range(40):
+        req = engine.request(
+            f"6@{0.85 + i * 0.003:.4f}#{i}", tenant="acme", scope={"model": "m"}, ttl=0
+        )
+        result = await engine.alookup(req)
+        if result.outcome == Outcome.SEMANTIC_HIT:
+            break  # promoted to live: served from now on
+        await engine.astore(req, b"six")
+    pol = engine.get_policy("acme")
+    assert pol.semantic == "live" and pol.threshold < 0.95
+    assert engine.audit_log("acme")[0]["action"] == "promote"
+    assert engine.stats("acme")["tenants"]["acme"]["semantic_hits"] >= 1
+
+
+def test_policy_change_reaches_another_process_within_seconds(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    writer = angle_engine(make_engine)
+    reader = angle_engine(make_engine, policy_refresh=0.5)
+    ask(reader, "7", "seven")
+    assert ask(reader, "7@0.97#a", "seven").outcome == Outcome.SEMANTIC_HIT
+    writer.set_policy("acme", semantic="shadow", promotion_threshold=None)
+    started = time.monotonic()
+    while ask(reader, f"7@0.97#{time.monotonic()}", "seven").outcome != Outcome.SHADOW_HIT:
+        assert time.monotonic() - started < 2.0, "the change did not arrive"
+        time.sleep(0.05)
+    writer.reset_policy("acme")
+    assert [r["action"] for r in writer.audit_log("acme")[:2]] == ["reset", "set"]
+
+
+def test_bad_and_corrupt_policies(
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+) -> None:
+    engine = angle_engine(make_engine)
+    with pytest.raises(ConfigurationError, match="threshold"):
+        engine.set_policy("acme", threshold=1.5)
+    with pytest.raises(ConfigurationError, match="semantic"):
+        engine.set_policy("acme", semantic="sometimes")
+    with pytest.raises(ConfigurationError, match="treshold"):
+        engine.set_policy("acme", treshold=0.9)
+    # A corrupt stored policy never breaks a lookup: the defaults apply, the error counts.
+    ask(engine, "0", "zero", tenant_id="globex")
+    raw_redis.hset(engine.layout.policy_key, "globex", b"{not json")
+    result = ask(engine, "0@0.95#x", "zero", tenant_id="globex")
+    assert result.outcome == Outcome.SEMANTIC_HIT
+    assert engine.stats()["errors"].get("policy", 0) >= 1
+
+
+def test_policies_list_and_tenant_ids_are_data(make_engine: Callable[..., CacheEngine]) -> None:
+    engine = angle_engine(make_engine)
+    hostile = "a{b}|c@d*:e,f\"'\\ \x00 ü"
+    engine.set_policy(hostile, semantic="shadow")
+    engine.set_policy("acme", threshold=0.93)
+    policies = engine.policies()
+    assert set(policies) == {hostile, "acme"}
+    assert policies[hostile].semantic == "shadow" and policies["acme"].threshold == 0.93
+    assert policies["acme"].overrides() == {"threshold": 0.93}
+
+
+def test_langchain_shadow_flow_with_real_embeddings(
+    redis_url: str, namespace: str, embeddings: Any
+) -> None:
+    """Through `set_llm_cache`: paraphrases are shadowed, the model answers, verdicts are
+    recorded (agreeing: same intent), and a served promoted hit says so."""
+    cache = SemanticCache(
+        redis_url=redis_url, embeddings=embeddings, namespace=namespace, policy_refresh=0.0
+    )
+    model = FakeSupportChatModel(model_name="support-small", latency=0.0)
+    cache.engine.set_policy("acme", semantic="shadow", threshold=0.6, promotion_threshold=0.99)
+    before = get_llm_cache()
+    set_llm_cache(cache)
+    try:
+        with tenant("acme"):
+            for intent in INTENTS[:6]:
+                for question in intent.questions:
+                    model.invoke(question)
+            asked = sum(len(i.questions) for i in INTENTS[:6])
+            assert model.calls == asked  # shadow mode: the model answered every one
+            repeat = model.invoke(INTENTS[0].questions[0])  # exact hits are still served
+            assert repeat.response_metadata["semcache"]["layer"] == "exact"
+            # A near-identical question (0.994 with MiniLM) is promoted, and says so.
+            promoted = model.invoke(INTENTS[0].questions[0].rstrip("?"))
+            marker = promoted.response_metadata["semcache"]
+            assert (marker["layer"], marker["outcome"]) == ("semantic", "promoted")
+            assert marker["similarity"] >= 0.99
+            assert model.calls == asked
+    finally:
+        set_llm_cache(before)
+    verdicts = cache.engine.verdicts("acme")
+    stats = cache.engine.stats("acme")["tenants"]["acme"]
+    assert stats["verdicts"] == len(verdicts) > 0
+    assert stats["semantic_hits"] == 0 and stats["promoted"] == 1
+    # Paraphrases of one intent get that intent's answer, so their verdicts agree.
+    assert sum(v.agreed for v in verdicts) >= len(verdicts) // 2
+    cache.engine.drop_index()
+    cache.engine.close()
