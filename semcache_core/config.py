@@ -103,6 +103,13 @@ class CacheConfig(BaseSettings):
 
     ttl: float | None = Field(None, ge=0.0, description="Default entry TTL in seconds.")
     sliding_ttl: bool = Field(False, description="Each hit restarts the entry's TTL.")
+    stale_grace: float = Field(
+        0.0,
+        ge=0.0,
+        le=30 * 24 * 3600.0,
+        description="Seconds an entry stays in Redis past its TTL, served only by "
+        "stale-if-error lookups (when the LLM fails).",
+    )
 
     dims: int | None = Field(
         None, ge=1, le=32768, description="Embedding size; probed from the embedder if unset."

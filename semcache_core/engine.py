@@ -98,6 +98,8 @@ class LookupResult:
             answered (shadow hits).
         created_at: when the served entry was written (epoch seconds).
         seconds: time the lookup took.
+        stale: served by a stale-if-error lookup (``lookup(..., stale=True)``); the
+            entry may be past its TTL (within ``stale_grace``).
     """
 
     outcome: Outcome
@@ -107,6 +109,7 @@ class LookupResult:
     question: str | None = None
     created_at: float | None = None
     seconds: float = 0.0
+    stale: bool = False
 
     @property
     def hit(self) -> bool:
@@ -375,16 +378,21 @@ class CacheEngine:
         fields: Mapping[str, Any],
         decode: Decoder,
         distance: Any = None,
+        stale: bool = False,
     ) -> tuple[StoredEntry, Any] | None:
-        """Parse and decode a stored entry; ``None`` if it is expired or not this
-        request's. Raises `CorruptEntry` when it cannot be read."""
+        """Parse and decode a stored entry; ``None`` if it is expired (for a stale
+        lookup: past its grace period) or not this request's. Raises `CorruptEntry`
+        when it cannot be read."""
         entry = parse_entry(key, fields, distance)
         if entry.partition != request.partition:
             # The pre-filter makes this impossible; if it ever happens, never serve it.
             self._stats.record_error("partition_guard", request.tenant)
             logger.error("semcache: refused an entry from another partition: %s", key)
             return None
-        if policy.is_expired(entry.expires_at, self._clock()):
+        grace = self.config.stale_grace if stale else 0.0
+        if entry.expires_at is not None and policy.is_expired(
+            entry.expires_at + grace, self._clock()
+        ):
             return None
         try:
             value = decode(entry.payload, entry.codec)
@@ -400,9 +408,15 @@ class CacheEngine:
         entry: StoredEntry | None = None,
         value: Any = None,
         similarity: float | None = None,
+        stale: bool = False,
     ) -> LookupResult:
         seconds = time.perf_counter() - started
-        self._stats.record_lookup(request.tenant, outcome, seconds)
+        if stale:
+            # A second lookup for a request already counted: counted apart.
+            served = outcome in (Outcome.EXACT_HIT, Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
+            self._stats.record(request.tenant, "stale_served" if served else "stale_missed")
+        else:
+            self._stats.record_lookup(request.tenant, outcome, seconds)
         return LookupResult(
             outcome=outcome,
             value=value,
@@ -411,6 +425,7 @@ class CacheEngine:
             question=entry.question if entry else None,
             created_at=entry.created_at if entry else None,
             seconds=seconds,
+            stale=stale,
         )
 
     def _fault(self, operation: str, request: CacheRequest | None, exc: BaseException) -> None:
@@ -798,6 +813,7 @@ class CacheEngine:
         decode: Decoder | None = None,
         *,
         text_of: TextOf | None = None,
+        stale: bool = False,
     ) -> LookupResult:
         """Find an answer for ``request``: exact layer first, then semantic, under the
         tenant's policy (`TenantPolicy`).
@@ -813,11 +829,15 @@ class CacheEngine:
                 marks the entry corrupt. Default: the raw payload bytes.
             text_of: the answer text of a decoded value, for the shadow judge. Default:
                 the payload as UTF-8.
+            stale: stale-if-error: the LLM just failed for this request. Serve what the
+                tenant's policy would serve, entries past their TTL included (within
+                ``stale_grace``); the result has ``stale=True`` and is counted as
+                ``stale_served``/``stale_missed``, not as another request.
         """
         started = time.perf_counter()
         decode = decode or _identity
         if not self._breaker.allow():
-            return self._result(request, Outcome.BYPASS, started)
+            return self._result(request, Outcome.BYPASS, started, stale=stale)
         store = self._store
         try:
             self.setup()
@@ -827,25 +847,29 @@ class CacheEngine:
                 fields = store.read(key)
                 if fields is not None:
                     try:
-                        found = self._accept(request, key, fields, decode)
+                        found = self._accept(request, key, fields, decode, stale=stale)
                     except CorruptEntry as exc:
                         self._corrupt(request, key, exc)
                         store.unlink([key])
                         found = None
                     if found is not None:
                         entry, value = found
-                        expires = self._slide(entry)
+                        expires = None if stale else self._slide(entry)
                         if expires is not None and entry.ttl is not None:
                             store.touch(key, entry.ttl, expires)
                         self._breaker.record_success()
-                        return self._result(request, Outcome.EXACT_HIT, started, entry, value, 1.0)
+                        return self._result(
+                            request, Outcome.EXACT_HIT, started, entry, value, 1.0, stale
+                        )
             vector = self._embed_sync(request, pol)
             if vector is None:
                 self._breaker.record_success()
-                return self._result(request, Outcome.MISS, started)
+                return self._result(request, Outcome.MISS, started, stale=stale)
             for key, fields in store.search(request.partition, vector):
                 try:
-                    found = self._accept(request, key, fields, decode, fields.get("distance"))
+                    found = self._accept(
+                        request, key, fields, decode, fields.get("distance"), stale
+                    )
                 except CorruptEntry as exc:
                     self._corrupt(request, key, exc)
                     store.unlink([key])
@@ -853,18 +877,18 @@ class CacheEngine:
                 if found is None:
                     continue
                 entry, value = found
-                outcome = self._decide(request, pol, entry, value, text_of)
-                if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED):
+                outcome = self._decide(request, pol, entry, value, text_of, park=not stale)
+                if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED) and not stale:
                     expires = self._slide(entry)
                     if expires is not None and entry.ttl is not None:
                         store.touch(key, entry.ttl, expires)
                 self._breaker.record_success()
-                return self._semantic_result(request, outcome, started, entry, value)
+                return self._semantic_result(request, outcome, started, entry, value, stale)
             self._breaker.record_success()
-            return self._result(request, Outcome.MISS, started)
+            return self._result(request, Outcome.MISS, started, stale=stale)
         except Exception as exc:
             self._fault("lookup", request, exc)
-            return self._result(request, Outcome.ERROR, started)
+            return self._result(request, Outcome.ERROR, started, stale=stale)
 
     async def alookup(
         self,
@@ -872,12 +896,13 @@ class CacheEngine:
         decode: Decoder | None = None,
         *,
         text_of: TextOf | None = None,
+        stale: bool = False,
     ) -> LookupResult:
         """The async twin of `lookup` (redis.asyncio, the embedder's async method)."""
         started = time.perf_counter()
         decode = decode or _identity
         if not self._breaker.allow():
-            return self._result(request, Outcome.BYPASS, started)
+            return self._result(request, Outcome.BYPASS, started, stale=stale)
         try:
             store = await self._astore()
             await self.asetup()
@@ -887,25 +912,29 @@ class CacheEngine:
                 fields = await store.read(key)
                 if fields is not None:
                     try:
-                        found = self._accept(request, key, fields, decode)
+                        found = self._accept(request, key, fields, decode, stale=stale)
                     except CorruptEntry as exc:
                         self._corrupt(request, key, exc)
                         await store.unlink([key])
                         found = None
                     if found is not None:
                         entry, value = found
-                        expires = self._slide(entry)
+                        expires = None if stale else self._slide(entry)
                         if expires is not None and entry.ttl is not None:
                             await store.touch(key, entry.ttl, expires)
                         self._breaker.record_success()
-                        return self._result(request, Outcome.EXACT_HIT, started, entry, value, 1.0)
+                        return self._result(
+                            request, Outcome.EXACT_HIT, started, entry, value, 1.0, stale
+                        )
             vector = await self._embed_async(request, pol)
             if vector is None:
                 self._breaker.record_success()
-                return self._result(request, Outcome.MISS, started)
+                return self._result(request, Outcome.MISS, started, stale=stale)
             for key, fields in await store.search(request.partition, vector):
                 try:
-                    found = self._accept(request, key, fields, decode, fields.get("distance"))
+                    found = self._accept(
+                        request, key, fields, decode, fields.get("distance"), stale
+                    )
                 except CorruptEntry as exc:
                     self._corrupt(request, key, exc)
                     await store.unlink([key])
@@ -913,18 +942,18 @@ class CacheEngine:
                 if found is None:
                     continue
                 entry, value = found
-                outcome = self._decide(request, pol, entry, value, text_of)
-                if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED):
+                outcome = self._decide(request, pol, entry, value, text_of, park=not stale)
+                if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED) and not stale:
                     expires = self._slide(entry)
                     if expires is not None and entry.ttl is not None:
                         await store.touch(key, entry.ttl, expires)
                 self._breaker.record_success()
-                return self._semantic_result(request, outcome, started, entry, value)
+                return self._semantic_result(request, outcome, started, entry, value, stale)
             self._breaker.record_success()
-            return self._result(request, Outcome.MISS, started)
+            return self._result(request, Outcome.MISS, started, stale=stale)
         except Exception as exc:
             self._fault("lookup", request, exc)
-            return self._result(request, Outcome.ERROR, started)
+            return self._result(request, Outcome.ERROR, started, stale=stale)
 
     def _decide(
         self,
@@ -933,13 +962,16 @@ class CacheEngine:
         entry: StoredEntry,
         value: Any,
         text_of: TextOf | None,
+        *,
+        park: bool = True,
     ) -> Outcome:
         """Serve, shadow or miss the nearest candidate; park it when shadowed."""
         similarity = entry.similarity
         outcome = policy.semantic_outcome(
             similarity, pol.semantic, pol.threshold, pol.promotion_threshold, entry.min_similarity
         )
-        if outcome not in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED) and similarity is not None:
+        served = outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
+        if park and not served and similarity is not None:
             self._park(request, pol, entry, value, similarity, text_of or _default_text)
         return outcome
 
@@ -950,11 +982,18 @@ class CacheEngine:
         started: float,
         entry: StoredEntry,
         value: Any,
+        stale: bool = False,
     ) -> LookupResult:
         served = outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
         shown = entry if served or outcome == Outcome.SHADOW_HIT else None
         return self._result(
-            request, outcome, started, shown, value if served else None, entry.similarity
+            request,
+            outcome,
+            started,
+            shown,
+            value if served else None,
+            entry.similarity,
+            stale,
         )
 
     def _corrupt(self, request: CacheRequest, key: str, exc: Exception) -> None:

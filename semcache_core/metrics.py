@@ -67,6 +67,7 @@ class LocalStats:
                     "promoted": c[Outcome.PROMOTED.value],
                     "shadow_hits": c[Outcome.SHADOW_HIT.value],
                     "misses": c[Outcome.MISS.value] + c[Outcome.SHADOW_HIT.value],
+                    "stale_served": c["stale_served"],
                     "verdicts": c["verdicts"],
                     "verdicts_agreed": c["verdicts_agreed"],
                     "bypassed": c[Outcome.BYPASS.value],

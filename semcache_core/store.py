@@ -365,12 +365,12 @@ class SyncStore:
         pipe.delete(key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
-            pipe.pexpire(key, expiry_ms(ttl))
+            pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
         pipe.execute()
 
     def touch(self, key: str, ttl: float, expires_at: float) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.pexpire(key, expiry_ms(ttl))
+        pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
         pipe.hset(key, "expires_at", expires_at)
         pipe.execute()
 
@@ -523,12 +523,12 @@ class AsyncStore:
         pipe.delete(key)
         pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
-            pipe.pexpire(key, expiry_ms(ttl))
+            pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
         await pipe.execute()
 
     async def touch(self, key: str, ttl: float, expires_at: float) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.pexpire(key, expiry_ms(ttl))
+        pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
         pipe.hset(key, "expires_at", expires_at)
         await pipe.execute()
 

@@ -1,0 +1,1 @@
+"""LlamaIndex components on the semcache engine."""
