@@ -19,7 +19,13 @@ from semcache_core.request import CacheRequest
 from semcache_core.tenancy import UNSET, _Unset
 
 from .prompt import parse_prompt
-from .serialization import CODEC, decode_generations, encode_generations, generations_text
+from .serialization import (
+    CODEC,
+    decode_generations,
+    encode_generations,
+    generations_text,
+    generations_usage,
+)
 
 
 class SemanticCache(BaseCache):
@@ -110,6 +116,8 @@ class SemanticCache(BaseCache):
             "hit": True,
             "layer": result.layer,
             "outcome": result.outcome.value,
+            "tokens_saved": result.tokens_saved,
+            "cost_saved_usd": round(result.cost_saved_usd, 8),
             "similarity": None if result.similarity is None else round(result.similarity, 6),
             "cached_at": result.created_at,
         }
@@ -144,7 +152,13 @@ class SemanticCache(BaseCache):
         request = self._request(prompt, llm_string)
         payload = self._payload(request, return_val)
         if payload is not None:
-            self.engine.store(request, payload, codec=CODEC, text=generations_text(return_val))
+            self.engine.store(
+                request,
+                payload,
+                codec=CODEC,
+                text=generations_text(return_val),
+                usage=generations_usage(return_val, llm_string),
+            )
 
     def clear(self, **kwargs: Any) -> None:
         """Delete entries.
@@ -173,7 +187,11 @@ class SemanticCache(BaseCache):
         payload = self._payload(request, return_val)
         if payload is not None:
             await self.engine.astore(
-                request, payload, codec=CODEC, text=generations_text(return_val)
+                request,
+                payload,
+                codec=CODEC,
+                text=generations_text(return_val),
+                usage=generations_usage(return_val, llm_string),
             )
 
     async def aclear(self, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ name the run that produced the answer, not the one it is replayed into.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from langchain_core.outputs import ChatGeneration, Generation
 from pydantic import BaseModel
 
 from semcache_core.errors import SerializationError
+from semcache_core.pricing import Usage
 
 CODEC = "langchain-generations/1"
 _AI_TYPES = {"ai", "AIMessageChunk"}
@@ -113,3 +115,38 @@ def generations_text(generations: Sequence[Generation]) -> str:
             for call in gen.message.tool_calls:
                 parts.append(json.dumps([call["name"], call["args"]], sort_keys=True))
     return "\n".join(p for p in parts if p)
+
+
+def generations_usage(generations: Sequence[Generation], llm_string: str = "") -> Usage | None:
+    """Token usage of the call that produced ``generations``, for the cost saved by hits.
+
+    Sums the AI messages' ``usage_metadata``; the model is the message's
+    ``response_metadata["model_name"]`` (or ``"model"``), else the ``model_name`` /
+    ``model`` in LangChain's ``llm_string``. ``None`` when no usage was reported: a
+    hit then saves zero tokens, never a guess.
+    """
+    inp = out = 0
+    seen = False
+    model: str | None = None
+    for gen in generations:
+        if isinstance(gen, ChatGeneration) and isinstance(gen.message, AIMessage):
+            usage = gen.message.usage_metadata
+            if usage:
+                seen = True
+                inp += int(usage.get("input_tokens") or 0)
+                out += int(usage.get("output_tokens") or 0)
+            meta = gen.message.response_metadata or {}
+            model = model or meta.get("model_name") or meta.get("model")
+    if not seen:
+        return None
+    return Usage(input_tokens=inp, output_tokens=out, model=model or _llm_string_model(llm_string))
+
+
+_MODEL_IN_TEXT = re.compile(r"""['"]?(?:model_name|model)['"]?\s*[:=,]\s*['"]([^'"]+)['"]""")
+
+
+def _llm_string_model(llm_string: str) -> str | None:
+    """The model named in an ``llm_string`` (LangChain's serialized model parameters,
+    then ``---`` and the call's; or ``str(sorted(params.items()))``)."""
+    match = _MODEL_IN_TEXT.search(llm_string)
+    return match.group(1) if match else None

@@ -151,6 +151,12 @@ class CacheConfig(BaseSettings):
     breaker_cooldown: float = Field(
         2.0, ge=0.0, le=3600.0, description="Seconds the open breaker skips Redis."
     )
+    persist_stats: bool = Field(
+        True, description="Keep per-tenant counters in Redis (totals across processes)."
+    )
+    stats_flush_interval: float = Field(
+        1.0, ge=0.0, le=3600.0, description="Seconds between writes of the counters to Redis."
+    )
     require_redis: bool = Field(
         False, description="Raise at construction when Redis is unreachable."
     )

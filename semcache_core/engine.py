@@ -9,14 +9,15 @@ counted and logged at a bounded rate. Misconfiguration raises at construction.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
 import redis.asyncio as aredis
@@ -24,6 +25,7 @@ import redis.asyncio as aredis
 from . import calibration, policy, query
 from .calibration import Calibration, Verdict
 from .config import CacheConfig, build_config
+from .counters import PendingCounts, flush_async, flush_sync, read_totals
 from .embedding import CachedEmbedder, Embedder, as_embedder
 from .entry import CorruptEntry, StoredEntry, entry_fields, parse_entry, vector_bytes
 from .errors import (
@@ -33,8 +35,10 @@ from .errors import (
     SemcacheError,
 )
 from .judges import Judge, as_judge
-from .metrics import LocalStats
+from .metrics import LocalStats, summarize
 from .policy import Outcome
+from .pricing import PriceTable, Usage
+from .prometheus import PrometheusMetrics
 from .request import CacheRequest, scope_digest, tag_digest, tenant_digest
 from .resilience import CircuitBreaker, RateLimitedLog
 from .shadow import ShadowLedger
@@ -69,6 +73,38 @@ _REDIS_FAULTS = (redis.RedisError, OSError, BackendUnavailableError)
 _DEFAULT_EXACT_ONLY_DIMS = 384
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _flush_after(
+    fn: Callable[Concatenate[CacheEngine, P], R],
+) -> Callable[Concatenate[CacheEngine, P], R]:
+    """Write due counters to Redis after the call (sync path)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: CacheEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result = fn(self, *args, **kwargs)
+        self._maybe_flush_sync()
+        return result
+
+    return wrapper
+
+
+def _aflush_after(
+    fn: Callable[Concatenate[CacheEngine, P], Awaitable[R]],
+) -> Callable[Concatenate[CacheEngine, P], Coroutine[Any, Any, R]]:
+    """Write due counters to Redis after the call (async path, redis.asyncio)."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: CacheEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        result = await fn(self, *args, **kwargs)
+        await self._maybe_flush_async()
+        return result
+
+    return wrapper
+
+
 def _identity(payload: bytes, codec: str) -> Any:
     return payload
 
@@ -98,6 +134,8 @@ class LookupResult:
             answered (shadow hits).
         created_at: when the served entry was written (epoch seconds).
         seconds: time the lookup took.
+        tokens_saved: tokens of the cached call, on a served hit (0 if unknown).
+        cost_saved_usd: what they cost at the price table (0 if usage or price unknown).
         stale: served by a stale-if-error lookup (``lookup(..., stale=True)``); the
             entry may be past its TTL (within ``stale_grace``).
     """
@@ -110,6 +148,8 @@ class LookupResult:
     created_at: float | None = None
     seconds: float = 0.0
     stale: bool = False
+    tokens_saved: int = 0
+    cost_saved_usd: float = 0.0
 
     @property
     def hit(self) -> bool:
@@ -139,6 +179,10 @@ class CacheEngine:
             only be used from one event loop). By default one is made per event loop.
         validate: connect now and check (or create) the index, so a misconfiguration
             raises here. ``False`` defers all I/O to the first call or `setup`/`asetup`.
+        metrics: Prometheus metrics: ``True`` for the default registry, a
+            `PrometheusMetrics` (own registry, tenant label), or ``None`` for none.
+        prices: model -> price per million tokens, overriding the built-in table
+            (`semcache_core.pricing`), or a `PriceTable`.
         judge: decides whether a shadow candidate agreed with the fresh answer:
             ``"text"`` (normalized equality, the default), an `EmbeddingJudge`, or a
             function ``(question, candidate, fresh) -> bool`` (see `semcache_core.judges`).
@@ -170,6 +214,8 @@ class CacheEngine:
         async_redis_client: aredis.Redis | None = None,
         validate: bool = True,
         judge: Any = None,
+        metrics: PrometheusMetrics | bool | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
         ttl: float | _Unset | None = UNSET,
         **settings: Any,
@@ -195,7 +241,12 @@ class CacheEngine:
         self._verdicts_since: dict[str, int] = {}
         self._breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_cooldown)
         self._log = RateLimitedLog()
-        self._stats = LocalStats()
+        self.prices = prices if isinstance(prices, PriceTable) else PriceTable(prices)
+        self.metrics: PrometheusMetrics | None = (
+            PrometheusMetrics.get() if metrics is True else metrics or None
+        )
+        self._pending = PendingCounts() if self.config.persist_stats else None
+        self._stats = LocalStats(self.config.namespace, self.metrics, self._pending)
         self._ready = False
         self._setup_lock = threading.Lock()
         self._dims: int | None = self.config.dims
@@ -411,12 +462,18 @@ class CacheEngine:
         stale: bool = False,
     ) -> LookupResult:
         seconds = time.perf_counter() - started
+        served = outcome in (Outcome.EXACT_HIT, Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
         if stale:
             # A second lookup for a request already counted: counted apart.
-            served = outcome in (Outcome.EXACT_HIT, Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
             self._stats.record(request.tenant, "stale_served" if served else "stale_missed")
         else:
-            self._stats.record_lookup(request.tenant, outcome, seconds)
+            self._stats.record_lookup(request.tenant, outcome, seconds, similarity)
+        tokens, usd = 0, 0.0
+        if served and entry is not None and entry.usage is not None:
+            usage = Usage.from_json(entry.usage)
+            if usage is not None:
+                tokens, usd = usage.total_tokens, self.prices.cost(usage)
+                self._stats.record_saved(request.tenant, tokens, usd)
         return LookupResult(
             outcome=outcome,
             value=value,
@@ -426,13 +483,22 @@ class CacheEngine:
             created_at=entry.created_at if entry else None,
             seconds=seconds,
             stale=stale,
+            tokens_saved=tokens,
+            cost_saved_usd=usd,
         )
 
-    def _fault(self, operation: str, request: CacheRequest | None, exc: BaseException) -> None:
+    def _fault(
+        self,
+        operation: str,
+        request: CacheRequest | None,
+        exc: BaseException,
+        *,
+        breaker: bool = True,
+    ) -> None:
         if is_missing_index(exc):
             # Redis lost the index (came back empty): set it up again on the next call.
             self._ready = False
-        if isinstance(exc, _REDIS_FAULTS):
+        if breaker and isinstance(exc, _REDIS_FAULTS):
             self._breaker.record_failure()
         self._stats.record_error(operation, request.tenant if request else None)
         self._log.error(operation, _translate(exc))
@@ -803,10 +869,10 @@ class CacheEngine:
 
     def _count_verdict(self, tenant: str, agreed: bool) -> None:
         self._stats.record(tenant, "verdicts")
-        if agreed:
-            self._stats.record(tenant, "verdicts_agreed")
+        self._stats.record(tenant, "verdicts_agreed" if agreed else "verdicts_disagreed")
 
     # -- lookup -------------------------------------------------------------------------
+    @_flush_after
     def lookup(
         self,
         request: CacheRequest,
@@ -890,6 +956,7 @@ class CacheEngine:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started, stale=stale)
 
+    @_aflush_after
     async def alookup(
         self,
         request: CacheRequest,
@@ -1044,6 +1111,7 @@ class CacheEngine:
             return False, None
         return True, ttl
 
+    @_flush_after
     def store(
         self,
         request: CacheRequest,
@@ -1051,6 +1119,7 @@ class CacheEngine:
         *,
         codec: str = "bytes",
         text: str | None = None,
+        usage: Usage | None = None,
     ) -> bool:
         """Write ``payload`` as the answer to ``request`` (both layers, one write).
 
@@ -1063,6 +1132,8 @@ class CacheEngine:
             payload: the serialized answer.
             codec: names the payload format, handed back to ``decode`` on lookup.
             text: the answer's text, for the shadow judge (default: the payload as UTF-8).
+            usage: the call's token usage and model; a hit on this entry then counts
+                the tokens and dollars it saved.
 
         Returns:
             True if the entry was written.
@@ -1083,6 +1154,7 @@ class CacheEngine:
                     vector=vector,
                     now=self._clock(),
                     ttl=ttl,
+                    usage=usage.to_json() if usage is not None else None,
                 )
                 self._store.write(self._key(request), fields, ttl)
         except Exception as exc:
@@ -1094,6 +1166,7 @@ class CacheEngine:
             self._stats.record(request.tenant, "stores")
         return write
 
+    @_aflush_after
     async def astore(
         self,
         request: CacheRequest,
@@ -1101,6 +1174,7 @@ class CacheEngine:
         *,
         codec: str = "bytes",
         text: str | None = None,
+        usage: Usage | None = None,
     ) -> bool:
         """The async twin of `store`."""
         if not self._breaker.allow_write():
@@ -1120,6 +1194,7 @@ class CacheEngine:
                     vector=vector,
                     now=self._clock(),
                     ttl=ttl,
+                    usage=usage.to_json() if usage is not None else None,
                 )
                 await store.write(self._key(request), fields, ttl)
         except Exception as exc:
@@ -1235,18 +1310,91 @@ class CacheEngine:
         if tenant is not None:
             self._stats.record(tenant, "errors")
 
-    def stats(self, tenant: str | None = None) -> dict[str, Any]:
-        """Counters of this process: per tenant lookups by outcome, stores, errors.
+    def _maybe_flush_sync(self, force: bool = False) -> None:
+        pending = self._pending
+        if pending is None or not (force or pending.due(self.config.stats_flush_interval)):
+            return
+        if not self._breaker.allow_write():
+            return  # Redis is failing: keep counting in memory
+        try:
+            flush_sync(self._store.client, self.config.key_prefix, self.config.namespace, pending)
+        except Exception as exc:
+            # Bookkeeping: a refused write (OOM) must not pause the cache's own writes.
+            self._fault("stats", None, exc, breaker=not isinstance(exc, redis.ResponseError))
+
+    async def _maybe_flush_async(self) -> None:
+        pending = self._pending
+        if pending is None or not pending.due(self.config.stats_flush_interval):
+            return
+        if not self._breaker.allow_write():
+            return
+        try:
+            store = await self._astore()
+            await flush_async(store.client, self.config.key_prefix, self.config.namespace, pending)
+        except Exception as exc:
+            self._fault("stats", None, exc, breaker=not isinstance(exc, redis.ResponseError))
+
+    def stats(self, tenant: str | None = None, *, totals: bool = True) -> dict[str, Any]:
+        """Counters: this process's, and the totals persisted in Redis.
+
+        ``stats()["tenants"]`` counts what this process did: per tenant, lookups by
+        outcome (``exact_hits``, ``semantic_hits``, ``promoted``, ``shadow_hits``,
+        ``misses`` (what the LLM answered, shadow hits included), ``bypassed``),
+        ``errors``, ``stores``, verdicts, ``tokens_saved``, ``cost_saved_usd``,
+        ``hit_rate``. ``stats()["totals"]`` has the same fields summed over every
+        process and restart (persisted in Redis), plus ``entries`` per tenant, and
+        ``stats()["index"]`` the index's size and memory. When Redis is unreachable,
+        ``totals`` is ``None`` and ``totals_error`` says why.
 
         Args:
             tenant: only this tenant.
+            totals: also read the persisted totals (one flush and a few reads).
         """
         snap = self._stats.snapshot(tenant)
         snap["breaker"] = self._breaker.state.value
         snap["embedder_calls"] = (
             self.embedder.calls if isinstance(self.embedder, CachedEmbedder) else 0
         )
+        if totals and self._pending is not None:
+            self._maybe_flush_sync(force=True)
+            try:
+                raw = read_totals(
+                    self._store.client, self.config.key_prefix, self.config.namespace, tenant
+                )
+                snap["totals"] = {t: summarize(c) for t, c in raw.items()}
+                snap["index"] = self._index_summary()
+                for t, view in snap["totals"].items():
+                    view["entries"] = self._store.count(
+                        query.tag_any("tenant", [tenant_digest(t)])
+                    )
+            except Exception as exc:
+                snap["totals"] = None
+                snap["totals_error"] = str(_translate(exc))
         return snap
+
+    def _index_summary(self) -> dict[str, Any]:
+        info = self._store.index_info()
+        if info is None:
+            return {"entries": 0, "memory_mb": 0.0}
+        if isinstance(info, dict):
+            pairs = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in info.items()}
+        else:
+            pairs = {
+                (info[i].decode() if isinstance(info[i], bytes) else str(info[i])): info[i + 1]
+                for i in range(0, len(info) - 1, 2)
+            }
+
+        def num(name: str) -> float:
+            value = pairs.get(name)
+            try:
+                return float(value.decode() if isinstance(value, bytes) else value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                return 0.0
+
+        memory = num("total_index_memory_sz_mb") or num("inverted_sz_mb") + num(
+            "vector_index_sz_mb"
+        ) + num("doc_table_size_mb")
+        return {"entries": int(num("num_docs")), "memory_mb": round(memory, 3)}
 
     def count(self, tenant: str | None = None) -> int:
         """How many entries the index holds (for one tenant, or all)."""
@@ -1255,7 +1403,8 @@ class CacheEngine:
         return self._store.count(expr)
 
     def close(self) -> None:
-        """Close the sync connection pool."""
+        """Write pending counters, then close the sync connection pool."""
+        self._maybe_flush_sync(force=True)
         self._store.close()
 
     async def aclose(self) -> None:

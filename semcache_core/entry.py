@@ -27,6 +27,7 @@ READ_FIELDS: tuple[str, ...] = (
     "ttl",
     "question",
     "min_sim",
+    "usage",
 )
 
 
@@ -46,6 +47,7 @@ class StoredEntry:
     # The entry's own similarity floor, raised when shadow verdicts found it answering a
     # different question at that similarity (None: the tenant's threshold alone).
     min_similarity: float | None = None
+    usage: bytes | None = None  # the answering call's token usage (pricing.Usage JSON)
 
     @property
     def similarity(self) -> float | None:
@@ -73,6 +75,7 @@ def entry_fields(
     vector: bytes | None,
     now: float,
     ttl: float | None,
+    usage: str | None = None,
 ) -> dict[str, bytes | str | float]:
     """The HASH fields of a new entry."""
     fields: dict[str, bytes | str | float] = {
@@ -94,6 +97,8 @@ def entry_fields(
         fields["expires_at"] = now + ttl
     if vector is not None:
         fields["vector"] = vector
+    if usage is not None:
+        fields["usage"] = usage
     return fields
 
 
@@ -140,6 +145,7 @@ def parse_entry(key: str, fields: Mapping[str, Any], distance: Any = None) -> St
             question=_text(question) if question else None,
             distance=_optional_float(distance),
             min_similarity=_optional_float(fields.get("min_sim")),
+            usage=fields.get("usage") or None,
         )
     except CorruptEntry:
         raise

@@ -1,48 +1,122 @@
-"""In-process counters behind `CacheEngine.stats()`.
+"""Counters behind `CacheEngine.stats()`, and where each event also goes.
 
-Thread-safe and cheap. Prometheus export and counters persisted in Redis build on the
-same `record_*` calls.
+`LocalStats` counts per tenant in this process (thread-safe, cheap). Each event is also
+forwarded to the optional Prometheus metrics and to the buffer of counters persisted in
+Redis (`semcache_core.counters`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .policy import Outcome
+
+if TYPE_CHECKING:
+    from .counters import PendingCounts
+    from .prometheus import PrometheusMetrics
+
+# Outcome -> the counter it increments (in process and in Redis).
+OUTCOME_FIELDS = {o: o.value for o in Outcome}
+
+
+def summarize(c: Any) -> dict[str, Any]:
+    """The per-tenant view of raw counters (in-process or persisted)."""
+
+    def n(name: str) -> int:
+        return int(c.get(name, 0) or 0)
+
+    requests = n("requests")
+    hits = n(Outcome.EXACT_HIT.value) + n(Outcome.SEMANTIC_HIT.value) + n(Outcome.PROMOTED.value)
+    return {
+        "requests": requests,
+        "exact_hits": n(Outcome.EXACT_HIT.value),
+        "semantic_hits": n(Outcome.SEMANTIC_HIT.value),
+        "promoted": n(Outcome.PROMOTED.value),
+        "shadow_hits": n(Outcome.SHADOW_HIT.value),
+        # What the LLM answered: misses, shadow hits included (they are not served).
+        "misses": n(Outcome.MISS.value) + n(Outcome.SHADOW_HIT.value),
+        "bypassed": n(Outcome.BYPASS.value),
+        "errors": n("errors"),
+        "stores": n("stores"),
+        "stores_skipped": n("stores_skipped"),
+        "corrupt_entries": n("corrupt"),
+        "stale_served": n("stale_served"),
+        "verdicts": n("verdicts"),
+        "verdicts_agreed": n("verdicts_agreed"),
+        "tokens_saved": n("tokens_saved"),
+        "cost_saved_usd": float(c.get("cost_saved_usd", 0.0) or 0.0),
+        "hit_rate": hits / requests if requests else 0.0,
+    }
 
 
 class LocalStats:
     """Counts per tenant: lookups by outcome, stores, skipped stores, errors by operation,
-    corrupt entries, and lookup seconds."""
+    corrupt entries, verdicts, tokens and dollars saved, and lookup seconds."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        namespace: str = "default",
+        prometheus: PrometheusMetrics | None = None,
+        pending: PendingCounts | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.prometheus = prometheus
+        self.pending = pending
         self._lock = threading.Lock()
         self._counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._cost: defaultdict[str, float] = defaultdict(float)
         self._seconds: defaultdict[str, float] = defaultdict(float)
         self.errors: Counter[str] = Counter()
         self.invalidated = 0
 
-    def record_lookup(self, tenant: str, outcome: Outcome, seconds: float) -> None:
+    def record_lookup(
+        self, tenant: str, outcome: Outcome, seconds: float, similarity: float | None = None
+    ) -> None:
         with self._lock:
             self._counts[tenant][outcome.value] += 1
             self._counts[tenant]["requests"] += 1
             self._seconds[tenant] += seconds
+        if self.pending is not None:
+            self.pending.add(tenant, outcome.value)
+            self.pending.add(tenant, "requests")
+        if self.prometheus is not None:
+            self.prometheus.lookup(self.namespace, tenant, outcome, seconds, similarity)
 
     def record(self, tenant: str, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[tenant][name] += n
+        if self.pending is not None:
+            self.pending.add(tenant, name, n)
+        if self.prometheus is not None:
+            self.prometheus.count(self.namespace, tenant, name, n)
 
     def record_error(self, operation: str, tenant: str | None = None) -> None:
         with self._lock:
             self.errors[operation] += 1
             if tenant is not None:
                 self._counts[tenant]["errors"] += 1
+        if self.pending is not None and tenant is not None:
+            self.pending.add(tenant, "errors")
+        if self.prometheus is not None:
+            self.prometheus.error(self.namespace, operation)
 
     def record_invalidated(self, n: int) -> None:
         with self._lock:
             self.invalidated += n
+        if self.prometheus is not None:
+            self.prometheus.invalidated_entries(self.namespace, n)
+
+    def record_saved(self, tenant: str, tokens: int, usd: float) -> None:
+        with self._lock:
+            self._counts[tenant]["tokens_saved"] += tokens
+            self._cost[tenant] += usd
+        if self.pending is not None:
+            self.pending.add(tenant, "tokens_saved", tokens)
+            self.pending.add(tenant, "cost_saved_usd", usd)
+        if self.prometheus is not None:
+            self.prometheus.saved(self.namespace, tenant, tokens, usd)
 
     def snapshot(self, tenant: str | None = None) -> dict[str, Any]:
         with self._lock:
@@ -53,29 +127,10 @@ class LocalStats:
                 "invalidated": self.invalidated,
             }
             for t in tenants:
-                c = self._counts.get(t, Counter())
-                requests = c["requests"]
-                hits = (
-                    c[Outcome.EXACT_HIT.value]
-                    + c[Outcome.SEMANTIC_HIT.value]
-                    + c[Outcome.PROMOTED.value]
-                )
-                out["tenants"][t] = {
-                    "requests": requests,
-                    "exact_hits": c[Outcome.EXACT_HIT.value],
-                    "semantic_hits": c[Outcome.SEMANTIC_HIT.value],
-                    "promoted": c[Outcome.PROMOTED.value],
-                    "shadow_hits": c[Outcome.SHADOW_HIT.value],
-                    "misses": c[Outcome.MISS.value] + c[Outcome.SHADOW_HIT.value],
-                    "stale_served": c["stale_served"],
-                    "verdicts": c["verdicts"],
-                    "verdicts_agreed": c["verdicts_agreed"],
-                    "bypassed": c[Outcome.BYPASS.value],
-                    "errors": c["errors"],
-                    "stores": c["stores"],
-                    "stores_skipped": c["stores_skipped"],
-                    "corrupt_entries": c["corrupt"],
-                    "hit_rate": hits / requests if requests else 0.0,
-                    "mean_lookup_ms": 1000 * self._seconds[t] / requests if requests else 0.0,
-                }
+                c: dict[str, Any] = dict(self._counts.get(t, Counter()))
+                c["cost_saved_usd"] = self._cost.get(t, 0.0)
+                view = summarize(c)
+                requests = view["requests"]
+                view["mean_lookup_ms"] = 1000 * self._seconds[t] / requests if requests else 0.0
+                out["tenants"][t] = view
             return out

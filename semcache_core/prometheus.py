@@ -1,0 +1,181 @@
+"""Prometheus metrics (prometheus-client), named as its rules ask: ``_total`` counters,
+``_seconds`` histograms, base units.
+
+=====================================  =====================================================
+``semcache_requests_total``            lookups by ``layer`` (exact, semantic, none) and
+                                       ``outcome`` (exact_hit, semantic_hit, promoted,
+                                       shadow_hit, miss, bypass, error)
+``semcache_lookup_seconds``            lookup latency histogram by ``outcome``
+``semcache_stores_total``              entries written
+``semcache_invalidated_entries_total`` entries deleted by invalidation
+``semcache_errors_total``              faults by ``operation`` (lookup, store, embed, ...)
+``semcache_tokens_saved_total``        tokens of the answers served from the cache
+``semcache_cost_saved_usd_total``      what those tokens cost at the price table
+``semcache_similarity``                similarity of the nearest semantic candidate, by
+                                       ``outcome``
+``semcache_verdicts_total``            shadow verdicts by ``agreed``
+=====================================  =====================================================
+
+Every series has a ``namespace`` label; a ``tenant`` label is opt-in
+(``PrometheusMetrics(tenant_label=True)``) because tenant counts can be unbounded.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+
+from .policy import Outcome
+
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+SIMILARITY_BUCKETS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.98, 0.99, 1.0)
+
+_LAYER = {
+    Outcome.EXACT_HIT: "exact",
+    Outcome.SEMANTIC_HIT: "semantic",
+    Outcome.PROMOTED: "semantic",
+    Outcome.SHADOW_HIT: "semantic",
+}
+
+_instances: dict[tuple[int, bool], PrometheusMetrics] = {}
+_instances_lock = threading.Lock()
+
+
+class PrometheusMetrics:
+    """The metric families, registered once per registry.
+
+    Use `PrometheusMetrics.get` to share one set between engines (registering a name
+    twice in one registry raises).
+
+    Args:
+        registry: where to register; default the process-wide ``REGISTRY``.
+        tenant_label: add a ``tenant`` label (mind the cardinality).
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, tenant_label: bool = False
+    ) -> None:
+        self.registry = registry if registry is not None else REGISTRY
+        self.tenant_label = tenant_label
+        t = ["tenant"] if tenant_label else []
+        reg = self.registry
+        self.requests = Counter(
+            "semcache_requests",
+            "Cache lookups by layer and outcome.",
+            ["namespace", "layer", "outcome", *t],
+            registry=reg,
+        )
+        self.lookup_seconds = Histogram(
+            "semcache_lookup_seconds",
+            "Time a lookup took, Redis and embedding included.",
+            ["namespace", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.stores = Counter(
+            "semcache_stores", "Entries written.", ["namespace", *t], registry=reg
+        )
+        self.invalidated = Counter(
+            "semcache_invalidated_entries",
+            "Entries deleted by invalidation.",
+            ["namespace"],
+            registry=reg,
+        )
+        self.errors = Counter(
+            "semcache_errors",
+            "Faults met (served as misses or skipped writes), by operation.",
+            ["namespace", "operation"],
+            registry=reg,
+        )
+        self.tokens_saved = Counter(
+            "semcache_tokens_saved",
+            "Tokens of the answers served from the cache.",
+            ["namespace", *t],
+            registry=reg,
+        )
+        self.cost_saved = Counter(
+            "semcache_cost_saved_usd",
+            "USD those tokens cost at the price table.",
+            ["namespace", *t],
+            registry=reg,
+        )
+        self.similarity = Histogram(
+            "semcache_similarity",
+            "Cosine similarity of the nearest semantic candidate, by outcome.",
+            ["namespace", "outcome"],
+            buckets=SIMILARITY_BUCKETS,
+            registry=reg,
+        )
+        self.verdicts = Counter(
+            "semcache_verdicts",
+            "Shadow verdicts by whether the candidate agreed with the fresh answer.",
+            ["namespace", "agreed"],
+            registry=reg,
+        )
+
+    @classmethod
+    def get(
+        cls, registry: CollectorRegistry | None = None, *, tenant_label: bool = False
+    ) -> PrometheusMetrics:
+        """The shared instance for a registry (created on first use)."""
+        reg = registry if registry is not None else REGISTRY
+        with _instances_lock:
+            key = (id(reg), tenant_label)
+            found = _instances.get(key)
+            if found is None:
+                found = _instances[key] = cls(reg, tenant_label=tenant_label)
+            return found
+
+    def _t(self, tenant: str) -> list[str]:
+        return [tenant] if self.tenant_label else []
+
+    # -- the sink interface LocalStats forwards to -----------------------------------------
+    def lookup(
+        self,
+        namespace: str,
+        tenant: str,
+        outcome: Outcome,
+        seconds: float,
+        similarity: float | None,
+    ) -> None:
+        layer = _LAYER.get(outcome, "none")
+        self.requests.labels(namespace, layer, outcome.value, *self._t(tenant)).inc()
+        self.lookup_seconds.labels(namespace, outcome.value).observe(seconds)
+        if similarity is not None and outcome != Outcome.EXACT_HIT:
+            self.similarity.labels(namespace, outcome.value).observe(similarity)
+
+    def count(self, namespace: str, tenant: str, name: str, n: int) -> None:
+        if name == "stores":
+            self.stores.labels(namespace, *self._t(tenant)).inc(n)
+        elif name in ("verdicts_agreed", "verdicts_disagreed"):
+            agreed = "true" if name == "verdicts_agreed" else "false"
+            self.verdicts.labels(namespace, agreed).inc(n)
+
+    def error(self, namespace: str, operation: str) -> None:
+        self.errors.labels(namespace, operation).inc()
+
+    def invalidated_entries(self, namespace: str, n: int) -> None:
+        self.invalidated.labels(namespace).inc(n)
+
+    def saved(self, namespace: str, tenant: str, tokens: int, usd: float) -> None:
+        if tokens:
+            self.tokens_saved.labels(namespace, *self._t(tenant)).inc(tokens)
+        if usd:
+            self.cost_saved.labels(namespace, *self._t(tenant)).inc(usd)
+
+
+def start_metrics_server(
+    port: int, addr: str = "0.0.0.0", registry: CollectorRegistry | None = None
+) -> Any:
+    """Serve ``/metrics`` on ``port`` from a daemon thread (prometheus-client's server).
+
+    Returns:
+        What ``prometheus_client.start_http_server`` returns (server, thread).
+    """
+    from prometheus_client import start_http_server
+
+    return start_http_server(port, addr=addr, registry=registry if registry else REGISTRY)
