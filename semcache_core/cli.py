@@ -1,4 +1,5 @@
-"""The ``semcache`` command line: ``redis``, ``demo``, ``policy show|set|reset``, ``calibrate``.
+"""The ``semcache`` command line: ``redis``, ``demo``, ``stats``, ``invalidate``,
+``export``, ``import``, ``metrics``, ``policy show|set|reset``, ``calibrate``.
 
 Errors a user can fix (any `SemcacheError`) print as one red line and exit with code 1;
 Ctrl-C exits with 130. LangChain is imported only when ``semcache demo`` runs.
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import ConfigurationError, SemcacheError
+from .errors import BackendUnavailableError, ConfigurationError, SemcacheError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -162,12 +163,17 @@ NamespaceOption = Annotated[
 _DEFAULT_URL = "redis://localhost:6379/0"
 
 
-def _admin_engine(redis_url: str, namespace: str) -> CacheEngine:
+def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> CacheEngine:
     """An engine for administration: no index checks, patient timeouts."""
     from .engine import CacheEngine
 
     return CacheEngine(
-        redis_url, namespace=namespace, validate=False, socket_timeout=10.0, connect_timeout=5.0
+        redis_url,
+        namespace=namespace,
+        validate=False,
+        socket_timeout=10.0,
+        connect_timeout=5.0,
+        dims=dims,
     )
 
 
@@ -336,6 +342,217 @@ def calibrate(
             console.print("Already applied; nothing changed.")
         else:
             console.print("Dry run: pass --apply to switch the tenant to live at this threshold.")
+
+    _guarded(run)
+
+
+# -- operations ----------------------------------------------------------------------------
+@app.command()
+def stats(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Totals per tenant, summed over every process and restart (persisted in Redis)."""
+    from rich.table import Table
+
+    def run() -> None:
+        engine = _admin_engine(redis_url, namespace)
+        try:
+            snap = engine.stats(tenant)
+        finally:
+            engine.close()
+        if snap.get("totals") is None:
+            raise BackendUnavailableError(snap.get("totals_error") or "cannot read totals")
+        totals: dict[str, dict[str, Any]] = snap["totals"]
+        console = Console()
+        if not totals:
+            console.print(f"No requests recorded in namespace {escape(namespace)} yet.")
+            return
+        from rich import box
+
+        shadow = any(v["promoted"] or v["shadow_hits"] for v in totals.values())
+        columns = ["reqs", "exact", "sem."] + (["prom.", "shadow"] if shadow else [])
+        columns += ["miss", "err", "hit\nrate", "tokens\nsaved", "USD\nsaved", "entries"]
+        table = Table(
+            title=f"Namespace {escape(namespace)}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=(0, 1),
+            collapse_padding=True,
+            show_edge=False,
+        )
+        table.add_column("tenant", no_wrap=True, min_width=min(32, max(map(len, totals))))
+        for name in columns:
+            table.add_column(name, justify="right", no_wrap=True)
+        for t, v in totals.items():
+            row = [escape(t), f"{v['requests']:,}", f"{v['exact_hits']:,}"]
+            row.append(f"{v['semantic_hits']:,}")
+            if shadow:
+                row += [f"{v['promoted']:,}", f"{v['shadow_hits']:,}"]
+            row += [
+                f"{v['misses']:,}",
+                f"{v['errors']:,}",
+                f"{v['hit_rate']:.1%}",
+                f"{v['tokens_saved']:,}",
+                f"${v['cost_saved_usd']:,.4f}",
+                f"{v.get('entries', 0):,}",
+            ]
+            table.add_row(*row)
+        console.print(table)
+        index = snap.get("index") or {}
+        console.print(
+            f"Index: {index.get('entries', 0):,} entries, {index.get('memory_mb', 0.0):,.2f} MB."
+        )
+
+    _guarded(run)
+
+
+@app.command()
+def invalidate(
+    tenant: Annotated[str | None, typer.Option(help="This tenant's entries.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option(help="Entries with this tag (repeatable).")
+    ] = None,
+    match: Annotated[str, typer.Option(help="With several tags: any or all.")] = "any",
+    older_than: Annotated[
+        float | None, typer.Option(help="Entries written more than this many seconds ago.")
+    ] = None,
+    all_entries: Annotated[
+        bool, typer.Option("--all", help="Every entry of the namespace.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --all.")] = False,
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Delete entries (criteria combine with AND). Asks before deleting everything."""
+
+    def run() -> None:
+        if all_entries and (tenant or tag or older_than is not None):
+            raise ConfigurationError("--all deletes everything: give it no other criterion")
+        if all_entries and not yes:
+            typer.confirm(
+                f"Delete every entry of namespace {namespace!r} (all tenants)?", abort=True
+            )
+        engine = _admin_engine(redis_url, namespace)
+        try:
+            removed = engine.invalidate(
+                tenant=tenant,
+                tags=tag or None,
+                match=match,
+                older_than=older_than,
+                everything=all_entries,
+            )
+        finally:
+            engine.close()
+        Console().print(f"Deleted {removed:,} entries.")
+
+    _guarded(run)
+
+
+@app.command("export")
+def export_cmd(
+    path: Annotated[Path, typer.Argument(help="JSON Lines file to write ('-' for stdout).")],
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Write every entry (vectors included) as JSON Lines, for backup or warm-up."""
+    import sys
+
+    from rich.progress import Progress
+
+    from .transfer import export_entries
+
+    def run() -> None:
+        engine = _admin_engine(redis_url, namespace)
+        err = Console(stderr=True)
+        try:
+            total = engine.count()
+            with Progress(console=err, transient=False) as progress:
+                task = progress.add_task("Exporting", total=total)
+
+                def step(n: int) -> None:
+                    progress.advance(task, n)
+
+                if str(path) == "-":
+                    n = export_entries(engine, sys.stdout, step)
+                else:
+                    with path.open("w", encoding="utf-8") as out:
+                        n = export_entries(engine, out, step)
+        finally:
+            engine.close()
+        err.print(f"Exported {n:,} entries from namespace {escape(namespace)}.")
+
+    _guarded(run)
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="JSON Lines file from `semcache export`.")],
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Load exported entries into a namespace (its index must have the same dimensions)."""
+    from rich.progress import Progress
+
+    from .transfer import import_entries
+
+    def run() -> None:
+        if not path.is_file():
+            raise ConfigurationError(f"{path} is not a file")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        dims = _export_dims(lines)
+        engine = _admin_engine(redis_url, namespace, dims=dims)
+        try:
+            with Progress(console=Console(stderr=True)) as progress:
+                task = progress.add_task("Importing", total=len(lines))
+                n = import_entries(engine, lines, lambda k: progress.advance(task, k))
+        finally:
+            engine.close()
+        Console().print(f"Imported {n:,} entries into namespace {escape(namespace)}.")
+
+    _guarded(run)
+
+
+def _export_dims(lines: list[str]) -> int | None:
+    """Dimensions of the first exported vector (float32), to create a missing index."""
+    import base64
+    import json
+
+    for line in lines:
+        if not line.strip():
+            continue
+        vector = json.loads(line).get("fields", {}).get("vector")
+        if isinstance(vector, dict) and "b64" in vector:
+            return len(base64.b64decode(vector["b64"])) // 4
+    return None
+
+
+@app.command()
+def metrics(
+    port: Annotated[int, typer.Option(help="Port for /metrics.", min=1, max=65535)] = 9464,
+    redis_url: RedisUrlOption = _DEFAULT_URL,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Serve the persisted per-tenant totals as Prometheus metrics until Ctrl-C."""
+    import time
+
+    from prometheus_client import CollectorRegistry
+
+    from .prometheus import TotalsCollector, start_metrics_server
+
+    def run() -> None:
+        engine = _admin_engine(redis_url, namespace)
+        engine.stats(totals=True)  # fail now, with one line, if Redis is unreachable
+        registry = CollectorRegistry()
+        registry.register(TotalsCollector(engine))
+        start_metrics_server(port, registry=registry)
+        Console().print(
+            f"Serving totals of namespace {escape(namespace)} on http://0.0.0.0:{port}/metrics "
+            "(Ctrl-C stops)."
+        )
+        while True:
+            time.sleep(3600)
 
     _guarded(run)
 

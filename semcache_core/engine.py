@@ -1391,9 +1391,8 @@ class CacheEngine:
             except (TypeError, ValueError):
                 return 0.0
 
-        memory = num("total_index_memory_sz_mb") or num("inverted_sz_mb") + num(
-            "vector_index_sz_mb"
-        ) + num("doc_table_size_mb")
+        # total_index_memory_sz_mb leaves the vector index out (RediSearch 2.10).
+        memory = num("total_index_memory_sz_mb") + num("vector_index_sz_mb")
         return {"entries": int(num("num_docs")), "memory_mb": round(memory, 3)}
 
     def count(self, tenant: str | None = None) -> int:

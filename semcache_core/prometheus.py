@@ -179,3 +179,55 @@ def start_metrics_server(
     from prometheus_client import start_http_server
 
     return start_http_server(port, addr=addr, registry=registry if registry else REGISTRY)
+
+
+class TotalsCollector:
+    """Exposes the totals persisted in Redis (every process, every restart) at scrape time,
+    as ``semcache_tenant_*`` counters with a ``tenant`` label. For ``semcache metrics``:
+    one exporter per deployment instead of one per process."""
+
+    _FIELDS = (
+        ("requests", "Lookups."),
+        ("exact_hits", "Exact hits."),
+        ("semantic_hits", "Semantic hits."),
+        ("promoted", "Shadow candidates served by promotion."),
+        ("shadow_hits", "Shadow candidates not served."),
+        ("misses", "Lookups the LLM answered."),
+        ("errors", "Faults."),
+        ("stores", "Entries written."),
+        ("tokens_saved", "Tokens served from the cache."),
+        ("cost_saved_usd", "USD saved."),
+    )
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def describe(self) -> list[Any]:
+        return []  # collected lazily: no Redis call at registration
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        snap = self.engine.stats(totals=True)
+        totals = snap.get("totals") or {}
+        ns = self.engine.config.namespace
+        for name, doc in self._FIELDS:
+            family = CounterMetricFamily(
+                f"semcache_tenant_{name}",
+                doc + " Persisted totals.",
+                labels=["namespace", "tenant"],
+            )
+            for tenant, view in totals.items():
+                family.add_metric([ns, tenant], float(view.get(name, 0)))
+            yield family
+        entries = GaugeMetricFamily(
+            "semcache_tenant_entries", "Entries in the index.", labels=["namespace", "tenant"]
+        )
+        for tenant, view in totals.items():
+            entries.add_metric([ns, tenant], float(view.get("entries", 0)))
+        yield entries
+        up = GaugeMetricFamily(
+            "semcache_totals_up", "1 if Redis answered the scrape.", labels=["namespace"]
+        )
+        up.add_metric([ns], 0.0 if snap.get("totals") is None else 1.0)
+        yield up

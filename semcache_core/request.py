@@ -123,5 +123,7 @@ class CacheRequest:
             tenant_token=t_token,
             scope_token=s_token,
             partition=digest("partition", t_token, s_token),
-            exact_key=digest("exact", namespace, t_token, s_token, prompt),
+            # The namespace is in the key's prefix, not here: an exported entry can be
+            # imported into another namespace and still be found.
+            exact_key=digest("exact", t_token, s_token, prompt),
         )
