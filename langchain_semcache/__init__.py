@@ -13,5 +13,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from semcache_core import cache_context, tenant
 
 from .cache import SemanticCache
+from .streaming import CachedStreamingChatModel, replay_chunks
 
-__all__ = ["SemanticCache", "cache_context", "tenant"]
+__all__ = [
+    "CachedStreamingChatModel",
+    "SemanticCache",
+    "cache_context",
+    "replay_chunks",
+    "tenant",
+]

@@ -8,6 +8,7 @@ from .calibration import Calibration, CurvePoint, Verdict
 from .config import CacheConfig
 from .embedded import EmbeddedRedis, start_embedded_redis
 from .embedding import CachedEmbedder, CallableEmbedder, Embedder, as_embedder, minilm
+from .embedding_store import DEFAULT_EMBEDDING_TTL, EmbeddingStore
 from .engine import CacheEngine, LookupResult
 from .errors import (
     BackendTimeoutError,
@@ -20,11 +21,14 @@ from .errors import (
 )
 from .judges import CallableJudge, EmbeddingJudge, Judge, TextEqualityJudge, as_judge
 from .policy import Outcome
+from .pricing import Price, PriceTable, Usage
+from .prometheus import PrometheusMetrics, start_metrics_server
 from .request import CacheRequest
 from .tenancy import cache_context, current_tenant, tenant
 from .tenant_policy import TenantPolicy
 
 __all__ = [
+    "DEFAULT_EMBEDDING_TTL",
     "BackendTimeoutError",
     "BackendUnavailableError",
     "CacheConfig",
@@ -40,14 +44,19 @@ __all__ = [
     "EmbeddedRedisError",
     "Embedder",
     "EmbeddingJudge",
+    "EmbeddingStore",
     "Judge",
     "LookupResult",
     "Outcome",
+    "Price",
+    "PriceTable",
+    "PrometheusMetrics",
     "SchemaMismatchError",
     "SemcacheError",
     "SerializationError",
     "TenantPolicy",
     "TextEqualityJudge",
+    "Usage",
     "Verdict",
     "as_embedder",
     "as_judge",
@@ -55,6 +64,7 @@ __all__ = [
     "current_tenant",
     "minilm",
     "start_embedded_redis",
+    "start_metrics_server",
     "tenant",
 ]
 
