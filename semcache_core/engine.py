@@ -22,7 +22,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import redis
 import redis.asyncio as aredis
 
-from . import calibration, policy, query
+from . import calibration, policy, query, tracing
 from .calibration import Calibration, Verdict
 from .config import CacheConfig, build_config
 from .counters import PendingCounts, flush_async, flush_sync, read_totals
@@ -77,32 +77,81 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _flush_after(
-    fn: Callable[Concatenate[CacheEngine, P], R],
-) -> Callable[Concatenate[CacheEngine, P], R]:
-    """Write due counters to Redis after the call (sync path)."""
-
-    @functools.wraps(fn)
-    def wrapper(self: CacheEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        result = fn(self, *args, **kwargs)
-        self._maybe_flush_sync()
-        return result
-
-    return wrapper
+def _span_attributes(self: CacheEngine, args: Any) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"semcache.namespace": self.config.namespace}
+    request = args[0] if args else None
+    if isinstance(request, CacheRequest):
+        attrs["semcache.tenant_digest"] = request.tenant_token
+    return attrs
 
 
-def _aflush_after(
-    fn: Callable[Concatenate[CacheEngine, P], Awaitable[R]],
-) -> Callable[Concatenate[CacheEngine, P], Coroutine[Any, Any, R]]:
-    """Write due counters to Redis after the call (async path, redis.asyncio)."""
+def _end_span(span: Any, result: Any) -> None:
+    if isinstance(result, LookupResult):
+        span.set_attribute("semcache.outcome", result.outcome.value)
+        span.set_attribute("semcache.hit", result.hit)
+        if result.similarity is not None:
+            span.set_attribute("semcache.similarity", result.similarity)
+    elif isinstance(result, bool):
+        span.set_attribute("semcache.stored", result)
 
-    @functools.wraps(fn)
-    async def wrapper(self: CacheEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        result = await fn(self, *args, **kwargs)
-        await self._maybe_flush_async()
-        return result
 
-    return wrapper
+def _instrumented(
+    name: str,
+) -> Callable[
+    [Callable[Concatenate[CacheEngine, P], R]], Callable[Concatenate[CacheEngine, P], R]
+]:
+    """A span around the call (with opentelemetry), then write due counters (sync)."""
+
+    def decorate(
+        fn: Callable[Concatenate[CacheEngine, P], R],
+    ) -> Callable[Concatenate[CacheEngine, P], R]:
+        @functools.wraps(fn)
+        def wrapper(self: CacheEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            span_cm = (
+                tracing.start_span(name, _span_attributes(self, args)) if tracing.ENABLED else None
+            )
+            if span_cm is None:
+                result = fn(self, *args, **kwargs)
+            else:
+                with span_cm as span:
+                    result = fn(self, *args, **kwargs)
+                    _end_span(span, result)
+            self._maybe_flush_sync()
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def _ainstrumented(
+    name: str,
+) -> Callable[
+    [Callable[Concatenate[CacheEngine, P], Awaitable[R]]],
+    Callable[Concatenate[CacheEngine, P], Coroutine[Any, Any, R]],
+]:
+    """The async twin of `_instrumented` (counters written with redis.asyncio)."""
+
+    def decorate(
+        fn: Callable[Concatenate[CacheEngine, P], Awaitable[R]],
+    ) -> Callable[Concatenate[CacheEngine, P], Coroutine[Any, Any, R]]:
+        @functools.wraps(fn)
+        async def wrapper(self: CacheEngine, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            span_cm = (
+                tracing.start_span(name, _span_attributes(self, args)) if tracing.ENABLED else None
+            )
+            if span_cm is None:
+                result = await fn(self, *args, **kwargs)
+            else:
+                with span_cm as span:
+                    result = await fn(self, *args, **kwargs)
+                    _end_span(span, result)
+            await self._maybe_flush_async()
+            return result
+
+        return wrapper
+
+    return decorate
 
 
 def _identity(payload: bytes, codec: str) -> Any:
@@ -872,7 +921,7 @@ class CacheEngine:
         self._stats.record(tenant, "verdicts_agreed" if agreed else "verdicts_disagreed")
 
     # -- lookup -------------------------------------------------------------------------
-    @_flush_after
+    @_instrumented("semcache.lookup")
     def lookup(
         self,
         request: CacheRequest,
@@ -956,7 +1005,7 @@ class CacheEngine:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started, stale=stale)
 
-    @_aflush_after
+    @_ainstrumented("semcache.lookup")
     async def alookup(
         self,
         request: CacheRequest,
@@ -1111,7 +1160,7 @@ class CacheEngine:
             return False, None
         return True, ttl
 
-    @_flush_after
+    @_instrumented("semcache.store")
     def store(
         self,
         request: CacheRequest,
@@ -1166,7 +1215,7 @@ class CacheEngine:
             self._stats.record(request.tenant, "stores")
         return write
 
-    @_aflush_after
+    @_ainstrumented("semcache.store")
     async def astore(
         self,
         request: CacheRequest,

@@ -1,0 +1,34 @@
+"""OpenTelemetry spans around lookup and store: ``semcache.lookup``, ``semcache.store``.
+
+Optional: with ``pip install "semcache[otel]"`` (opentelemetry-api) and a tracer provider
+configured by the application, every lookup and store is a span with the namespace, the
+outcome, the similarity and whether it was served. Without opentelemetry this module
+is a no-op costing one attribute check. Tenant ids are not recorded (they may be
+personal data); the tenant digest is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_trace: Any
+try:
+    _trace = importlib.import_module("opentelemetry.trace")
+except ImportError:  # the extra is not installed: spans are no-ops
+    _trace = None
+
+ENABLED = _trace is not None
+
+
+def tracer() -> Any:
+    """The semcache tracer, or ``None`` without opentelemetry."""
+    return _trace.get_tracer("semcache") if _trace is not None else None
+
+
+def start_span(name: str, attributes: dict[str, Any]) -> Any:
+    """A context manager for a span (``None`` when opentelemetry is absent)."""
+    t = tracer()
+    if t is None:
+        return None
+    return t.start_as_current_span(name, attributes=attributes)
