@@ -1,0 +1,575 @@
+"""Request coalescing: one LLM call per cold key, not one per concurrent caller.
+
+LangChain splits a cache miss in two: ``lookup`` misses, the LLM runs, ``update`` stores.
+So the coalescer never carries values. At lookup-miss time `Coalescer.begin` makes the
+caller the key's *leader* (go call the LLM) or a *waiter*; a waiter `join`\\ s the flight
+(blocks up to ``wait_timeout``) and then re-reads the cache. The store of the key calls
+`finish`, which releases the flight; a leader that never stores (the LLM failed) holds
+it at most ``lease`` seconds, or until a waiter gives up on it and takes over.
+
+Two levels, the same API:
+
+* in process (`SingleFlight`): a registry of flights that thread waiters (an event) and
+  asyncio waiters (a future on their own loop, resolved thread-safely) can both join;
+  no I/O.
+* across processes (`Coalescer` given a Redis client): the process's local leader also
+  takes ``SET <prefix>:__lock__:<ns>:<rest> <token> NX PX <lease>``. Only the lock
+  holder leads; the other processes' local leaders wait by **polling the lock key**
+  every ``poll_interval`` (GET, one small command; no subscriber connection per
+  waiter) and re-read when it is gone, i.e. when the leader stored (`finish` deletes
+  it), abandoned, or its lease expired.
+
+Bounds: a waiter returns after at most ``wait_timeout`` (plus one poll interval across
+processes), whatever the leader does, crashed or not. One waiter of a flight that timed
+out takes it over (compare-and-set on the leader's token), so later arrivals wait on a
+live leader instead of a dead one. Exactly one caller leads per key while the leader
+stores within ``wait_timeout``; each further ``wait_timeout`` without a store lets one
+more (the taker-over) lead, and waiters that time out call the LLM themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+# Take over only the lock we waited on, never another process's newer lease.
+_TAKEOVER_LUA = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] or cur == false then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+_SWEEP_EVERY = 256  # begins between sweeps of lapsed flights
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Role(str, enum.Enum):
+    """What `Coalescer.begin` made the caller."""
+
+    LEADER = "leader"
+    """Call the LLM and store (which calls `finish`)."""
+    WAITER = "waiter"
+    """Call `join`, then read the cache again."""
+
+
+class Joined(str, enum.Enum):
+    """How a `join` ended; in every case the caller reads the cache again next."""
+
+    FINISHED = "finished"
+    """The leader stored (or released its flight): the entry is probably there."""
+    TIMED_OUT = "timed_out"
+    """``wait_timeout`` passed; on a miss, call the LLM."""
+    TOOK_OVER = "took_over"
+    """Timed out, and this caller now leads the key (call the LLM, then store)."""
+
+
+class _Flight:
+    """One key's in-process flight: who leads, until when, and who waits."""
+
+    __slots__ = ("done", "expires_at", "futures", "remote", "token")
+
+    def __init__(self, token: str, expires_at: float) -> None:
+        self.token = token
+        self.expires_at = expires_at
+        self.done = threading.Event()
+        self.futures: list[asyncio.Future[None]] = []
+        self.remote: str | None = None  # the Redis lock token this process waits on
+
+
+@dataclass
+class Ticket:
+    """The outcome of `begin`: the caller's role for one key.
+
+    Attributes:
+        key: the entry key.
+        role: `Role.LEADER` or `Role.WAITER`.
+        token: identifies the leadership (local flight and Redis lock value).
+        started: monotonic time of `begin`; a waiter's bound counts from here.
+        remote: this process leads locally but another process holds the Redis lock:
+            `join` polls that lock.
+    """
+
+    key: str
+    role: Role
+    token: str
+    started: float
+    remote: bool = False
+    _flight: _Flight | None = field(default=None, repr=False)
+
+    @property
+    def leader(self) -> bool:
+        return self.role is Role.LEADER
+
+
+def lock_key(entry_key: str, key_prefix: str, namespace: str) -> str:
+    """``<prefix>:<ns>:<rest>`` -> ``<prefix>:__lock__:<ns>:<rest>``: outside the index
+    prefix and outside ``SCAN <prefix>:<ns>:*``.
+
+    Raises:
+        ValueError: ``entry_key`` is not under ``<prefix>:<ns>:``.
+    """
+    head = f"{key_prefix}:{namespace}:"
+    if not entry_key.startswith(head):
+        raise ValueError(f"{entry_key!r} is not an entry key of {head!r}")
+    return f"{key_prefix}:__lock__:{namespace}:{entry_key[len(head) :]}"
+
+
+class SingleFlight:
+    """In-process single-flight per key, for threads and asyncio alike (no I/O).
+
+    Args:
+        wait_timeout: seconds a waiter waits at most.
+        lease: seconds a flight lasts without `finish` (its leader never stored).
+        timer: monotonic clock.
+
+    Example:
+        >>> flights = SingleFlight(wait_timeout=2.0)
+        >>> t = flights.begin(key)
+        >>> if t.leader:
+        ...     answer = call_llm(); cache_write(answer); flights.finish(key)
+        ... else:
+        ...     flights.join(t); answer = cache_read() or call_llm()
+    """
+
+    def __init__(
+        self,
+        *,
+        wait_timeout: float = 2.0,
+        lease: float = 30.0,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if wait_timeout < 0 or lease <= 0:
+            raise ValueError("need wait_timeout >= 0 and lease > 0")
+        self.wait_timeout = wait_timeout
+        self.lease = lease
+        self._timer = timer
+        self._lock = threading.Lock()
+        self._flights: dict[str, _Flight] = {}
+        self._begun = 0
+        self.leaders = 0
+        self.waiters = 0
+        self.timeouts = 0
+        self.takeovers = 0
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    def begin(self, key: str) -> Ticket:
+        """Lead ``key`` if no live flight has it, else wait for that flight."""
+        now = self._timer()
+        with self._lock:
+            self._begun += 1
+            if self._begun % _SWEEP_EVERY == 0:
+                self._sweep(now)
+            flight = self._flights.get(key)
+            if flight is not None and flight.expires_at > now:
+                self.waiters += 1
+                return Ticket(key, Role.WAITER, flight.token, now, _flight=flight)
+            if flight is not None:
+                self._release(key, flight)  # a lapsed leader: wake its waiters
+            token = uuid.uuid4().hex
+            flight = self._flights[key] = _Flight(token, now + self.lease)
+            self.leaders += 1
+            return Ticket(key, Role.LEADER, token, now, _flight=flight)
+
+    def join(self, ticket: Ticket, timeout: float | None = None) -> Joined:
+        """Block until the ticket's flight finishes or the bound passes (threads).
+
+        Args:
+            ticket: a `Role.WAITER` ticket.
+            timeout: overrides ``wait_timeout``, counted from `begin`.
+        """
+        flight = ticket._flight
+        if flight is None or ticket.leader:
+            return Joined.FINISHED
+        deadline = ticket.started + (self.wait_timeout if timeout is None else timeout)
+        while True:
+            if flight.done.wait(self._remaining(flight, deadline)):
+                return Joined.FINISHED
+            verdict = self._timed_out(ticket, flight, deadline)
+            if verdict is not None:
+                return verdict
+
+    async def ajoin(self, ticket: Ticket, timeout: float | None = None) -> Joined:
+        """The asyncio twin of `join`: waits on a future of the running loop."""
+        flight = ticket._flight
+        if flight is None or ticket.leader:
+            return Joined.FINISHED
+        deadline = ticket.started + (self.wait_timeout if timeout is None else timeout)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if flight.done.is_set():
+                return Joined.FINISHED
+            flight.futures.append(future)
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(
+                        asyncio.shield(future), self._remaining(flight, deadline)
+                    )
+                    return Joined.FINISHED
+                except asyncio.TimeoutError:
+                    verdict = self._timed_out(ticket, flight, deadline)
+                    if verdict is not None:
+                        return verdict
+        finally:
+            with self._lock:
+                if future in flight.futures:
+                    flight.futures.remove(future)
+
+    def finish(self, key: str) -> bool:
+        """The key was stored: end its flight and wake every waiter (any thread or loop).
+
+        Returns:
+            True if a flight was running.
+        """
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                return False
+            self._release(key, flight)
+            return True
+
+    def abandon(self, ticket: Ticket) -> bool:
+        """A leader gives up without storing: release its flight if it still leads."""
+        with self._lock:
+            flight = self._flights.get(ticket.key)
+            if flight is None or flight.token != ticket.token:
+                return False
+            self._release(ticket.key, flight)
+            return True
+
+    def _remaining(self, flight: _Flight, deadline: float) -> float:
+        return max(0.0, min(deadline, flight.expires_at) - self._timer())
+
+    def _timed_out(self, ticket: Ticket, flight: _Flight, deadline: float) -> Joined | None:
+        """A wait ended without a release: ``None`` to wait on (another waiter took the
+        flight over and our bound has not passed), else how the join ends. The first
+        waiter to give up on a leader takes its flight over, waiters and all."""
+        with self._lock:
+            now = self._timer()
+            if flight.done.is_set():
+                return Joined.FINISHED
+            if now < deadline and flight.expires_at > now:
+                return None
+            self.timeouts += 1
+            # A flight whose leader itself waits on another process is not taken over
+            # here: that leader takes the Redis lock over instead.
+            if (
+                self._flights.get(ticket.key) is flight
+                and flight.token == ticket.token
+                and flight.remote is None
+            ):
+                ticket.token = flight.token = uuid.uuid4().hex
+                flight.expires_at = now + self.lease
+                ticket.role = Role.LEADER
+                self.takeovers += 1
+                self.leaders += 1
+                return Joined.TOOK_OVER
+            return Joined.TIMED_OUT
+
+    def _sweep(self, now: float) -> None:
+        """Lock held: forget flights whose leader never finished and nobody asked again."""
+        for key, flight in [(k, f) for k, f in self._flights.items() if f.expires_at <= now]:
+            self._release(key, flight)
+
+    def _release(self, key: str, flight: _Flight) -> None:
+        """Lock held: end a flight and resolve its waiters on their own loops."""
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        flight.done.set()
+        for future in flight.futures:
+            loop = future.get_loop()
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there
+                loop.call_soon_threadsafe(_resolve, future)
+        flight.futures.clear()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Coalescer:
+    """Single-flight per entry key in this process and, given a Redis client, across
+    processes (a ``SET NX PX`` lock, waited on by polling).
+
+    Every method takes the Redis client to use (``None``: this process only), so the
+    engine passes its sync client to the sync methods and the running loop's
+    ``redis.asyncio`` client to the async ones. Redis faults never raise out of here:
+    a failed lock degrades to in-process coalescing (fail-open).
+
+    Args:
+        key_prefix: the engine's ``key_prefix``.
+        namespace: the engine's namespace.
+        wait_timeout: seconds a waiter waits at most before calling the LLM itself.
+        lease: seconds a leadership (local flight and Redis lock) lasts without a store.
+        poll_interval: seconds between polls of another process's lock.
+        timer: monotonic clock.
+
+    Example:
+        >>> co = Coalescer("semcache", "default", wait_timeout=2.0)
+        >>> t = co.begin(key, client)             # on a lookup miss
+        >>> if not t.leader:
+        ...     co.join(t, client)                # then look up again
+        >>> co.finish(key, client)                # in store, after the write
+    """
+
+    def __init__(
+        self,
+        key_prefix: str,
+        namespace: str,
+        *,
+        wait_timeout: float = 2.0,
+        lease: float = 30.0,
+        poll_interval: float = 0.02,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be > 0")
+        self.key_prefix = key_prefix
+        self.namespace = namespace
+        self.poll_interval = poll_interval
+        self.local = SingleFlight(wait_timeout=wait_timeout, lease=lease, timer=timer)
+        self._timer = timer
+        self.errors = 0
+
+    @property
+    def wait_timeout(self) -> float:
+        return self.local.wait_timeout
+
+    @property
+    def lease_ms(self) -> int:
+        return max(1, int(self.local.lease * 1000))
+
+    def lock_key(self, key: str) -> str:
+        return lock_key(key, self.key_prefix, self.namespace)
+
+    # -- sync ---------------------------------------------------------------------------
+    def begin(self, key: str, client: redis.Redis | None = None) -> Ticket:
+        """Called on a lookup miss: lead the key or wait for its leader.
+
+        Returns:
+            A `Role.LEADER` ticket (call the LLM; re-read once first, dogpile style) or a
+            `Role.WAITER` ticket (call `join`, then look up again).
+        """
+        ticket = self.local.begin(key)
+        if not ticket.leader or client is None:
+            return ticket
+        try:
+            got = client.set(self.lock_key(key), ticket.token, nx=True, px=self.lease_ms)
+            holder = None if got else client.get(self.lock_key(key))
+        except (redis.RedisError, OSError):
+            self.errors += 1
+            return ticket
+        return self._after_lock(ticket, bool(got), holder)
+
+    def join(self, ticket: Ticket, client: redis.Redis | None = None) -> Joined:
+        """Wait (bounded) for the ticket's leader; then look the request up again."""
+        if ticket.leader and not ticket.remote:
+            return Joined.FINISHED
+        if not ticket.remote:
+            return self.local.join(ticket)
+        return self._settle(ticket, self._poll(ticket, client), client)
+
+    def finish(self, key: str, client: redis.Redis | None = None) -> None:
+        """Called after the store of ``key`` (written or skipped): release its flight
+        here and its lock in Redis (whoever holds it: the entry now exists)."""
+        self.local.finish(key)
+        if client is not None:
+            try:
+                client.delete(self.lock_key(key))
+            except (redis.RedisError, OSError):
+                self.errors += 1
+
+    def abandon(self, ticket: Ticket, client: redis.Redis | None = None) -> None:
+        """A leader will not store (its LLM call failed): release what it holds."""
+        self.local.abandon(ticket)
+        if client is not None and ticket.leader and not ticket.remote:
+            try:
+                client.eval(_RELEASE_LUA, 1, self.lock_key(ticket.key), ticket.token)
+            except (redis.RedisError, OSError):
+                self.errors += 1
+
+    def _poll(self, ticket: Ticket, client: redis.Redis | None) -> bool:
+        """True when the remote lock we wait on is gone before our bound."""
+        deadline = ticket.started + self.wait_timeout
+        lk = self.lock_key(ticket.key)
+        while True:
+            try:
+                holder = client.get(lk) if client is not None else None
+            except (redis.RedisError, OSError):
+                self.errors += 1
+                return False
+            if holder is None:
+                return True
+            watched = _text(holder)
+            left = deadline - self._timer()
+            if left <= 0:
+                self._watch(ticket, watched)
+                return False
+            time.sleep(min(self.poll_interval, left))
+
+    def _settle(self, ticket: Ticket, finished: bool, client: redis.Redis | None) -> Joined:
+        if finished:
+            self.local.finish(ticket.key)  # wake this process's waiters to re-read
+            return Joined.FINISHED
+        if client is not None:
+            new_token = uuid.uuid4().hex
+            try:
+                took = client.eval(
+                    _TAKEOVER_LUA,
+                    1,
+                    self.lock_key(ticket.key),
+                    self._watched(ticket),
+                    new_token,
+                    self.lease_ms,
+                )
+            except (redis.RedisError, OSError):
+                self.errors += 1
+                took = 0
+            if took:
+                return self._took_over(ticket, new_token)
+        self.local.timeouts += 1
+        return Joined.TIMED_OUT
+
+    # -- async --------------------------------------------------------------------------
+    async def abegin(self, key: str, client: aredis.Redis | None = None) -> Ticket:
+        """The async twin of `begin`."""
+        ticket = self.local.begin(key)
+        if not ticket.leader or client is None:
+            return ticket
+        try:
+            got = await client.set(self.lock_key(key), ticket.token, nx=True, px=self.lease_ms)
+            holder = None if got else await client.get(self.lock_key(key))
+        except (redis.RedisError, OSError):
+            self.errors += 1
+            return ticket
+        return self._after_lock(ticket, bool(got), holder)
+
+    async def ajoin(self, ticket: Ticket, client: aredis.Redis | None = None) -> Joined:
+        """The async twin of `join`."""
+        if ticket.leader and not ticket.remote:
+            return Joined.FINISHED
+        if not ticket.remote:
+            return await self.local.ajoin(ticket)
+        return await self._asettle(ticket, await self._apoll(ticket, client), client)
+
+    async def afinish(self, key: str, client: aredis.Redis | None = None) -> None:
+        """The async twin of `finish`."""
+        self.local.finish(key)
+        if client is not None:
+            try:
+                await client.delete(self.lock_key(key))
+            except (redis.RedisError, OSError):
+                self.errors += 1
+
+    async def aabandon(self, ticket: Ticket, client: aredis.Redis | None = None) -> None:
+        """The async twin of `abandon`."""
+        self.local.abandon(ticket)
+        if client is not None and ticket.leader and not ticket.remote:
+            try:
+                await client.eval(_RELEASE_LUA, 1, self.lock_key(ticket.key), ticket.token)
+            except (redis.RedisError, OSError):
+                self.errors += 1
+
+    async def _apoll(self, ticket: Ticket, client: aredis.Redis | None) -> bool:
+        deadline = ticket.started + self.wait_timeout
+        lk = self.lock_key(ticket.key)
+        while True:
+            try:
+                holder = await client.get(lk) if client is not None else None
+            except (redis.RedisError, OSError):
+                self.errors += 1
+                return False
+            if holder is None:
+                return True
+            watched = _text(holder)
+            left = deadline - self._timer()
+            if left <= 0:
+                self._watch(ticket, watched)
+                return False
+            await asyncio.sleep(min(self.poll_interval, left))
+
+    async def _asettle(
+        self, ticket: Ticket, finished: bool, client: aredis.Redis | None
+    ) -> Joined:
+        if finished:
+            self.local.finish(ticket.key)
+            return Joined.FINISHED
+        if client is not None:
+            new_token = uuid.uuid4().hex
+            try:
+                took = await client.eval(
+                    _TAKEOVER_LUA,
+                    1,
+                    self.lock_key(ticket.key),
+                    self._watched(ticket),
+                    new_token,
+                    self.lease_ms,
+                )
+            except (redis.RedisError, OSError):
+                self.errors += 1
+                took = 0
+            if took:
+                return self._took_over(ticket, new_token)
+        self.local.timeouts += 1
+        return Joined.TIMED_OUT
+
+    # -- shared steps -------------------------------------------------------------------
+    def _after_lock(self, ticket: Ticket, got: bool, holder: Any) -> Ticket:
+        """This process leads locally; the lock decides whether it leads globally."""
+        if got:
+            return ticket
+        if holder is None:
+            # The holder finished between our SET and GET: lead (the caller re-reads).
+            return ticket
+        self.local.leaders -= 1
+        self.local.waiters += 1
+        ticket.role, ticket.remote = Role.WAITER, True
+        self._watch(ticket, _text(holder))
+        return ticket
+
+    def _took_over(self, ticket: Ticket, token: str) -> Joined:
+        """This process now holds the lock under ``token``: its local flight gets the
+        same token, so local waiters of the old leadership do not take it over too."""
+        with self.local._lock:
+            ticket.role, ticket.remote, ticket.token = Role.LEADER, False, token
+            flight = ticket._flight
+            if flight is not None:
+                flight.token = token
+                flight.remote = None
+            self.local.takeovers += 1
+            self.local.leaders += 1
+        return Joined.TOOK_OVER
+
+    @staticmethod
+    def _watch(ticket: Ticket, holder: str | None) -> None:
+        if ticket._flight is not None:
+            ticket._flight.remote = holder
+
+    @staticmethod
+    def _watched(ticket: Ticket) -> str:
+        flight = ticket._flight
+        return flight.remote if flight is not None and flight.remote else ""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,276 @@
+"""Request coalescing against the real Redis, in threads, tasks and processes.
+
+The flow under test is the one the engine runs once wired (``_procs.coalesced_lookup``):
+lookup miss -> `Coalescer.begin`; the leader calls the "LLM", stores and finishes;
+waiters `join` and look up again. Claims: 16 threads, 50 tasks, and 4 processes x 4
+threads asking one cold key make exactly one LLM call while the leader stores within
+``wait_timeout``; a leader that dies (SIGKILL) holds nobody past ``wait_timeout`` plus
+one poll, and the first waiter to give up takes the lock over for later arrivals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from semcache_core import CacheEngine
+from semcache_core.coalesce import Coalescer, Joined, Role, SingleFlight, lock_key
+from tests.integration._procs import acoalesced_lookup, coalesced_lookup
+
+ROOT = Path(__file__).resolve().parents[2]
+LLM_SECONDS = 0.3
+SLACK = 0.25  # scheduling on 2 busy cores
+
+
+def _co(engine: CacheEngine, **kw: Any) -> Coalescer:
+    return Coalescer(engine.config.key_prefix, engine.config.namespace, **kw)
+
+
+# -- in process, no Redis -------------------------------------------------------------------
+def test_lock_key_is_outside_the_index_prefix() -> None:
+    key = "semcache:ns:tenanttoken:exactkey"
+    lk = lock_key(key, "semcache", "ns")
+    assert lk == "semcache:__lock__:ns:tenanttoken:exactkey"
+    assert not lk.startswith("semcache:ns:")
+    with pytest.raises(ValueError):
+        lock_key("semcache:other:t:k", "semcache", "ns")
+
+
+def test_finish_from_a_thread_wakes_asyncio_waiters() -> None:
+    flights = SingleFlight(wait_timeout=5.0)
+    leader = flights.begin("k")
+    assert leader.leader
+
+    async def wait() -> tuple[Joined, float]:
+        ticket = flights.begin("k")
+        assert ticket.role is Role.WAITER
+        started = time.monotonic()
+        return await flights.ajoin(ticket), time.monotonic() - started
+
+    threading.Timer(0.1, flights.finish, args=("k",)).start()
+    joined, waited = asyncio.run(wait())
+    assert joined is Joined.FINISHED and waited < 1.0
+    assert len(flights) == 0
+
+
+def test_abandon_and_lease_release_the_key() -> None:
+    now = [0.0]
+    flights = SingleFlight(wait_timeout=1.0, lease=10.0, timer=lambda: now[0])
+    t1 = flights.begin("k")
+    assert flights.begin("k").role is Role.WAITER
+    assert flights.abandon(t1)
+    t2 = flights.begin("k")
+    assert t2.leader and not flights.abandon(t1)  # an old ticket releases nothing
+    now[0] += 10.0  # the lease lapses: the next caller leads
+    assert flights.begin("k").leader
+    for i in range(300):  # leaders that never finish are swept once their lease lapses
+        flights.begin(f"abandoned {i}")
+    now[0] += 10.0
+    for i in range(300):
+        flights.finish(f"other {i}")
+        flights.begin(f"fresh {i}")
+    assert len(flights) == 300  # only the live ones
+
+
+def test_waiters_of_a_stuck_leader_give_up_and_one_takes_over() -> None:
+    flights = SingleFlight(wait_timeout=0.2, lease=30.0)
+    assert flights.begin("k").leader  # never finishes
+    tickets = [flights.begin("k") for _ in range(5)]
+    with ThreadPoolExecutor(5) as pool:
+        started = time.monotonic()
+        joined = list(pool.map(flights.join, tickets))
+        waited = time.monotonic() - started
+    assert waited < 0.2 + SLACK
+    assert Counter(joined) == {Joined.TOOK_OVER: 1, Joined.TIMED_OUT: 4}
+    taker = next(t for t, j in zip(tickets, joined, strict=True) if j is Joined.TOOK_OVER)
+    late = flights.begin("k")  # waits on the live taker, not the stuck leader
+    assert late.role is Role.WAITER
+    threading.Timer(0.05, flights.finish, args=("k",)).start()
+    assert flights.join(late) is Joined.FINISHED and taker.leader
+
+
+# -- against Redis, one process -----------------------------------------------------------
+def test_16_threads_one_leader(make_engine: Callable[..., CacheEngine]) -> None:
+    engine = make_engine()
+    co = _co(engine)
+    calls: list[int] = []
+
+    def llm() -> bytes:
+        calls.append(1)
+        time.sleep(LLM_SECONDS)
+        return b"answer"
+
+    barrier = threading.Barrier(16)
+
+    def ask(_: int) -> dict[str, Any]:
+        barrier.wait()
+        return coalesced_lookup(engine, co, engine.request("one cold question"), llm)
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(ask, range(16)))
+    paths = Counter(r["path"] for r in results)
+    waits = [r["seconds"] for r in results if r["path"] == "waited_hit"]
+    print(
+        f"\n16 threads: {len(calls)} LLM call(s), paths {dict(paths)}, waiters waited "
+        f"p50 {statistics.median(waits) * 1000:.0f} ms"
+    )
+    assert len(calls) == 1 and co.local.leaders == 1
+    assert paths == {"llm": 1, "waited_hit": 15}
+    assert max(waits) < LLM_SECONDS + SLACK
+    assert not engine._store.client.exists(
+        co.lock_key(engine._key(engine.request("one cold question")))
+    )
+
+
+async def test_50_tasks_one_leader(make_engine: Callable[..., CacheEngine]) -> None:
+    engine = make_engine()
+    co = _co(engine)
+    calls: list[int] = []
+
+    async def llm() -> bytes:
+        calls.append(1)
+        await asyncio.sleep(LLM_SECONDS)
+        return b"answer"
+
+    request = engine.request("one cold async question")
+    results = await asyncio.gather(
+        *(acoalesced_lookup(engine, co, request, llm) for _ in range(50))
+    )
+    paths = Counter(r["path"] for r in results)
+    print(f"\n50 tasks: {len(calls)} LLM call(s), paths {dict(paths)}")
+    assert len(calls) == 1 and co.local.leaders == 1
+    assert paths == {"llm": 1, "waited_hit": 49}
+    await engine.aclose()
+
+
+# -- across processes ---------------------------------------------------------------------
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration._procs", *args],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+    )  # fmt: skip
+
+
+def _reap(child: subprocess.Popen[str]) -> None:
+    if child.poll() is None:
+        child.kill()
+    child.wait(10)
+    for stream in (child.stdin, child.stdout):
+        if stream is not None:
+            stream.close()
+
+
+def test_4_processes_one_leader(redis_url: str, make_engine: Callable[..., CacheEngine]) -> None:
+    engine = make_engine()  # creates the index before the children start
+    ns = engine.config.namespace
+    children = [
+        _spawn("coalesce_worker", redis_url, ns, "4", str(LLM_SECONDS), "2.0") for _ in range(4)
+    ]
+    try:
+        for c in children:
+            assert c.stdout is not None and c.stdout.readline().strip() == "ready"
+        for c in children:  # as close to "at once" as pipes allow
+            assert c.stdin is not None
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        outs = []
+        for c in children:
+            assert c.stdout is not None
+            outs.append(json.loads(c.stdout.readline()))
+            assert c.wait(30) == 0
+    finally:
+        for c in children:
+            _reap(c)
+    llm_calls = sum(o["llm_calls"] for o in outs)
+    paths = Counter(r["path"] for o in outs for r in o["results"])
+    print(f"\n4 processes x 4 threads: {llm_calls} LLM call(s), paths {dict(paths)}")
+    assert llm_calls == 1
+    assert paths["llm"] == 1 and paths["waited_hit"] + paths["hit"] == 15
+
+
+def test_a_killed_leader_blocks_nobody_past_the_bound(
+    redis_url: str, make_engine: Callable[..., CacheEngine]
+) -> None:
+    engine = make_engine()
+    wait = 1.0
+    co = _co(engine, wait_timeout=wait, poll_interval=0.02)
+    request = engine.request("the leader of this one dies")
+    key = engine._key(request)
+    client = engine._store.client
+    leader = _spawn("coalesce_leader_then_hang", redis_url, engine.config.namespace, key)
+    try:
+        assert leader.stdout is not None and leader.stdout.readline().strip() == "leading"
+        assert client.pttl(co.lock_key(key)) > 20_000  # a long lease: only the bound helps
+        leader.kill()
+        leader.wait(10)
+
+        # 4 threads here: one polls the dead process's lock, three wait on it locally.
+        outcomes: list[tuple[Role, Joined, float]] = []
+        barrier = threading.Barrier(4)
+
+        def ask() -> None:
+            barrier.wait()
+            started = time.monotonic()
+            ticket = co.begin(key, client)
+            joined = co.join(ticket, client)
+            outcomes.append((ticket.role, joined, time.monotonic() - started))
+
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        _reap(leader)
+    waited = [w for _, _, w in outcomes]
+    joined = Counter(j for _, j, _ in outcomes)
+    print(
+        f"\nleader SIGKILLed: waiters released after {min(waited):.3f}-{max(waited):.3f} s "
+        f"(bound {wait} s + one {co.poll_interval} s poll); outcomes {dict(joined)}"
+    )
+    assert max(waited) < wait + co.poll_interval + SLACK
+    assert min(waited) >= wait - 0.05
+    assert joined[Joined.TOOK_OVER] == 1  # the process took the dead leader's lock over
+
+    # The lock now belongs to the live taker: a later arrival waits on it, and its store
+    # releases that arrival at once.
+    taker = client.get(co.lock_key(key))
+    assert taker is not None and client.pttl(co.lock_key(key)) > 20_000
+    other = _co(engine, wait_timeout=5.0)  # another process's view: no shared local state
+    late = other.begin(key, client)
+    assert late.role is Role.WAITER and late.remote
+
+    def store_and_finish() -> None:
+        engine.store(request, b"x")
+        co.finish(key, client)
+
+    threading.Timer(0.1, store_and_finish).start()
+    started = time.monotonic()
+    assert other.join(late, client) is Joined.FINISHED
+    assert time.monotonic() - started < 0.1 + 0.2 + SLACK
+    assert engine.lookup(request).hit
+
+
+def test_redis_down_degrades_to_local_coalescing() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.1)
+    co = Coalescer("semcache", "ns", wait_timeout=0.5)
+    t = co.begin("semcache:ns:t:k", dead)
+    assert t.leader and co.errors == 1
+    waiter = co.begin("semcache:ns:t:k", dead)
+    assert waiter.role is Role.WAITER and not waiter.remote
+    co.finish("semcache:ns:t:k", dead)
+    assert co.join(waiter, dead) is Joined.FINISHED
+    dead.close()

@@ -1,0 +1,391 @@
+"""The in-process L1 tier and its cross-process coherence over Redis pub/sub.
+
+Claims: the tier is a correct bounded LRU/LFU with TTL; a read that raced an
+invalidation cannot re-insert the old value; an invalidation published anywhere removes
+the entry from another process's tier within 1 s (measured: typically about a
+millisecond); a killed subscription, a silent (paused) Redis and a dead Redis all
+clear the tier, which serves nothing until it has resubscribed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redis.asyncio as aredis
+
+from semcache_core.embedded import start_embedded_redis
+from semcache_core.l1 import (
+    L1Coherence,
+    LocalTier,
+    apublish_clear,
+    apublish_drop,
+    apublish_drop_prefix,
+    clear_message,
+    drop_message,
+    drop_prefix_message,
+    l1_channel,
+    publish,
+    publish_drop,
+    publish_drop_prefix,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+COHERENCE_BOUND = 1.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _until(cond: object, timeout: float) -> float | None:
+    """Seconds until ``cond()`` holds, or None after ``timeout``."""
+    assert callable(cond)
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if cond():
+            return time.monotonic() - start
+        time.sleep(0.001)
+    return None
+
+
+# -- the tier alone -----------------------------------------------------------------------
+def test_lru_evicts_least_recently_used() -> None:
+    tier = LocalTier(2)
+    tier.put("a", {"v": 1})
+    tier.put("b", {"v": 2})
+    assert tier.get("a") == {"v": 1}  # a is now more recent than b
+    tier.put("c", {"v": 3})
+    assert "b" not in tier and "a" in tier and "c" in tier
+    assert tier.stats().evictions == 1
+
+
+def test_lfu_evicts_least_frequently_used() -> None:
+    tier = LocalTier(2, policy="lfu")
+    tier.put("a", {"v": 1})
+    tier.put("b", {"v": 2})
+    for _ in range(3):
+        tier.get("a")
+    tier.get("b")
+    tier.put("c", {"v": 3})  # b (2 uses) goes, a (4 uses) stays
+    assert set(tier.keys()) == {"a", "c"}
+    tier.put("d", {"v": 4})  # c has the lowest count
+    assert set(tier.keys()) == {"a", "d"}
+    tier.drop("a")
+    tier.put("e", {"v": 5})
+    tier.put("f", {"v": 6})  # d and e tie at 1 use: the older (d) goes
+    assert set(tier.keys()) == {"e", "f"}
+
+
+def test_ttl_is_the_smaller_of_the_entry_and_the_tier() -> None:
+    clock = FakeClock()
+    tier = LocalTier(10, ttl=5.0, timer=clock)
+    tier.put("short", {"v": 1}, ttl=1.0)
+    tier.put("capped", {"v": 2}, ttl=100.0)
+    tier.put("forever", {"v": 3}, ttl=None)
+    clock.now += 1.0
+    assert tier.get("short") is None
+    assert tier.get("capped") is not None
+    clock.now += 4.0
+    assert tier.get("capped") is None and tier.get("forever") is None
+    assert tier.stats().expirations == 3
+    assert not tier.put("dead", {"v": 4}, ttl=0.0)  # an expired entry is never held
+    unbounded = LocalTier(10, ttl=None, timer=clock)
+    unbounded.put("k", {"v": 1})
+    clock.now += 1e9
+    assert unbounded.get("k") == {"v": 1}
+
+
+def test_drop_prefix_and_clear() -> None:
+    tier = LocalTier(100)
+    for tenant in ("t1", "t2"):
+        for i in range(3):
+            tier.put(f"semcache:ns:{tenant}:{i}", {"v": i})
+    assert tier.drop_prefix("semcache:ns:t1:") == 3
+    assert len(tier) == 3 and all(":t2:" in k for k in tier)
+    assert tier.clear() == 3 and len(tier) == 0
+    stats = tier.stats()
+    assert (stats.dropped, stats.size) == (6, 0)
+
+
+def test_a_read_that_raced_an_invalidation_is_not_held() -> None:
+    tier = LocalTier(100)
+    since = tier.version  # the Redis read starts
+    tier.drop("k")  # an overwrite elsewhere is applied before the read returns
+    assert not tier.put("k", {"v": "old"}, since=since)
+    assert tier.put("other", {"v": 1}, since=since)  # unrelated keys are not blocked
+    since = tier.version
+    tier.drop_prefix("semcache:ns:t1:")
+    assert not tier.put("semcache:ns:t1:k", {"v": "old"}, since=since)
+    assert tier.put("semcache:ns:t2:k", {"v": 1}, since=since)
+    since = tier.version
+    tier.clear()
+    assert not tier.put("anything", {"v": 1}, since=since)
+    assert tier.put("anything", {"v": 1}, since=tier.version)
+    assert tier.stats().refused == 3
+
+
+def test_apply_messages_and_reject_malformed_ones() -> None:
+    import json
+
+    tier = LocalTier(100)
+    for k in ("p:n:a:1", "p:n:a:2", "p:n:b:1"):
+        tier.put(k, {"v": k})
+    tier.apply(json.loads(drop_message(["p:n:a:1"])))
+    assert "p:n:a:1" not in tier
+    tier.apply(json.loads(drop_prefix_message("p:n:a:")))
+    assert list(tier.keys()) == ["p:n:b:1"]
+    tier.apply(json.loads(clear_message()))
+    assert len(tier) == 0
+    for bad in ({"op": "drop", "keys": "p:n:a:1"}, {"op": "drop_prefix"}, {"op": "nuke"}):
+        with pytest.raises(ValueError):
+            tier.apply(bad)
+
+
+def test_suspended_tier_serves_and_holds_nothing() -> None:
+    tier = LocalTier(10)
+    tier.put("k", {"v": 1})
+    tier.suspend()
+    assert tier.get("k") is None and not tier.put("k", {"v": 1}) and len(tier) == 0
+    tier.resume()
+    assert tier.put("k", {"v": 1}) and tier.get("k") == {"v": 1}
+
+
+def test_threads_hammering_one_tier() -> None:
+    tier = LocalTier(64, ttl=10.0, policy="lfu")
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(3000):
+                key = f"k{(i * 7 + n) % 200}"
+                if i % 3 == 0:
+                    tier.put(key, {"v": i}, since=tier.version)
+                elif i % 17 == 0:
+                    tier.drop(key)
+                else:
+                    tier.get(key)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(tier) <= 64
+
+
+# -- coherence in one process ---------------------------------------------------------------
+@pytest.fixture
+def coherent(redis_url: str, namespace: str) -> Iterator[tuple[LocalTier, L1Coherence]]:
+    tier = LocalTier(1000, ttl=60.0)
+    sub = L1Coherence(tier, l1_channel("semcache", namespace), redis_url=redis_url).start()
+    assert sub.wait_connected(5.0)
+    yield tier, sub
+    sub.stop()
+
+
+def test_published_messages_reach_the_tier(
+    coherent: tuple[LocalTier, L1Coherence], raw_redis: redis.Redis, namespace: str
+) -> None:
+    tier, sub = coherent
+    channel = sub.channel
+    keys = [f"semcache:{namespace}:{t}:{i}" for t in ("ta", "tb") for i in range(3)]
+    for k in keys:
+        assert tier.put(k, {"payload": b"x"}, 60.0)
+    assert publish_drop(raw_redis, channel, [keys[0]]) >= 1
+    assert _until(lambda: keys[0] not in tier, COHERENCE_BOUND) is not None
+    publish_drop_prefix(raw_redis, channel, f"semcache:{namespace}:ta:")
+    assert _until(lambda: len(tier) == 3, COHERENCE_BOUND) is not None
+    assert all(":tb:" in k for k in tier)
+    publish(raw_redis, channel, "not json")  # unreadable: everything goes, to be safe
+    assert _until(lambda: len(tier) == 0, COHERENCE_BOUND) is not None
+    assert sub.bad_messages == 1 and sub.connected
+
+
+def test_subscriber_on_a_lent_client(redis_url: str, raw_redis: redis.Redis) -> None:
+    tier = LocalTier(10)
+    lent = redis.Redis.from_url(redis_url)
+    sub = L1Coherence(tier, l1_channel("semcache", "lent"), client=lent).start()
+    try:
+        assert sub.wait_connected(5.0)
+        tier.put("semcache:lent:k", {"v": 1})
+        publish_drop(raw_redis, sub.channel, ["semcache:lent:k"])
+        assert _until(lambda: len(tier) == 0, COHERENCE_BOUND) is not None
+    finally:
+        sub.stop()
+        lent.close()
+    assert not tier.serving
+    with pytest.raises(ValueError):
+        L1Coherence(tier, "c")
+
+
+async def test_async_publishers(
+    coherent: tuple[LocalTier, L1Coherence], redis_url: str, namespace: str
+) -> None:
+    tier, sub = coherent
+    client = aredis.Redis.from_url(redis_url)
+    try:
+        for k in ("a:1", "a:2", "b:1"):
+            tier.put(f"semcache:{namespace}:{k}", {"v": 1})
+        await apublish_drop(client, sub.channel, [f"semcache:{namespace}:b:1"])
+        await apublish_drop_prefix(client, sub.channel, f"semcache:{namespace}:a:")
+        for _ in range(1000):
+            if len(tier) == 0:
+                break
+            await asyncio.sleep(0.001)
+        assert len(tier) == 0
+        tier.put("x", {"v": 1})
+        await apublish_clear(client, sub.channel)
+        for _ in range(1000):
+            if len(tier) == 0:
+                break
+            await asyncio.sleep(0.001)
+        assert len(tier) == 0
+    finally:
+        await client.aclose()
+
+
+def test_killed_subscription_clears_the_tier_and_resubscribes(
+    coherent: tuple[LocalTier, L1Coherence], raw_redis: redis.Redis
+) -> None:
+    tier, sub = coherent
+    tier.put("semcache:k", {"v": 1})
+    killed = raw_redis.client_kill_filter(_type="pubsub")
+    assert killed >= 1
+    cleared = _until(lambda: not sub.connected, 2.0)
+    assert cleared is not None and len(tier) == 0 and tier.get("semcache:k") is None
+    back = _until(lambda: sub.connected, 5.0)
+    assert back is not None and sub.connects >= 2 and sub.disconnects >= 1
+    print(
+        f"\nsubscription killed: tier cleared after {cleared * 1000:.1f} ms, resubscribed "
+        f"after another {back * 1000:.1f} ms"
+    )
+    # Subscribed again: messages apply again.
+    assert tier.put("semcache:k", {"v": 2})
+    publish_drop(raw_redis, sub.channel, ["semcache:k"])
+    assert _until(lambda: "semcache:k" not in tier, COHERENCE_BOUND) is not None
+
+
+def test_silent_or_dead_redis_suspends_the_tier(tmp_path: Path) -> None:
+    server = start_embedded_redis(tmp_path / "redis", reuse=False, stop_at_exit=True)
+    port, url, pid = server.port, server.url, server.pid
+    assert pid is not None
+    tier = LocalTier(100)
+    sub = L1Coherence(tier, l1_channel("semcache", "ns"), redis_url=url, max_backoff=0.2)
+    sub.start()
+    restarted = None
+    try:
+        assert sub.wait_connected(5.0)
+        # Paused (a partition, a frozen server): no PONG within liveness -> suspended.
+        tier.put("semcache:ns:k", {"v": 1})
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            silent = _until(lambda: not sub.connected, 3.0)
+            assert silent is not None and tier.get("semcache:ns:k") is None
+            assert not tier.put("semcache:ns:k", {"v": 1})
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert _until(lambda: sub.connected, 5.0) is not None
+        print(f"\npaused Redis: tier suspended after {silent * 1000:.0f} ms of silence")
+        # Dead, then back on the same port: suspended meanwhile, then resubscribed.
+        tier.put("semcache:ns:k", {"v": 1})
+        os.kill(pid, signal.SIGKILL)
+        dead = _until(lambda: not sub.connected, 3.0)
+        assert dead is not None and len(tier) == 0
+        time.sleep(0.3)  # a few failed reconnects with backoff
+        assert not sub.connected and tier.get("semcache:ns:k") is None
+        server.stop(timeout=5.0)
+        restart_at = time.monotonic()
+        restarted = start_embedded_redis(
+            tmp_path / "redis2", port=port, reuse=False, stop_at_exit=True
+        )
+        assert _until(lambda: sub.connected, 5.0) is not None
+        back = time.monotonic() - restart_at
+        print(
+            f"killed Redis: tier cleared after {dead * 1000:.0f} ms; resubscribed "
+            f"{back * 1000:.0f} ms after the restart began"
+        )
+        with redis.Redis.from_url(restarted.url) as client:
+            tier.put("semcache:ns:k", {"v": 2})
+            publish_drop(client, sub.channel, ["semcache:ns:k"])
+            assert _until(lambda: "semcache:ns:k" not in tier, COHERENCE_BOUND) is not None
+    finally:
+        sub.stop()
+        server.stop(timeout=5.0)
+        if restarted is not None:
+            restarted.stop(timeout=5.0)
+
+
+# -- coherence across two processes -----------------------------------------------------
+def test_invalidation_in_one_process_reaches_another_within_a_second(
+    redis_url: str, raw_redis: redis.Redis, namespace: str
+) -> None:
+    from semcache_core import CacheEngine
+
+    engine = CacheEngine(redis_url, namespace=namespace)
+    channel = l1_channel(engine.config.key_prefix, namespace)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.integration._procs", "l1_holder", redis_url,
+         engine.config.key_prefix, namespace],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+    )  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None
+    latencies: list[float] = []
+    try:
+        assert child.stdout.readline().strip() == "subscribed"
+        for i in range(20):
+            request = engine.request(f"question {i}", tenant=f"tenant-{i % 2}")
+            key = engine._key(request)
+            assert engine.store(request, b"old answer")
+            child.stdin.write(f"hold {key}\n")
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(0.01)
+            if i % 4 == 3:  # a tenant-wide invalidation
+                prefix = engine.layout.key_prefix + request.tenant_token + ":"
+                engine.invalidate(tenant=f"tenant-{i % 2}")
+                published = time.monotonic()
+                publish_drop_prefix(raw_redis, channel, prefix)
+                expected = ""
+            else:  # an overwrite
+                assert engine.store(request, b"new answer")
+                published = time.monotonic()
+                publish_drop(raw_redis, channel, [key])
+                expected = "new answer"
+            word, when, *payload = child.stdout.readline().split(" ", 2)
+            assert word == "gone"
+            latencies.append(float(when) - published)
+            assert " ".join(payload).strip() == expected  # B re-reads the fresh value
+        child.stdin.write("quit\n")
+        child.stdin.flush()
+        assert child.wait(10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdin.close()
+        child.stdout.close()
+        engine.drop_index()
+        engine.close()
+    ms = sorted(x * 1000 for x in latencies)
+    print(
+        f"\nL1 coherence across processes, {len(ms)} invalidations: p50 "
+        f"{statistics.median(ms):.2f} ms, max {ms[-1]:.2f} ms (bound {COHERENCE_BOUND} s)"
+    )
+    assert max(latencies) < COHERENCE_BOUND

@@ -1,0 +1,209 @@
+"""Embedding micro-batching: concurrent lookups share inner calls, a lone call waits ~0.
+
+Claims: 64 concurrent engine lookups embed with far fewer inner calls than 64, and the
+vectors stored are byte-identical to unbatched ones (deterministic embedder) or equal
+within float noise (the real all-MiniLM-L6-v2, where batching pads); a call with no
+company costs no window; LangChain/LlamaIndex document batch methods are used only on
+request; errors reach every caller of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from semcache_core import CacheEngine
+from semcache_core.embedding import SentenceTransformerEmbedder
+from semcache_core.entry import vector_bytes
+from semcache_core.microbatch import MicroBatcher, find_batch_method
+from tests.conftest import hashed_embedder
+
+INNER_LATENCY = 0.005  # a remote embedding API's round trip, scaled down
+
+
+class FakeRemoteEmbedder:
+    """An async embedder with a batch endpoint; counts both kinds of call."""
+
+    def __init__(self, dims: int = 16) -> None:
+        self._hashed = hashed_embedder(dims)
+        self.model_id = "fake-remote"
+        self.dims = dims
+        self.single_calls = 0
+        self.batch_sizes: list[int] = []
+        self.dispatched: dict[str, float] = {}  # text -> when its batch call began
+
+    def embed(self, text: str) -> list[float]:
+        return self._hashed.embed(text)
+
+    async def aembed(self, text: str) -> list[float]:
+        self.single_calls += 1
+        await asyncio.sleep(INNER_LATENCY)
+        return self._hashed.embed(text)
+
+    async def aembed_many(self, texts: list[str]) -> list[list[float]]:
+        self.batch_sizes.append(len(texts))
+        self.dispatched.update(dict.fromkeys(texts, time.perf_counter()))
+        await asyncio.sleep(INNER_LATENCY)
+        return [self._hashed.embed(t) for t in texts]
+
+
+class LangChainLike:
+    """embed_query/aembed_query plus a document batch method."""
+
+    def __init__(self) -> None:
+        self._hashed = hashed_embedder(8)
+        self.model = "lc-like"
+        self.documents_calls = 0
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._hashed.embed(text)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return self._hashed.embed(text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.documents_calls += 1
+        return [self._hashed.embed(t) for t in texts]
+
+
+async def test_64_concurrent_lookups_share_few_inner_calls(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    inner = FakeRemoteEmbedder()
+    batcher = MicroBatcher(inner)
+    engine = make_engine(embedder=batcher, dims=inner.dims)
+    questions = [f"distinct question number {i}" for i in range(64)]
+    requests = [engine.request(q) for q in questions]
+    await engine.alookup(requests[0])  # warm: setup and the tenant policy
+    before = len(inner.batch_sizes)
+    results = await asyncio.gather(*(engine.alookup(r) for r in requests[1:]))
+    assert all(not r.hit for r in results)
+    calls = len(inner.batch_sizes) - before
+    print(
+        f"\n63 concurrent lookups: {calls} inner embedding call(s), batch sizes "
+        f"{inner.batch_sizes[before:]}; 0 single calls"
+    )
+    assert calls <= 8 and inner.single_calls == 0
+    # Identical vectors: what the stores wrote equals the unbatched embedding.
+    assert all(await asyncio.gather(*(engine.astore(r, b"a") for r in requests)))
+    client = (await engine._astore()).client
+    for q, r in zip(questions, requests, strict=True):
+        stored = await client.hget(engine._key(r), "vector")
+        assert stored == vector_bytes(await inner.aembed(q), engine.config.datatype)
+    await engine.aclose()
+
+
+async def test_gathered_calls_are_one_batch_and_equal_unbatched() -> None:
+    inner = FakeRemoteEmbedder()
+    batcher = MicroBatcher(inner)
+    texts = [f"t{i % 40}" for i in range(64)]  # duplicates go once
+    vectors = await asyncio.gather(*(batcher.aembed(t) for t in texts))
+    assert inner.batch_sizes == [40]
+    for t, v in zip(texts, vectors, strict=True):
+        assert v == await inner.aembed(t)
+
+
+async def test_a_lone_call_pays_no_window() -> None:
+    inner = FakeRemoteEmbedder()
+    batcher = MicroBatcher(inner, window=0.05)  # a window a lone call would notice
+    overheads = []
+    for i in range(20):
+        started = time.perf_counter()
+        await batcher.aembed(f"alone {i}")
+        overheads.append(time.perf_counter() - started - INNER_LATENCY)
+    overhead = sorted(overheads)[len(overheads) // 2]
+    print(f"\nlone call overhead: median {overhead * 1000:.2f} ms (window 50 ms)")
+    assert overhead < 0.01
+    assert inner.batch_sizes == [1] * 20
+
+
+async def test_calls_during_a_batch_wait_at_most_the_window() -> None:
+    inner = FakeRemoteEmbedder()
+    window = 0.002
+    batcher = MicroBatcher(inner, window=window)
+    submitted: dict[str, float] = {}
+
+    def submit(text: str) -> asyncio.Future[list[float]]:
+        submitted[text] = time.perf_counter()
+        return asyncio.ensure_future(batcher.aembed(text))
+
+    calls = [submit("first")]
+    await asyncio.sleep(0.001)  # the first batch is in flight
+    for i in range(20):  # trickle in while batches are in flight
+        calls.append(submit(f"later {i}"))
+        await asyncio.sleep(0.0003)
+    await asyncio.gather(*calls)
+    waits = {t: inner.dispatched[t] - submitted[t] for t in submitted}
+    worst = max(waits.values())
+    print(
+        f"\n20 trickled calls: batch sizes {inner.batch_sizes}; worst wait before "
+        f"dispatch {worst * 1000:.1f} ms (window {window * 1000:.0f} ms)"
+    )
+    assert inner.batch_sizes[0] == 1 and sum(inner.batch_sizes) == 21
+    assert len(inner.batch_sizes) < 15
+    assert waits["first"] < 0.002  # it found the embedder idle
+    assert worst < window + 0.015  # timer lateness: this 2-core box runs at load 10
+
+
+async def test_real_minilm_batched_equals_single(
+    embeddings: SentenceTransformerEmbedder,
+) -> None:
+    async def batch(texts: list[str]) -> list[list[float]]:
+        return await asyncio.to_thread(embeddings.embed_many, texts)
+
+    batcher = MicroBatcher(embeddings, batch_fn=batch)
+    questions = [f"How do I reset the password of account number {i}?" for i in range(32)]
+    questions += ["Refund policy?", "What is the refund policy for annual plans, exactly?"]
+    batched = await asyncio.gather(*(batcher.aembed(q) for q in questions))
+    single = [embeddings.embed(q) for q in questions]
+    diff = float(np.max(np.abs(np.array(batched) - np.array(single))))
+    print(
+        f"\nMiniLM: {len(questions)} texts in {batcher.batches} batch call(s); "
+        f"max |batched - single| = {diff:.2e}"
+    )
+    assert batcher.batches == 1
+    assert diff < 1e-5
+
+
+async def test_document_batch_methods_only_on_request() -> None:
+    lc = LangChainLike()
+    plain = MicroBatcher(lc)
+    assert not plain.batching  # aembed_documents may differ from aembed_query
+    await asyncio.gather(*(plain.aembed(f"q{i}") for i in range(8)))
+    assert lc.documents_calls == 0 and plain.batches == 0
+    opted = MicroBatcher(lc, documents_match_queries=True)
+    vecs = await asyncio.gather(*(opted.aembed(f"q{i}") for i in range(8)))
+    assert lc.documents_calls == 1
+    assert vecs == [lc.embed_query(f"q{i}") for i in range(8)]
+    assert find_batch_method(object()) is None
+
+
+async def test_a_failed_batch_fails_every_caller_and_the_next_one_works() -> None:
+    state = {"fail": True}
+
+    async def batch(texts: list[str]) -> list[list[float]]:
+        if state["fail"]:
+            raise RuntimeError("embedding API down")
+        return [[float(len(t))] for t in texts]
+
+    batcher = MicroBatcher(lambda t: [float(len(t))], batch_fn=batch)
+    results: list[Any] = await asyncio.gather(
+        *(batcher.aembed(f"x{i}") for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+    state["fail"] = False
+    assert await batcher.aembed("abc") == [3.0]
+    with pytest.raises(ValueError):
+        MicroBatcher(lambda t: [1.0], window=-1)
+
+
+def test_sync_calls_pass_through() -> None:
+    inner = FakeRemoteEmbedder()
+    batcher = MicroBatcher(inner)
+    assert batcher.embed("x") == inner.embed("x")
+    assert batcher.dims == 16 and batcher.model_id == "fake-remote"
