@@ -151,6 +151,35 @@ class CacheConfig(BaseSettings):
     breaker_cooldown: float = Field(
         2.0, ge=0.0, le=3600.0, description="Seconds the open breaker skips Redis."
     )
+    l1_maxsize: int = Field(
+        0, ge=0, le=10_000_000, description="In-process tier for exact hits (0: off)."
+    )
+    l1_ttl: float | None = Field(
+        30.0, gt=0.0, description="Longest an entry stays in the in-process tier (seconds)."
+    )
+    l1_policy: Literal["lru", "lfu"] = "lru"
+    l1_publish: bool = Field(
+        True,
+        description="Announce overwrites and invalidations to other processes' L1 tiers "
+        "(keep on wherever any process uses L1).",
+    )
+    coalesce: Literal["off", "process", "redis"] = Field(
+        "off",
+        description="Concurrent identical misses wait for one leader's answer: in this "
+        "process ('process') or across processes with a Redis lock ('redis').",
+    )
+    coalesce_wait: float = Field(
+        2.0, gt=0.0, le=600.0, description="Longest a waiter waits before calling the LLM."
+    )
+    coalesce_lease: float = Field(30.0, gt=0.0, le=3600.0)
+    embed_batch_window: float | None = Field(
+        0.002,
+        ge=0.0,
+        le=1.0,
+        description="Concurrent async embeddings within this many seconds share one "
+        "embedder call (None: off).",
+    )
+    embed_batch_max: int = Field(256, ge=1, le=100_000)
     persist_stats: bool = Field(
         True, description="Keep per-tenant counters in Redis (totals across processes)."
     )

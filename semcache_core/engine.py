@@ -9,9 +9,12 @@ counted and logged at a bounded rate. Misconfiguration raises at construction.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import functools
 import json
 import logging
+import os
 import threading
 import time
 import weakref
@@ -24,6 +27,7 @@ import redis.asyncio as aredis
 
 from . import calibration, policy, query, tracing
 from .calibration import Calibration, Verdict
+from .coalesce import Coalescer
 from .config import CacheConfig, build_config
 from .counters import PendingCounts, flush_async, flush_sync, read_totals
 from .embedding import CachedEmbedder, Embedder, as_embedder
@@ -35,7 +39,19 @@ from .errors import (
     SemcacheError,
 )
 from .judges import Judge, as_judge
+from .l1 import (
+    L1Coherence,
+    LocalTier,
+    apublish_clear,
+    apublish_drop,
+    apublish_drop_prefix,
+    l1_channel,
+    publish_clear,
+    publish_drop,
+    publish_drop_prefix,
+)
 from .metrics import LocalStats, summarize
+from .microbatch import MicroBatcher
 from .policy import Outcome
 from .pricing import PriceTable, Usage
 from .prometheus import PrometheusMetrics
@@ -167,6 +183,8 @@ def _default_text(value: Any) -> str:
 # A disagreeing verdict raises the candidate entry's floor just above the similarity at
 # which it answered a different question.
 _FLOOR_STEP = 1e-4
+# False while a coalesced lookup's first pass runs: its result is counted once, later.
+_RECORD: contextvars.ContextVar[bool] = contextvars.ContextVar("semcache_record", default=True)
 _POLICY_CACHE_MAX = 100_000
 
 
@@ -278,9 +296,32 @@ class CacheEngine:
             overrides["ttl"] = ttl
         self.config = build_config(config, **overrides)
         self.layout = Layout(self.config.key_prefix, self.config.namespace)
-        self.embedder: Embedder | None = (
-            CachedEmbedder(as_embedder(embedder), self.config.embedding_cache_size)
-            if embedder is not None
+        self.embedder: Embedder | None = None
+        if embedder is not None:
+            inner = as_embedder(embedder)
+            if self.config.embed_batch_window is not None and not isinstance(inner, MicroBatcher):
+                inner = MicroBatcher(
+                    inner,
+                    window=self.config.embed_batch_window,
+                    max_batch=self.config.embed_batch_max,
+                )
+            self.embedder = CachedEmbedder(inner, self.config.embedding_cache_size)
+        self._l1: LocalTier | None = (
+            LocalTier(self.config.l1_maxsize, self.config.l1_ttl, self.config.l1_policy)
+            if self.config.l1_maxsize
+            else None
+        )
+        self._l1_channel = l1_channel(self.config.key_prefix, self.config.namespace)
+        self._l1_sub: L1Coherence | None = None
+        self._l1_pid = 0
+        self._coalescer: Coalescer | None = (
+            Coalescer(
+                self.config.key_prefix,
+                self.config.namespace,
+                wait_timeout=self.config.coalesce_wait,
+                lease=self.config.coalesce_lease,
+            )
+            if self.config.coalesce != "off"
             else None
         )
         self.judge: Judge = as_judge(judge)
@@ -429,6 +470,10 @@ class CacheEngine:
         """
         removed = self._store.delete_scan(self.layout.scan_pattern()) if delete_entries else 0
         self._store.drop_index()
+        if self._l1 is not None:
+            self._l1.clear()
+        if self.config.l1_publish:
+            publish_clear(self._store.client, self._l1_channel)
         self._ready = False
         return removed
 
@@ -512,17 +557,19 @@ class CacheEngine:
     ) -> LookupResult:
         seconds = time.perf_counter() - started
         served = outcome in (Outcome.EXACT_HIT, Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
+        record = _RECORD.get()
         if stale:
             # A second lookup for a request already counted: counted apart.
             self._stats.record(request.tenant, "stale_served" if served else "stale_missed")
-        else:
+        elif record:
             self._stats.record_lookup(request.tenant, outcome, seconds, similarity)
         tokens, usd = 0, 0.0
         if served and entry is not None and entry.usage is not None:
             usage = Usage.from_json(entry.usage)
             if usage is not None:
                 tokens, usd = usage.total_tokens, self.prices.cost(usage)
-                self._stats.record_saved(request.tenant, tokens, usd)
+                if record:
+                    self._stats.record_saved(request.tenant, tokens, usd)
         return LookupResult(
             outcome=outcome,
             value=value,
@@ -554,6 +601,78 @@ class CacheEngine:
 
     def _slide(self, entry: StoredEntry) -> float | None:
         return policy.sliding_expiry(entry.ttl, self.config.sliding_ttl, self._clock())
+
+    # -- L1 ----------------------------------------------------------------------------
+    def _l1_tier(self) -> LocalTier | None:
+        """The in-process tier, its coherence subscriber started on first use (and again
+        in a forked child)."""
+        if self._l1 is None:
+            return None
+        if self._l1_sub is None or self._l1_pid != os.getpid():
+            with self._setup_lock:
+                if self._l1_sub is None or self._l1_pid != os.getpid():
+                    self._l1.clear()
+                    self._l1_sub = L1Coherence(
+                        self._l1,
+                        self._l1_channel,
+                        redis_url=self.config.redis_url,
+                        connect_timeout=self.config.connect_timeout,
+                    ).start()
+                    self._l1_pid = os.getpid()
+        return self._l1
+
+    def _l1_put(
+        self, tier: LocalTier, key: str, fields: Mapping[str, Any], entry: StoredEntry, since: int
+    ) -> None:
+        remaining = None if entry.expires_at is None else entry.expires_at - self._clock()
+        if remaining is None or remaining > 0:
+            tier.put(key, dict(fields), remaining, since=since)
+
+    def _l1_drop_sync(self, keys: Sequence[str]) -> None:
+        if self._l1 is not None:
+            self._l1.drop_many(keys)
+        if self.config.l1_publish and self._breaker.allow_write():
+            try:
+                publish_drop(self._store.client, self._l1_channel, keys)
+            except Exception as exc:
+                self._fault("l1_publish", None, exc, breaker=False)
+
+    async def _l1_drop_async(self, store: AsyncStore, keys: Sequence[str]) -> None:
+        if self._l1 is not None:
+            self._l1.drop_many(keys)
+        if self.config.l1_publish and self._breaker.allow_write():
+            try:
+                await apublish_drop(store.client, self._l1_channel, keys)
+            except Exception as exc:
+                self._fault("l1_publish", None, exc, breaker=False)
+
+    def _l1_after_invalidate(self, tenant: str | None, only_tenant: bool) -> None:
+        prefix = self.layout.key_prefix + tenant_digest(tenant) + ":" if tenant else None
+        if self._l1 is not None:
+            if only_tenant and prefix:
+                self._l1.drop_prefix(prefix)
+            else:
+                self._l1.clear()
+        if self.config.l1_publish:
+            if only_tenant and prefix:
+                publish_drop_prefix(self._store.client, self._l1_channel, prefix)
+            else:
+                publish_clear(self._store.client, self._l1_channel)
+
+    async def _al1_after_invalidate(
+        self, store: AsyncStore, tenant: str | None, only_tenant: bool
+    ) -> None:
+        prefix = self.layout.key_prefix + tenant_digest(tenant) + ":" if tenant else None
+        if self._l1 is not None:
+            if only_tenant and prefix:
+                self._l1.drop_prefix(prefix)
+            else:
+                self._l1.clear()
+        if self.config.l1_publish:
+            if only_tenant and prefix:
+                await apublish_drop_prefix(store.client, self._l1_channel, prefix)
+            else:
+                await apublish_clear(store.client, self._l1_channel)
 
     # -- tenant policies ----------------------------------------------------------------
     def _cache_policy(self, tenant: str, raw: Any) -> TenantPolicy:
@@ -948,7 +1067,76 @@ class CacheEngine:
                 tenant's policy would serve, entries past their TTL included (within
                 ``stale_grace``); the result has ``stale=True`` and is counted as
                 ``stale_served``/``stale_missed``, not as another request.
+
+        With ``coalesce`` on, concurrent identical misses wait (at most
+        ``coalesce_wait`` seconds) for the first one's answer to be stored, then look
+        up again: one LLM call instead of N.
         """
+        coalescer = self._coalescer
+        if coalescer is None or stale:
+            return self._lookup_once(request, decode, text_of=text_of, stale=stale)
+        token = _RECORD.set(False)
+        try:
+            first = self._lookup_once(request, decode, text_of=text_of)
+        finally:
+            _RECORD.reset(token)
+        if first.outcome not in (Outcome.MISS, Outcome.SHADOW_HIT):
+            self._record(request, first)
+            return first
+        client = self._store.client if self.config.coalesce == "redis" else None
+        ticket = coalescer.begin(self._key(request), client)
+        if ticket.leader:
+            self._record(request, first)
+            return first
+        coalescer.join(ticket, client)
+        return self._lookup_once(request, decode, text_of=text_of)
+
+    @_ainstrumented("semcache.lookup")
+    async def alookup(
+        self,
+        request: CacheRequest,
+        decode: Decoder | None = None,
+        *,
+        text_of: TextOf | None = None,
+        stale: bool = False,
+    ) -> LookupResult:
+        """The async twin of `lookup` (redis.asyncio, the embedder's async method)."""
+        coalescer = self._coalescer
+        if coalescer is None or stale:
+            return await self._alookup_once(request, decode, text_of=text_of, stale=stale)
+        token = _RECORD.set(False)
+        try:
+            first = await self._alookup_once(request, decode, text_of=text_of)
+        finally:
+            _RECORD.reset(token)
+        if first.outcome not in (Outcome.MISS, Outcome.SHADOW_HIT):
+            self._record(request, first)
+            return first
+        client = (await self._astore()).client if self.config.coalesce == "redis" else None
+        ticket = await coalescer.abegin(self._key(request), client)
+        if ticket.leader:
+            self._record(request, first)
+            return first
+        await coalescer.ajoin(ticket, client)
+        return await self._alookup_once(request, decode, text_of=text_of)
+
+    def _record(self, request: CacheRequest, result: LookupResult) -> None:
+        """Count a lookup whose recording was held back (coalescing)."""
+        self._stats.record_lookup(
+            request.tenant, result.outcome, result.seconds, result.similarity
+        )
+        if result.tokens_saved or result.cost_saved_usd:
+            self._stats.record_saved(request.tenant, result.tokens_saved, result.cost_saved_usd)
+
+    def _lookup_once(
+        self,
+        request: CacheRequest,
+        decode: Decoder | None = None,
+        *,
+        text_of: TextOf | None = None,
+        stale: bool = False,
+    ) -> LookupResult:
+        """One pass of `lookup` (a coalesced waiter makes a second one)."""
         started = time.perf_counter()
         decode = decode or _identity
         if not self._breaker.allow():
@@ -959,16 +1147,24 @@ class CacheEngine:
             pol = self._policy_sync(request.tenant)
             key = self._key(request)
             if pol.exact:
-                fields = store.read(key)
+                tier = None if stale else self._l1_tier()
+                fields = tier.get(key) if tier is not None else None
+                from_l1 = fields is not None
+                since = tier.version if tier is not None else 0  # before the read
+                if fields is None:
+                    fields = store.read(key)
                 if fields is not None:
                     try:
                         found = self._accept(request, key, fields, decode, stale=stale)
                     except CorruptEntry as exc:
                         self._corrupt(request, key, exc)
                         store.unlink([key])
+                        self._l1_drop_sync([key])
                         found = None
                     if found is not None:
                         entry, value = found
+                        if tier is not None and not from_l1:
+                            self._l1_put(tier, key, fields, entry, since)
                         expires = None if stale else self._slide(entry)
                         if expires is not None and entry.ttl is not None:
                             store.touch(key, entry.ttl, expires)
@@ -1005,8 +1201,7 @@ class CacheEngine:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started, stale=stale)
 
-    @_ainstrumented("semcache.lookup")
-    async def alookup(
+    async def _alookup_once(
         self,
         request: CacheRequest,
         decode: Decoder | None = None,
@@ -1014,7 +1209,7 @@ class CacheEngine:
         text_of: TextOf | None = None,
         stale: bool = False,
     ) -> LookupResult:
-        """The async twin of `lookup` (redis.asyncio, the embedder's async method)."""
+        """One pass of `alookup`."""
         started = time.perf_counter()
         decode = decode or _identity
         if not self._breaker.allow():
@@ -1025,16 +1220,24 @@ class CacheEngine:
             pol = await self._policy_async(store, request.tenant)
             key = self._key(request)
             if pol.exact:
-                fields = await store.read(key)
+                tier = None if stale else self._l1_tier()
+                fields = tier.get(key) if tier is not None else None
+                from_l1 = fields is not None
+                since = tier.version if tier is not None else 0  # before the read
+                if fields is None:
+                    fields = await store.read(key)
                 if fields is not None:
                     try:
                         found = self._accept(request, key, fields, decode, stale=stale)
                     except CorruptEntry as exc:
                         self._corrupt(request, key, exc)
                         await store.unlink([key])
+                        await self._l1_drop_async(store, [key])
                         found = None
                     if found is not None:
                         entry, value = found
+                        if tier is not None and not from_l1:
+                            self._l1_put(tier, key, fields, entry, since)
                         expires = None if stale else self._slide(entry)
                         if expires is not None and entry.ttl is not None:
                             await store.touch(key, entry.ttl, expires)
@@ -1187,6 +1390,26 @@ class CacheEngine:
         Returns:
             True if the entry was written.
         """
+        key = self._key(request)
+        try:
+            return self._store_once(request, payload, codec=codec, text=text, usage=usage)
+        finally:
+            # Whether written, skipped or failed: other processes' L1 copies of the key
+            # are stale, and the key's coalesced waiters may look again.
+            self._l1_drop_sync([key])
+            if self._coalescer is not None:
+                client = self._store.client if self.config.coalesce == "redis" else None
+                self._coalescer.finish(key, client)
+
+    def _store_once(
+        self,
+        request: CacheRequest,
+        payload: bytes,
+        *,
+        codec: str = "bytes",
+        text: str | None = None,
+        usage: Usage | None = None,
+    ) -> bool:
         if not self._breaker.allow_write():
             self._stats.record(request.tenant, "stores_skipped")
             return False
@@ -1226,6 +1449,29 @@ class CacheEngine:
         usage: Usage | None = None,
     ) -> bool:
         """The async twin of `store`."""
+        key = self._key(request)
+        try:
+            return await self._astore_once(request, payload, codec=codec, text=text, usage=usage)
+        finally:
+            try:
+                store = await self._astore()
+            except Exception:  # pragma: no cover - building a client does no I/O
+                store = None
+            if store is not None:
+                await self._l1_drop_async(store, [key])
+                if self._coalescer is not None:
+                    client = store.client if self.config.coalesce == "redis" else None
+                    await self._coalescer.afinish(key, client)
+
+    async def _astore_once(
+        self,
+        request: CacheRequest,
+        payload: bytes,
+        *,
+        codec: str = "bytes",
+        text: str | None = None,
+        usage: Usage | None = None,
+    ) -> bool:
         if not self._breaker.allow_write():
             self._stats.record(request.tenant, "stores_skipped")
             return False
@@ -1321,6 +1567,8 @@ class CacheEngine:
                 expr = self._invalidation_filter(tenant, tags, match, scope, older_than)
                 self.setup()
                 removed = self._store.delete_matching(expr)
+            only_tenant = tenant is not None and not (tags or scope or older_than is not None)
+            self._l1_after_invalidate(tenant, only_tenant and not everything)
         except _REDIS_FAULTS as exc:
             raise _translate(exc) from exc
         self._stats.record_invalidated(removed)
@@ -1345,6 +1593,8 @@ class CacheEngine:
                 expr = self._invalidation_filter(tenant, tags, match, scope, older_than)
                 await self.asetup()
                 removed = await store.delete_matching(expr)
+            only_tenant = tenant is not None and not (tags or scope or older_than is not None)
+            await self._al1_after_invalidate(store, tenant, only_tenant and not everything)
         except _REDIS_FAULTS as exc:
             raise _translate(exc) from exc
         self._stats.record_invalidated(removed)
@@ -1404,6 +1654,20 @@ class CacheEngine:
         snap["embedder_calls"] = (
             self.embedder.calls if isinstance(self.embedder, CachedEmbedder) else 0
         )
+        inner = getattr(self.embedder, "inner", None)
+        if isinstance(inner, MicroBatcher):
+            snap["embed_batches"] = {"calls": inner.calls, "batches": inner.batches}
+        if self._l1 is not None:
+            snap["l1"] = dataclasses.asdict(self._l1.stats())
+        if self._coalescer is not None:
+            local = self._coalescer.local
+            snap["coalesce"] = {
+                "leaders": local.leaders,
+                "waiters": local.waiters,
+                "timeouts": local.timeouts,
+                "takeovers": local.takeovers,
+                "errors": self._coalescer.errors,
+            }
         if totals and self._pending is not None:
             self._maybe_flush_sync(force=True)
             try:
@@ -1451,8 +1715,11 @@ class CacheEngine:
         return self._store.count(expr)
 
     def close(self) -> None:
-        """Write pending counters, then close the sync connection pool."""
+        """Write pending counters, stop the L1 subscriber, close the sync connection pool."""
         self._maybe_flush_sync(force=True)
+        if self._l1_sub is not None:
+            self._l1_sub.stop()
+            self._l1_sub = None
         self._store.close()
 
     async def aclose(self) -> None:

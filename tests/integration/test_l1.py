@@ -339,7 +339,9 @@ def test_invalidation_in_one_process_reaches_another_within_a_second(
 ) -> None:
     from semcache_core import CacheEngine
 
-    engine = CacheEngine(redis_url, namespace=namespace)
+    # The test publishes itself, to time each message; the engine's own announcements
+    # (test_engine_l1_is_coherent) would race with them.
+    engine = CacheEngine(redis_url, namespace=namespace, l1_publish=False)
     channel = l1_channel(engine.config.key_prefix, namespace)
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.integration._procs", "l1_holder", redis_url,
@@ -389,3 +391,35 @@ def test_invalidation_in_one_process_reaches_another_within_a_second(
         f"{statistics.median(ms):.2f} ms, max {ms[-1]:.2f} ms (bound {COHERENCE_BOUND} s)"
     )
     assert max(latencies) < COHERENCE_BOUND
+
+
+def test_engine_l1_is_coherent(redis_url: str, namespace: str) -> None:
+    """Two engines (as two processes would): B serves exact hits from its L1; A's
+    overwrite and invalidation reach B's L1 within a second."""
+    from semcache_core import CacheEngine, Outcome
+
+    a = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    b = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    try:
+        # The subscriber starts on first use; until it is subscribed, L1 holds nothing.
+        assert b._l1_tier() is not None and b._l1_sub is not None
+        assert b._l1_sub.wait_connected(5.0)
+        req = a.request("What is the refund window?", tenant="acme")
+        assert a.store(req, b"30 days")
+        assert b.lookup(req).value == b"30 days"  # B reads Redis, keeps it in L1
+        assert b.lookup(req).value == b"30 days"
+        assert b.stats()["l1"]["hits"] == 1
+        assert a.store(req, b"45 days")
+        deadline = time.monotonic() + COHERENCE_BOUND
+        while b.lookup(req).value != b"45 days":
+            assert time.monotonic() < deadline, "B's L1 kept the overwritten answer"
+            time.sleep(0.01)
+        a.invalidate(tenant="acme")
+        deadline = time.monotonic() + COHERENCE_BOUND
+        while b.lookup(req).outcome == Outcome.EXACT_HIT:
+            assert time.monotonic() < deadline, "B's L1 kept an invalidated entry"
+            time.sleep(0.01)
+    finally:
+        a.drop_index()
+        a.close()
+        b.close()
