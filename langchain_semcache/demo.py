@@ -36,7 +36,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from semcache_core.config import build_config, check_tenant_id
+from semcache_core.config import build_config, check_tenant_id, redacted_url
 from semcache_core.embedded import start_embedded_redis
 from semcache_core.embedding import SentenceTransformerEmbedder, minilm
 from semcache_core.errors import BackendUnavailableError, ConfigurationError
@@ -373,7 +373,7 @@ def run_demo(
             for name in MODELS
         ]
         console.print(
-            f"Cache: namespace {escape(repr(namespace))} on {escape(redis_url)}"
+            f"Cache: namespace {escape(repr(namespace))} on {escape(redacted_url(redis_url))}"
             f"{' (cleared)' if clear else ''}, threshold {threshold:g}, offline "
             "all-MiniLM-L6-v2 embeddings."
         )
@@ -446,13 +446,15 @@ def _check_reachable(redis_url: str) -> None:
         )
     except ValueError as exc:
         raise ConfigurationError(
-            f"{redis_url!r} is not a Redis URL ({exc}); use e.g. redis://localhost:6379/0"
+            f"{redacted_url(redis_url)!r} is not a Redis URL ({exc}); use e.g. "
+            "redis://localhost:6379/0"
         ) from exc
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
         raise BackendUnavailableError(
-            f"cannot reach Redis at {redis_url} ({exc}). Start one (`semcache redis` runs an "
+            f"cannot reach Redis at {redacted_url(redis_url)} ({exc}). Start one (`semcache "
+            "redis` runs an "
             "embedded server), or give no Redis URL and the demo starts the embedded one."
         ) from exc
     finally:

@@ -6,13 +6,19 @@ ranges are validated, and every message says how to fix the value.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
+
+MAX_TTL = 10 * 365 * 24 * 3600.0
+"""The longest TTL accepted: Redis' PEXPIRE takes milliseconds in a signed 64-bit
+integer, and a bound keeps arithmetic on expiry times finite."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -34,7 +40,7 @@ class CacheConfig(BaseSettings):
         env_prefix="SEMCACHE_", frozen=True, extra="forbid", validate_default=True
     )
 
-    redis_url: str = Field("redis://localhost:6379/0", description="Where Redis is.")
+    redis_url: str = Field("redis://localhost:6379/0", description="Where Redis is.", repr=False)
     namespace: str = Field(
         "default", description="One RedisVL index per namespace; letters, digits, _ . -"
     )
@@ -101,12 +107,19 @@ class CacheConfig(BaseSettings):
         description="Seconds a process trusts its copy of a tenant's stored policy.",
     )
 
-    ttl: float | None = Field(None, ge=0.0, description="Default entry TTL in seconds.")
+    ttl: float | None = Field(
+        None,
+        ge=0.0,
+        le=MAX_TTL,
+        allow_inf_nan=False,
+        description="Default entry TTL in seconds (at most 10 years; None: never expires).",
+    )
     sliding_ttl: bool = Field(False, description="Each hit restarts the entry's TTL.")
     stale_grace: float = Field(
         0.0,
         ge=0.0,
         le=30 * 24 * 3600.0,
+        allow_inf_nan=False,
         description="Seconds an entry stays in Redis past its TTL, served only by "
         "stale-if-error lookups (when the LLM fails).",
     )
@@ -240,3 +253,39 @@ def build_config(base: CacheConfig | None = None, **overrides: Any) -> CacheConf
         raise ConfigurationError(
             "invalid semcache configuration:\n  " + "\n  ".join(lines)
         ) from None
+
+
+def check_ttl(value: object) -> None:
+    """Validate a TTL given per request or per context: ``None`` (never expires) or a
+    finite number of seconds in [0, `MAX_TTL`] (0: do not cache).
+
+    Raises:
+        ConfigurationError: anything else.
+    """
+    if value is None:
+        return
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or not 0 <= value <= MAX_TTL
+    ):
+        raise ConfigurationError(
+            f"ttl must be None or a number of seconds between 0 and {MAX_TTL:.0f}, got {value!r}"
+        )
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

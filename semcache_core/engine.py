@@ -28,7 +28,7 @@ import redis.asyncio as aredis
 from . import calibration, policy, query, tracing
 from .calibration import Calibration, Verdict
 from .coalesce import Coalescer
-from .config import CacheConfig, build_config
+from .config import CacheConfig, build_config, redacted_url
 from .counters import PendingCounts, flush_async, flush_sync, read_totals
 from .embedding import CachedEmbedder, Embedder, as_embedder
 from .entry import CorruptEntry, StoredEntry, entry_fields, parse_entry, vector_bytes
@@ -368,13 +368,13 @@ class CacheEngine:
         except _REDIS_FAULTS as exc:
             if self.config.require_redis:
                 raise BackendUnavailableError(
-                    f"cannot reach Redis at {self.config.redis_url} ({exc}). Start one "
-                    "(`semcache redis` runs an embedded server) or fix redis_url; pass "
+                    f"cannot reach Redis at {redacted_url(self.config.redis_url)} ({exc}). "
+                    "Start one (`semcache redis` runs an embedded server) or fix redis_url; pass "
                     "require_redis=False to start anyway and cache once Redis is back"
                 ) from exc
             logger.warning(
                 "semcache: Redis at %s is unreachable (%s); caching starts when it is back",
-                self.config.redis_url,
+                redacted_url(self.config.redis_url),
                 exc,
             )
 
@@ -429,7 +429,9 @@ class CacheEngine:
                 return
             store = self._store
             if not store.has_search_module():
-                raise ConfigurationError(NO_SEARCH_MODULE.format(url=self.config.redis_url))
+                raise ConfigurationError(
+                    NO_SEARCH_MODULE.format(url=redacted_url(self.config.redis_url))
+                )
             dims = self._expected_dims_sync()
             if self._plan_setup(store.index_info(), store.read_meta(), dims):
                 store.write_meta_if_absent(meta_document(self.config, dims))
@@ -443,7 +445,9 @@ class CacheEngine:
             return
         store = await self._astore()
         if not await store.has_search_module():
-            raise ConfigurationError(NO_SEARCH_MODULE.format(url=self.config.redis_url))
+            raise ConfigurationError(
+                NO_SEARCH_MODULE.format(url=redacted_url(self.config.redis_url))
+            )
         dims = await self._expected_dims_async()
         if self._plan_setup(await store.index_info(), await store.read_meta(), dims):
             await store.write_meta_if_absent(meta_document(self.config, dims))

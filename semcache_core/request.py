@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import check_tenant_id
+from .config import check_tenant_id, check_ttl
 from .errors import ConfigurationError
 from .tenancy import UNSET, _Unset
 
@@ -103,6 +103,8 @@ class CacheRequest:
             ConfigurationError: a part has the wrong type or cannot be hashed.
         """
         check_tenant_id(tenant)
+        if not isinstance(ttl, _Unset):
+            check_ttl(ttl)
         if not isinstance(prompt, str):
             raise ConfigurationError(f"prompt must be a string, got {type(prompt).__name__}")
         if question is not None and not isinstance(question, str):

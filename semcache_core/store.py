@@ -20,7 +20,7 @@ import redis.asyncio as aredis
 from redis.backoff import NoBackoff
 
 from . import query
-from .config import CacheConfig
+from .config import CacheConfig, redacted_url
 from .entry import READ_FIELDS, parse_keys_reply, parse_search_reply
 from .errors import ConfigurationError, SchemaMismatchError
 
@@ -235,7 +235,7 @@ def make_client(config: CacheConfig) -> redis.Redis:
         )
     except ValueError as exc:
         raise ConfigurationError(
-            f"redis_url {config.redis_url!r} is not a Redis URL ({exc}); use e.g. "
+            f"redis_url {redacted_url(config.redis_url)!r} is not a Redis URL ({exc}); use e.g. "
             "redis://localhost:6379/0, rediss://user:password@host:6380/0 or unix:///path.sock"
         ) from exc
     return redis.Redis.from_pool(pool)  # the client owns the pool and closes it

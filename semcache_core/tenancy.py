@@ -88,8 +88,10 @@ def cache_context(
     outer = _current.get()
     if tenant is not None:
         check_tenant_id(tenant)
-    if ttl is not UNSET and ttl is not None and (not isinstance(ttl, (int, float)) or ttl < 0):
-        raise ConfigurationError(f"ttl must be None or a number >= 0 seconds, got {ttl!r}")
+    if ttl is not UNSET:
+        from .config import check_ttl
+
+        check_ttl(ttl)
     merged_tags = outer.tags + tuple(t for t in (tags or ()) if t not in outer.tags)
     for t in merged_tags:
         if not isinstance(t, str):
