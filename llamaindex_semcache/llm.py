@@ -1,0 +1,759 @@
+"""`SemanticCacheLLM`: semcache as a LlamaIndex LLM wrapper.
+
+LlamaIndex has no response-cache hook that can skip a call (instrumentation and callback
+handlers observe, they cannot short-circuit), and ``Settings.llm`` must be an ``LLM``.
+So the cache is an ``LLM`` that wraps another: every endpoint (``chat``, ``complete``,
+their streaming and async twins, ``structured_predict``) first asks the engine, and on
+a miss calls the wrapped LLM and stores its answer. Agents need a ``FunctionCallingLLM``:
+`wrap` returns `SemanticCacheFunctionCallingLLM` for one, which delegates tool
+preparation and tool-call parsing to the wrapped LLM and caches every agent step,
+streamed or not.
+
+The adapter only translates: `messages` builds the request, `serialization` turns
+responses into bytes and back. All decisions and all Redis I/O are the engine's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+)
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import LLM, ToolSelection
+from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
+from llama_index.core.types import Model, TokenAsyncGen, TokenGen
+from llama_index_instrumentation import get_dispatcher
+from pydantic import BaseModel, Field, PrivateAttr, SerializeAsAny
+
+from semcache_core import CacheEngine, LookupResult
+from semcache_core.config import check_tenant_id
+from semcache_core.errors import ConfigurationError
+from semcache_core.request import CacheRequest
+
+from .events import SemanticCacheHitEvent, SemanticCacheMissEvent
+from .messages import (
+    Parts,
+    chat_parts,
+    completion_parts,
+    jsonable,
+    llm_identity,
+    prompt_vars,
+    question_hints,
+    template_vars,
+)
+from .serialization import (
+    CHAT_CODEC,
+    COMPLETION_CODEC,
+    STRUCTURED_CODEC,
+    decode_chat,
+    decode_completion,
+    decode_structured,
+    encode_chat,
+    encode_completion,
+    encode_structured,
+    replay_chat,
+    replay_completion,
+    response_text,
+    without_usage,
+)
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+dispatcher = get_dispatcher(__name__)
+
+R = TypeVar("R")
+_SCOPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class _Codec(Generic[R]):
+    """How one kind of answer is stored, read back, and marked when served."""
+
+    name: str
+    encode: Callable[[R], bytes]
+    decode: Callable[[bytes, str], R]
+    serve: Callable[[R, LookupResult], R]
+
+
+def marker(result: LookupResult) -> dict[str, Any]:
+    """What a served answer says about where it came from."""
+    return {
+        "hit": True,
+        "layer": result.layer,
+        "outcome": result.outcome.value,
+        "similarity": None if result.similarity is None else round(result.similarity, 6),
+        "cached_at": result.created_at,
+        "stale": result.stale,
+    }
+
+
+def _serve_chat(response: ChatResponse, result: LookupResult) -> ChatResponse:
+    mark = marker(result)
+    return response.model_copy(
+        update={
+            "raw": {"semcache": mark},
+            "additional_kwargs": {**without_usage(response.additional_kwargs), "semcache": mark},
+        }
+    )
+
+
+def _serve_completion(response: CompletionResponse, result: LookupResult) -> CompletionResponse:
+    mark = marker(result)
+    return response.model_copy(
+        update={
+            "raw": {"semcache": mark},
+            "additional_kwargs": {**without_usage(response.additional_kwargs), "semcache": mark},
+        }
+    )
+
+
+def _as_is(value: R, result: LookupResult) -> R:
+    return value
+
+
+_CHAT: _Codec[ChatResponse] = _Codec(CHAT_CODEC, encode_chat, decode_chat, _serve_chat)
+_COMPLETION: _Codec[CompletionResponse] = _Codec(
+    COMPLETION_CODEC, encode_completion, decode_completion, _serve_completion
+)
+
+
+def _structured_codec(output_cls: type[Model]) -> _Codec[Model]:
+    def decode(payload: bytes, codec: str) -> Model:
+        return decode_structured(output_cls, payload, codec)
+
+    return _Codec(STRUCTURED_CODEC, encode_structured, decode, _as_is)
+
+
+def _final(response: R) -> R:
+    """The last chunk of a stream as the answer to store (no delta)."""
+    return cast(R, cast(BaseModel, response).model_copy(update={"delta": None}))
+
+
+class SemanticCacheLLM(LLM):
+    """Any LlamaIndex LLM with an exact and semantic cache in front, tenant-isolated.
+
+    Two calls share an answer only if they have the same tenant, the same wrapped model
+    (class, parameters such as temperature, metadata), the same endpoint kind and call
+    arguments (tools, tool choice, response format), the same input except the question
+    (system prompt, earlier turns, template text around the question), and either the
+    same full input (exact hit) or a question at least ``threshold`` similar (semantic
+    hit). The question is the last user message's text, or, for templated calls such as
+    a query engine's, the template variable named in ``question_vars``.
+
+    Served hits carry no token usage and are marked in ``raw`` and ``additional_kwargs``
+    as ``{"semcache": {"hit": True, "layer": ..., "similarity": ..., "stale": ...}}``.
+    The wrapper emits no LLM callback events of its own: a miss is reported by the
+    wrapped LLM as usual (so ``TokenCountingHandler`` counts it) and a hit by a
+    `SemanticCacheHitEvent` only. Cache faults never break a call: it goes to the LLM.
+
+    Args:
+        llm: the LLM that answers misses.
+        engine: the `CacheEngine` (shareable with other adapters).
+        tenant: serve and store for this tenant only; default: the `tenant` context,
+            else the engine's default tenant.
+        stale_if_error: when the LLM raises, serve a matching entry (within the
+            engine's ``stale_grace`` past its TTL) instead, marked ``"stale": True``;
+            without one the LLM's exception is raised unchanged.
+        question_vars: template variables that hold the question in templated calls.
+        **kwargs: other ``LLM`` fields.
+
+    Example:
+        >>> from llama_index.core import Settings
+        >>> Settings.llm = wrap(OpenAI(model="gpt-4o-mini"), engine)
+        >>> with tenant("acme"):
+        ...     index.as_query_engine().query("How do I reset my password?")
+    """
+
+    llm: SerializeAsAny[LLM] = Field(description="The LLM that answers cache misses.")
+    tenant: str | None = Field(default=None, description="Fixed tenant (default: context).")
+    stale_if_error: bool = Field(
+        default=True, description="Serve a matching (possibly expired) entry if the LLM fails."
+    )
+    question_vars: tuple[str, ...] = Field(
+        default=("query_str",),
+        description="Prompt-template variables that hold the question.",
+    )
+    _engine: CacheEngine = PrivateAttr()
+
+    def __init__(
+        self,
+        llm: LLM,
+        engine: CacheEngine,
+        *,
+        tenant: str | None = None,
+        stale_if_error: bool = True,
+        question_vars: Sequence[str] = ("query_str",),
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(llm, SemanticCacheLLM):
+            raise ConfigurationError("this LLM is already wrapped; wrap the inner LLM once")
+        if not isinstance(llm, LLM):
+            raise ConfigurationError(f"llm must be a LlamaIndex LLM, got {type(llm).__name__}")
+        if not isinstance(engine, CacheEngine):
+            raise ConfigurationError(f"engine must be a CacheEngine, got {type(engine).__name__}")
+        if tenant is not None:
+            check_tenant_id(tenant)
+        # The wrapper formats templated calls itself (LLM.predict), so it must format
+        # them as the wrapped LLM would.
+        inherited = {
+            "system_prompt": llm.system_prompt,
+            "messages_to_prompt": llm.messages_to_prompt,
+            "completion_to_prompt": llm.completion_to_prompt,
+            "output_parser": llm.output_parser,
+            "pydantic_program_mode": llm.pydantic_program_mode,
+            "query_wrapper_prompt": llm.query_wrapper_prompt,
+            "callback_manager": llm.callback_manager,
+        }
+        fields: dict[str, Any] = {
+            **inherited,
+            **kwargs,
+            "llm": llm,
+            "tenant": tenant,
+            "stale_if_error": stale_if_error,
+            "question_vars": tuple(question_vars),
+        }
+        super().__init__(**fields)
+        self._engine = engine
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "callback_manager":
+            # Settings and query engines assign the callback manager to the LLM they
+            # hold; the wrapped LLM, which reports misses, must get it too.
+            self.llm.callback_manager = value
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SemanticCacheLLM"
+
+    @property
+    def engine(self) -> CacheEngine:
+        """The cache engine."""
+        return self._engine
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """The wrapped LLM's metadata (function calling only through the twin class)."""
+        meta = self.llm.metadata
+        if meta.is_function_calling_model and not isinstance(self, FunctionCallingLLM):
+            return meta.model_copy(update={"is_function_calling_model": False})
+        return meta
+
+    # -- requests -----------------------------------------------------------------------
+    def _request(self, kind: str, parts: Parts, extra: dict[str, Any]) -> CacheRequest | None:
+        scope = {
+            "adapter": "llamaindex",
+            "v": _SCOPE_VERSION,
+            "kind": kind,
+            "llm": llm_identity(self.llm),
+            "context": parts.context,
+            **extra,
+        }
+        return self._engine.request(
+            parts.prompt, question=parts.question or "", scope=scope, tenant=self.tenant
+        )
+
+    def _safely(self, build: Callable[[], CacheRequest | None]) -> CacheRequest | None:
+        """Build a request; any fault is counted and the call bypasses the cache."""
+        try:
+            return build()
+        except Exception as exc:
+            self._engine.report_error("request", exc, tenant=self.tenant)
+            return None
+
+    def _chat_request(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> CacheRequest | None:
+        return self._safely(
+            lambda: self._request(
+                "chat",
+                chat_parts(messages, question_hints(self.question_vars)),
+                {"kwargs": jsonable(kwargs)},
+            )
+        )
+
+    def _completion_request(
+        self, prompt: str, formatted: bool, kwargs: dict[str, Any]
+    ) -> CacheRequest | None:
+        return self._safely(
+            lambda: self._request(
+                "completion",
+                completion_parts(prompt, question_hints(self.question_vars)),
+                {"formatted": formatted, "kwargs": jsonable(kwargs)},
+            )
+        )
+
+    def _structured_request(
+        self,
+        output_cls: type[BaseModel],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None,
+        prompt_args: dict[str, Any],
+    ) -> CacheRequest | None:
+        def build() -> CacheRequest | None:
+            messages = prompt.format_messages(llm=self.llm, **prompt_args)
+            hints = question_hints(self.question_vars, prompt_vars(prompt, self.llm, prompt_args))
+            return self._request(
+                "structured",
+                chat_parts(messages, hints),
+                {
+                    "output_cls": jsonable(output_cls),
+                    "output_schema": output_cls.model_json_schema(),
+                    "llm_kwargs": jsonable(llm_kwargs or {}),
+                },
+            )
+
+        return self._safely(build)
+
+    # -- engine calls, sync and async ---------------------------------------------------
+    def _emit(self, endpoint: str, request: CacheRequest, result: LookupResult) -> None:
+        try:
+            if result.hit:
+                dispatcher.event(
+                    SemanticCacheHitEvent(
+                        endpoint=endpoint,
+                        tenant=request.tenant,
+                        outcome=result.outcome.value,
+                        similarity=result.similarity,
+                        stale=result.stale,
+                        seconds=result.seconds,
+                        layer=result.layer,
+                        cached_question=result.question,
+                        cached_at=result.created_at,
+                    )
+                )
+            else:
+                dispatcher.event(
+                    SemanticCacheMissEvent(
+                        endpoint=endpoint,
+                        tenant=request.tenant,
+                        outcome=result.outcome.value,
+                        similarity=result.similarity,
+                        stale=result.stale,
+                        seconds=result.seconds,
+                    )
+                )
+        except Exception as exc:  # a failing event handler must not fail the call
+            self._engine.report_error("event", exc, tenant=request.tenant)
+
+    def _served(
+        self,
+        endpoint: str,
+        request: CacheRequest,
+        codec: _Codec[R],
+        result: LookupResult,
+    ) -> R | None:
+        self._emit(endpoint, request, result)
+        if not result.hit:
+            return None
+        try:
+            return codec.serve(result.value, result)
+        except Exception as exc:
+            self._engine.report_error("serve", exc, tenant=request.tenant)
+            return None
+
+    def _lookup(
+        self, endpoint: str, request: CacheRequest | None, codec: _Codec[R], stale: bool = False
+    ) -> R | None:
+        if request is None or (stale and not self.stale_if_error):
+            return None
+        result = self._engine.lookup(
+            request, decode=codec.decode, text_of=response_text, stale=stale
+        )
+        return self._served(endpoint, request, codec, result)
+
+    async def _alookup(
+        self, endpoint: str, request: CacheRequest | None, codec: _Codec[R], stale: bool = False
+    ) -> R | None:
+        if request is None or (stale and not self.stale_if_error):
+            return None
+        result = await self._engine.alookup(
+            request, decode=codec.decode, text_of=response_text, stale=stale
+        )
+        return self._served(endpoint, request, codec, result)
+
+    def _payload(self, request: CacheRequest, codec: _Codec[R], value: R) -> bytes | None:
+        try:
+            return codec.encode(value)
+        except Exception as exc:
+            self._engine.report_error("serialize", exc, tenant=request.tenant)
+            return None
+
+    def _save(self, request: CacheRequest | None, codec: _Codec[R], value: R) -> None:
+        if request is None:
+            return
+        payload = self._payload(request, codec, value)
+        if payload is not None:
+            self._engine.store(request, payload, codec=codec.name, text=response_text(value))
+
+    async def _asave(self, request: CacheRequest | None, codec: _Codec[R], value: R) -> None:
+        if request is None:
+            return
+        payload = self._payload(request, codec, value)
+        if payload is not None:
+            await self._engine.astore(
+                request, payload, codec=codec.name, text=response_text(value)
+            )
+
+    # -- the four shapes of a call ------------------------------------------------------
+    def _call(
+        self,
+        endpoint: str,
+        request: CacheRequest | None,
+        codec: _Codec[R],
+        call: Callable[[], R],
+    ) -> R:
+        hit = self._lookup(endpoint, request, codec)
+        if hit is not None:
+            return hit
+        try:
+            value = call()
+        except Exception:
+            stale = self._lookup(endpoint, request, codec, stale=True)
+            if stale is None:
+                raise  # the provider's own exception object, unchanged
+            return stale
+        self._save(request, codec, value)
+        return value
+
+    async def _acall(
+        self,
+        endpoint: str,
+        request: CacheRequest | None,
+        codec: _Codec[R],
+        call: Callable[[], Awaitable[R]],
+    ) -> R:
+        hit = await self._alookup(endpoint, request, codec)
+        if hit is not None:
+            return hit
+        try:
+            value = await call()
+        except Exception:
+            stale = await self._alookup(endpoint, request, codec, stale=True)
+            if stale is None:
+                raise
+            return stale
+        await self._asave(request, codec, value)
+        return value
+
+    def _stream(
+        self,
+        endpoint: str,
+        request: CacheRequest | None,
+        codec: _Codec[R],
+        start: Callable[[], Iterator[R]],
+        replay: Callable[[R], Iterator[R]],
+    ) -> Iterator[R]:
+        """Replay a hit as a stream; on a miss pass the LLM's stream through and store
+        its final response once the stream has completed."""
+        hit = self._lookup(endpoint, request, codec)
+        if hit is not None:
+            yield from replay(hit)
+            return
+        last: R | None = None
+        try:
+            for chunk in start():
+                last = chunk
+                yield chunk
+        except Exception:
+            # Stale-if-error only before the first chunk: a stream cannot switch sources.
+            stale: R | None = None
+            if last is None:
+                stale = self._lookup(endpoint, request, codec, True)
+            if stale is None:
+                raise
+            yield from replay(stale)
+            return
+        if last is not None:
+            self._save(request, codec, _final(last))
+
+    async def _astream(
+        self,
+        endpoint: str,
+        request: CacheRequest | None,
+        codec: _Codec[R],
+        start: Callable[[], Awaitable[AsyncIterator[R]]],
+        replay: Callable[[R], Iterator[R]],
+    ) -> AsyncIterator[R]:
+        """The async twin of `_stream`."""
+        hit = await self._alookup(endpoint, request, codec)
+        if hit is not None:
+            for chunk in replay(hit):
+                yield chunk
+            return
+        last: R | None = None
+        try:
+            async for chunk in await start():
+                last = chunk
+                yield chunk
+        except Exception:
+            stale: R | None = None
+            if last is None:
+                stale = await self._alookup(endpoint, request, codec, True)
+            if stale is None:
+                raise
+            for chunk in replay(stale):
+                yield chunk
+            return
+        if last is not None:
+            await self._asave(request, codec, _final(last))
+
+    # -- LLM endpoints ------------------------------------------------------------------
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Chat, served from the cache when possible."""
+        request = self._chat_request(messages, kwargs)
+        return self._call("chat", request, _CHAT, lambda: self.llm.chat(messages, **kwargs))
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Complete, served from the cache when possible."""
+        request = self._completion_request(prompt, formatted, kwargs)
+        return self._call(
+            "complete",
+            request,
+            _COMPLETION,
+            lambda: self.llm.complete(prompt, formatted=formatted, **kwargs),
+        )
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream chat: a hit is replayed as a stream; a miss is recorded."""
+        request = self._chat_request(messages, kwargs)  # now, in the caller's context
+        return cast(
+            ChatResponseGen,
+            self._stream(
+                "stream_chat",
+                request,
+                _CHAT,
+                lambda: self.llm.stream_chat(messages, **kwargs),
+                replay_chat,
+            ),
+        )
+
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        """Stream complete: a hit is replayed as a stream; a miss is recorded."""
+        request = self._completion_request(prompt, formatted, kwargs)
+        return cast(
+            CompletionResponseGen,
+            self._stream(
+                "stream_complete",
+                request,
+                _COMPLETION,
+                lambda: self.llm.stream_complete(prompt, formatted=formatted, **kwargs),
+                replay_completion,
+            ),
+        )
+
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async chat (redis.asyncio, the embedder's async method)."""
+        request = self._chat_request(messages, kwargs)
+        return await self._acall(
+            "achat", request, _CHAT, lambda: self.llm.achat(messages, **kwargs)
+        )
+
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        """Async complete."""
+        request = self._completion_request(prompt, formatted, kwargs)
+        return await self._acall(
+            "acomplete",
+            request,
+            _COMPLETION,
+            lambda: self.llm.acomplete(prompt, formatted=formatted, **kwargs),
+        )
+
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        """Async stream chat: a hit is replayed as a stream; a miss is recorded."""
+        request = self._chat_request(messages, kwargs)
+        return cast(
+            ChatResponseAsyncGen,
+            self._astream(
+                "astream_chat",
+                request,
+                _CHAT,
+                lambda: self.llm.astream_chat(messages, **kwargs),
+                replay_chat,
+            ),
+        )
+
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        """Async stream complete: a hit is replayed as a stream; a miss is recorded."""
+        request = self._completion_request(prompt, formatted, kwargs)
+        return cast(
+            CompletionResponseAsyncGen,
+            self._astream(
+                "astream_complete",
+                request,
+                _COMPLETION,
+                lambda: self.llm.astream_complete(prompt, formatted=formatted, **kwargs),
+                replay_completion,
+            ),
+        )
+
+    # -- templated calls: the template variables name the question ----------------------
+    def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        """``LLM.predict``, with ``question_vars`` marking the question for the cache."""
+        with template_vars(prompt_vars(prompt, self, prompt_args)):
+            return super().predict(prompt, **prompt_args)
+
+    def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenGen:
+        """``LLM.stream``, with ``question_vars`` marking the question for the cache."""
+        with template_vars(prompt_vars(prompt, self, prompt_args)):
+            return super().stream(prompt, **prompt_args)
+
+    async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        """``LLM.apredict``, with ``question_vars`` marking the question for the cache."""
+        with template_vars(prompt_vars(prompt, self, prompt_args)):
+            return await super().apredict(prompt, **prompt_args)
+
+    async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
+        """``LLM.astream``, with ``question_vars`` marking the question for the cache."""
+        with template_vars(prompt_vars(prompt, self, prompt_args)):
+            return await super().astream(prompt, **prompt_args)
+
+    # -- structured output ----------------------------------------------------------------
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """``LLM.structured_predict``, cached as the output's JSON.
+
+        The key includes the output class's JSON schema; a hit is re-validated into
+        ``output_cls`` (an entry that no longer validates is deleted and missed).
+        """
+        request = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
+        return self._call(
+            "structured_predict",
+            request,
+            _structured_codec(output_cls),
+            lambda: self.llm.structured_predict(
+                output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args
+            ),
+        )
+
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """The async twin of `structured_predict`."""
+        request = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
+        return await self._acall(
+            "astructured_predict",
+            request,
+            _structured_codec(output_cls),
+            lambda: self.llm.astructured_predict(
+                output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args
+            ),
+        )
+
+
+class SemanticCacheFunctionCallingLLM(SemanticCacheLLM, FunctionCallingLLM):
+    """`SemanticCacheLLM` for a ``FunctionCallingLLM``: usable by ``FunctionAgent``.
+
+    ``chat_with_tools`` and its streaming and async twins run ``FunctionCallingLLM``'s
+    own logic over this wrapper's cached endpoints: the wrapped LLM prepares the tools
+    (its provider format becomes part of the key), validates responses and parses tool
+    calls, so a cached tool call parses exactly as a fresh one.
+    """
+
+    def __init__(self, llm: LLM, engine: CacheEngine, **kwargs: Any) -> None:
+        if not isinstance(llm, FunctionCallingLLM):
+            raise ConfigurationError(
+                f"{type(llm).__name__} is not a FunctionCallingLLM; use SemanticCacheLLM"
+            )
+        super().__init__(llm, engine, **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SemanticCacheFunctionCallingLLM"
+
+    def _tool_llm(self) -> FunctionCallingLLM:
+        return cast(FunctionCallingLLM, self.llm)
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The wrapped LLM's tool preparation (``tool_required`` passed when it takes it)."""
+        return self._tool_llm()._prepare_chat_with_tools_compat(
+            tools,
+            user_msg=user_msg,
+            chat_history=chat_history,
+            verbose=verbose,
+            allow_parallel_tool_calls=allow_parallel_tool_calls,
+            tool_required=tool_required,
+            **kwargs,
+        )
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """The wrapped LLM's validation."""
+        return self._tool_llm()._validate_chat_with_tools_response(
+            response, tools, allow_parallel_tool_calls=allow_parallel_tool_calls, **kwargs
+        )
+
+    def get_tool_calls_from_response(
+        self,
+        response: ChatResponse,
+        error_on_no_tool_call: bool = True,
+        **kwargs: Any,
+    ) -> list[ToolSelection]:
+        """The wrapped LLM's tool-call parsing."""
+        return self._tool_llm().get_tool_calls_from_response(
+            response, error_on_no_tool_call=error_on_no_tool_call, **kwargs
+        )
+
+
+def wrap(llm: LLM, engine: CacheEngine, **options: Any) -> SemanticCacheLLM:
+    """Put the cache in front of ``llm``, keeping its abilities.
+
+    Args:
+        llm: any LlamaIndex LLM; a ``FunctionCallingLLM`` gets the function-calling twin.
+        engine: the `CacheEngine`.
+        **options: `SemanticCacheLLM` options (``tenant``, ``stale_if_error``,
+            ``question_vars``) and ``LLM`` fields.
+
+    Returns:
+        A `SemanticCacheFunctionCallingLLM` if ``llm`` is a ``FunctionCallingLLM``, else
+        a `SemanticCacheLLM`.
+
+    Example:
+        >>> Settings.llm = wrap(OpenAI(model="gpt-4o-mini"), CacheEngine(url, embedder=emb))
+    """
+    if isinstance(llm, FunctionCallingLLM):
+        return SemanticCacheFunctionCallingLLM(llm, engine, **options)
+    return SemanticCacheLLM(llm, engine, **options)
