@@ -65,6 +65,7 @@ from .serialization import (
     replay_chat,
     replay_completion,
     response_text,
+    response_usage,
     without_usage,
 )
 
@@ -396,7 +397,13 @@ class SemanticCacheLLM(LLM):
             return
         payload = self._payload(request, codec, value)
         if payload is not None:
-            self._engine.store(request, payload, codec=codec.name, text=response_text(value))
+            self._engine.store(
+                request,
+                payload,
+                codec=codec.name,
+                text=response_text(value),
+                usage=response_usage(value, self._model_name()),
+            )
 
     async def _asave(self, request: CacheRequest | None, codec: _Codec[R], value: R) -> None:
         if request is None:
@@ -404,8 +411,19 @@ class SemanticCacheLLM(LLM):
         payload = self._payload(request, codec, value)
         if payload is not None:
             await self._engine.astore(
-                request, payload, codec=codec.name, text=response_text(value)
+                request,
+                payload,
+                codec=codec.name,
+                text=response_text(value),
+                usage=response_usage(value, self._model_name()),
             )
+
+    def _model_name(self) -> str | None:
+        try:
+            name = self.llm.metadata.model_name
+        except Exception:
+            return None
+        return name if isinstance(name, str) and name else None
 
     # -- the four shapes of a call ------------------------------------------------------
     def _call(

@@ -30,6 +30,7 @@ from llama_index.core.base.llms.types import (
 from pydantic import BaseModel
 
 from semcache_core.errors import SerializationError
+from semcache_core.pricing import Usage
 
 CHAT_CODEC = "llamaindex-chat/1"
 COMPLETION_CODEC = "llamaindex-completion/1"
@@ -330,3 +331,29 @@ def replay_completion(response: CompletionResponse) -> Iterator[CompletionRespon
             additional_kwargs=response.additional_kwargs,
         )
     yield response.model_copy(update={"delta": cuts[-1]})
+
+
+def response_usage(value: Any, model: str | None = None) -> Usage | None:
+    """Token usage a chat or completion response reports, for the cost its hits save.
+
+    Reads ``raw["usage"]`` (OpenAI and most providers: ``prompt_tokens`` /
+    ``completion_tokens``; Anthropic style: ``input_tokens`` / ``output_tokens``), then
+    ``additional_kwargs``. ``None`` when nothing was reported: never a guess.
+    """
+    raw = getattr(value, "raw", None)
+    sources: list[Any] = []
+    if isinstance(raw, Mapping):
+        sources.append(raw.get("usage"))
+        model = model or (raw.get("model") if isinstance(raw.get("model"), str) else None)
+    elif raw is not None:
+        sources.append(getattr(raw, "usage", None))
+    sources.append(getattr(value, "additional_kwargs", None))
+    for usage in sources:
+        if usage is None:
+            continue
+        get = usage.get if isinstance(usage, Mapping) else lambda k, u=usage: getattr(u, k, None)
+        inp = get("prompt_tokens") or get("input_tokens")
+        out = get("completion_tokens") or get("output_tokens")
+        if isinstance(inp, int) or isinstance(out, int):
+            return Usage(input_tokens=int(inp or 0), output_tokens=int(out or 0), model=model)
+    return None

@@ -628,3 +628,24 @@ def test_codec_round_trips_tool_calls_and_provider_objects() -> None:
         decode_chat(b'{"v": 2}', CHAT_CODEC)
     with pytest.raises(SerializationError):
         decode_chat(encode_chat(response), "pickle")
+
+
+def test_hits_count_the_tokens_and_dollars_they_saved(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    from llama_index.core.llms import ChatMessage
+
+    from llamaindex_semcache import wrap
+    from llamaindex_semcache.testing import FakeLLM
+
+    engine = make_engine(embedder=hashed_embedder(), prices={"fake-llm-1": (1.0, 2.0)})
+    llm = wrap(FakeLLM(), engine)
+    messages = [ChatMessage(role="user", content="How do I reset my password?")]
+    first = llm.chat(messages)
+    usage = first.raw["usage"]  # the provider's own report on the miss
+    llm.chat(messages)
+    stats = engine.stats(totals=False)["tenants"]["default"]
+    assert stats["exact_hits"] == 1
+    assert stats["tokens_saved"] == usage["total_tokens"] > 0
+    expected = (usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6
+    assert stats["cost_saved_usd"] == pytest.approx(expected)
