@@ -1434,7 +1434,9 @@ class CacheEngine:
                 )
                 self._store.write(self._key(request), fields, ttl)
         except Exception as exc:
-            self._fault("store", request, exc)
+            # Redis refusing a write (OOM under noeviction, a read-only replica) answers
+            # at once and says nothing about reads: it must not open the breaker.
+            self._fault("store", request, exc, breaker=not isinstance(exc, redis.ResponseError))
             return False
         self._breaker.record_success()
         self._judge_sync(request, pol, payload, text)
@@ -1497,7 +1499,9 @@ class CacheEngine:
                 )
                 await store.write(self._key(request), fields, ttl)
         except Exception as exc:
-            self._fault("store", request, exc)
+            # Redis refusing a write (OOM under noeviction, a read-only replica) answers
+            # at once and says nothing about reads: it must not open the breaker.
+            self._fault("store", request, exc, breaker=not isinstance(exc, redis.ResponseError))
             return False
         self._breaker.record_success()
         await self._judge_async(store, request, pol, payload, text)
