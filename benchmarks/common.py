@@ -11,6 +11,7 @@ import hashlib
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -143,10 +144,12 @@ def private_redis(console: Console) -> Iterator[str]:
     """Start an embedded Redis of our own (temp data dir, no persistence); stop it after."""
     from semcache_core.embedded import start_embedded_redis
 
+    # SIGTERM (kill) unwinds like Ctrl-C, so the server below is always stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     data_dir = Path(tempfile.mkdtemp(prefix="semcache-bench-"))
     server = start_embedded_redis(data_dir, reuse=False, appendfsync="no")
     try:
-        client = redis.Redis.from_url(server.url)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
         # A benchmark server: no AOF, no snapshots, so disk I/O does not add noise.
         client.config_set("appendonly", "no")
         client.config_set("save", "")
@@ -221,6 +224,7 @@ def machine() -> dict[str, str]:
         "platform": platform.platform(),
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
+    out["semcache git"] = _git_state()
     for pkg in PACKAGES:
         try:
             out[pkg] = metadata.version(pkg)
@@ -229,16 +233,37 @@ def machine() -> dict[str, str]:
     return out
 
 
+def _git_state() -> str:
+    """The commit measured, and whether the engine had uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "semcache_core", "langchain_semcache"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "-"
+    return f"{head}{' + uncommitted changes in semcache_core/langchain_semcache' if dirty else ''}"
+
+
 def print_machine(console: Console, info: Mapping[str, str]) -> None:
     pkgs = ", ".join(f"{p} {info[p]}" for p in PACKAGES)
     console.print(
         f"[dim]machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']} RAM, "
-        f"Python {info['python']}, load {info['load']}\npackages: {pkgs}[/]"
+        f"Python {info['python']}, load {info['load']}\npackages: {pkgs}\nsemcache commit: "
+        f"{info['semcache git']}[/]"
     )
 
 
 def new_console(record: bool = True) -> Console:
-    return Console(record=record, width=int(os.environ.get("COLUMNS", "140")))
+    return Console(record=record, width=int(os.environ.get("BENCH_COLUMNS", "150")))
 
 
 def save_console(console: Console, name: str) -> Path:

@@ -171,7 +171,12 @@ class VectorStore:
         )
         forms = [self.form(self.data.texts[i]) for i in missing]
         self.matrix[missing] = _embed_rows(forms, self.kind)
-        tmp = self.path.with_suffix(".tmp.npy")
+        if self.path.is_file():  # another process may have added rows meanwhile: merge
+            disk = np.load(self.path)
+            if disk.shape == self.matrix.shape:
+                take = np.isnan(self.matrix[:, 0]) & ~np.isnan(disk[:, 0])
+                self.matrix[take] = disk[take]
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, self.matrix)
         tmp.replace(self.path)
 

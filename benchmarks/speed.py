@@ -4,7 +4,8 @@ Every cache is driven through its own public lookup on the same private Redis wi
 same vectors (precomputed all-MiniLM-L6-v2 of QQP questions) and the same prompts
 (LangChain's chat prompt, ``dumps([HumanMessage(question)])``, plus an ``llm_string``):
 
-* semcache `SemanticCache` (HNSW float32, the default; HNSW float16; FLAT float32)
+* semcache `SemanticCache` (HNSW float32, the default; the same index queried with
+  ``hybrid_policy="batches"``; HNSW float16; FLAT float32)
 * langchain-redis ``RedisCache`` (exact) and ``RedisSemanticCache`` (defaults)
 * RedisVL ``SemanticCache`` (``redisvl.extensions.cache.llm``, defaults; called with the
   question, as its users do)
@@ -13,15 +14,18 @@ same vectors (precomputed all-MiniLM-L6-v2 of QQP questions) and the same prompt
 Query kinds: an *exact* hit asks a stored prompt; a *semantic* hit asks a held-out QQP
 duplicate whose stored twin has cosine similarity 0.93-0.995 (a hit at every cache's
 default threshold); a *miss* asks a held-out question with no stored neighbour above
-about 0.75. Entries are added incrementally (1k, then 10k, then 100k), measured at each
-size. Throughput runs a shuffled mix of the three kinds, sequentially (sync) and with 32
-concurrent async callers. The "MiniLM end to end" section embeds each query with the real
-model (fewer queries, one size).
+about 0.75. All caches live side by side in the one Redis; entries are added
+incrementally (1k, then 10k, then 100k) and measured at each size in round-robin rounds
+(each round samples fresh queries from a pool of 1,000 per kind; tables show the median
+over rounds), so background load hits every cache alike. Throughput runs a shuffled mix
+of the three kinds, sequentially (sync) and with 32 concurrent async callers. The
+"MiniLM end to end" section embeds each query with the real model (fewer queries, one
+size).
 
 Usage:
-    python benchmarks/speed.py                      # 1k, 10k, 100k entries (~30 min)
+    python benchmarks/speed.py                      # 1k, 10k, 100k entries (~45 min)
     python benchmarks/speed.py --quick              # smoke run (~2 min)
-    python benchmarks/speed.py --sizes 1000,10000 --queries 500
+    python benchmarks/speed.py --sizes 1000,10000 --queries 500 --rounds 5
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ class Workload:
     miss_max_sim: float = 0.0
     fillers: int = 0
     table: dict[str, int] = field(default_factory=dict)
+    stored_ids: list[int] = field(default_factory=list)  # QQP text index; -1: filler
+    query_ids: list[int] = field(default_factory=list)
 
     def vector(self, text: str) -> np.ndarray | None:
         row = self.table.get(text)
@@ -139,6 +145,8 @@ def build_workload(data: qqp.QQP, plain: np.ndarray, size: int, q: int, seed: in
         semantic_sims=[sims[ab] for ab in chosen],
         miss_max_sim=float(best[order].max()) if len(order) else 0.0,
         fillers=fillers,
+        stored_ids=stored + [-1] * fillers,
+        query_ids=query_ids,
     )
     wl.query_prompts = [qqp.chat_prompt(t) for t in wl.queries]
     for i, (text, prompt) in enumerate(zip(wl.questions, wl.prompts, strict=True)):
@@ -164,6 +172,7 @@ class Subject:
     alookup: Callable[[str, str], Awaitable[bool]]
     store: Callable[[str, str, int], None]  # (question, prompt, answer id)
     index: str | None = None
+    astore: Callable[[str, str, int], Awaitable[None]] | None = None
     close: Callable[[], None] = lambda: None
     errors: Callable[[], int] = lambda: 0
 
@@ -184,13 +193,18 @@ def langchain_subject(
     def store(question: str, prompt: str, i: int) -> None:
         cache.update(prompt, LLM_STRING, chat_answer(i))
 
-    return Subject(name, semantic, lookup, alookup, store, index)
+    async def astore(question: str, prompt: str, i: int) -> None:
+        await cache.aupdate(prompt, LLM_STRING, chat_answer(i))
+
+    return Subject(name, semantic, lookup, alookup, store, index, astore=astore)
 
 
-def semcache_subject(name: str, url: str, embeddings: Any, **settings: Any) -> Subject:
+def semcache_subject(
+    name: str, url: str, embeddings: Any, namespace: str, **settings: Any
+) -> Subject:
     from langchain_semcache import SemanticCache
 
-    cache = SemanticCache(redis_url=url, embeddings=embeddings, namespace="bench", **settings)
+    cache = SemanticCache(redis_url=url, embeddings=embeddings, namespace=namespace, **settings)
     subject = langchain_subject(name, cache, True, cache.engine.layout.index_name)
     subject.close = cache.engine.close
 
@@ -212,14 +226,46 @@ def _walk(obj: Any, prefix: str = "") -> list[tuple[str, float]]:
     return out
 
 
-def lc_redis_semantic_subject(url: str, embeddings: Any) -> Subject:
+def lc_redis_semantic_subject(url: str, embeddings: Any, name: str = "lcbench") -> Subject:
     from langchain_redis import RedisSemanticCache
 
-    cache = RedisSemanticCache(embeddings=embeddings, redis_url=url, name="lcbench")
+    cache = RedisSemanticCache(embeddings=embeddings, redis_url=url, name=name)
     subject = langchain_subject(
         "langchain-redis RedisSemanticCache", cache, True, cache.cache.index.name
     )
-    subject.close = cache.redis.close
+
+    def close() -> None:
+        if name != "lcbench":
+            cache.cache.delete()  # the end-to-end index: drop it and its entries
+        cache.redis.close()
+
+    subject.close = close
+    return subject
+
+
+def lc_redis_e2e_subject(
+    url: str,
+    data: qqp.QQP,
+    wl: Workload,
+    size: int,
+    console: Console,
+    loop: asyncio.AbstractEventLoop,
+) -> Subject:
+    """langchain-redis end to end: its index must hold what it embeds, MiniLM vectors of
+    the JSON prompts, so it gets an index of its own, filled from cached vectors."""
+    chat = qqp.VectorStore(data, "chatjson")
+    rows = [i for i in wl.stored_ids[:size] if i >= 0] + wl.query_ids
+    chat.ensure(rows)
+    by_prompt = {qqp.chat_prompt(data.texts[i]): i for i in rows}
+
+    def vector(prompt: str) -> np.ndarray | None:
+        i = by_prompt.get(prompt)
+        return None if i is None else chat.matrix[i]
+
+    filler = lc_redis_semantic_subject(url, common.TableEmbeddings(vector), name="lce2e")
+    populate(filler, wl, 0, size, console, loop)
+    subject = lc_redis_semantic_subject(url, common.MiniLMEmbeddings(), name="lce2e")
+    subject.close = filler.close
     return subject
 
 
@@ -246,9 +292,26 @@ def redisvl_subject(url: str, vectorizer: Any) -> Subject:
     def store(question: str, prompt: str, i: int) -> None:
         cache.store(question, answer_text(i), metadata={"llm_string": LLM_STRING})
 
+    async def astore(question: str, prompt: str, i: int) -> None:
+        await cache.astore(question, answer_text(i), metadata={"llm_string": LLM_STRING})
+
     return Subject(
-        "RedisVL SemanticCache", True, lookup, alookup, store, cache.index.name, cache.disconnect
+        "RedisVL SemanticCache",
+        True,
+        lookup,
+        alookup,
+        store,
+        cache.index.name,
+        close=cache.disconnect,
+        astore=astore,
     )
+
+
+def has_l1() -> bool:
+    """Whether this semcache has the in-process L1 tier (issue 4)."""
+    from semcache_core.config import CacheConfig
+
+    return "l1_maxsize" in CacheConfig.model_fields
 
 
 @dataclass(frozen=True)
@@ -256,6 +319,7 @@ class Spec:
     key: str
     label: str
     make: Callable[[str, Workload, str], Subject]  # (url, workload, mode) -> subject
+    shares: str | None = None  # reads the entries another spec stores (query-time setting)
 
 
 def _embeddings(wl: Workload, mode: str) -> Any:
@@ -287,21 +351,53 @@ SPECS = [
         "semcache",
         "semcache (HNSW f32, default)",
         lambda url, wl, mode: semcache_subject(
-            "semcache (HNSW f32, default)", url, _semcache_embedder(wl, mode)
+            "semcache (HNSW f32, default)", url, _semcache_embedder(wl, mode), "bench-hnsw"
         ),
+    ),
+    Spec(
+        "semcache-batches",
+        "semcache (HNSW f32, hybrid_policy=batches)",
+        lambda url, wl, mode: semcache_subject(
+            "semcache (HNSW f32, hybrid_policy=batches)",
+            url,
+            _semcache_embedder(wl, mode),
+            "bench-hnsw",
+            hybrid_policy="batches",
+        ),
+        shares="semcache",
+    ),
+    Spec(
+        "semcache-l1",
+        "semcache (HNSW f32, L1 in process)",
+        lambda url, wl, mode: semcache_subject(
+            "semcache (HNSW f32, L1 in process)",
+            url,
+            _semcache_embedder(wl, mode),
+            "bench-hnsw",
+            l1_maxsize=200_000,
+        ),
+        shares="semcache",
     ),
     Spec(
         "semcache-f16",
         "semcache (HNSW f16)",
         lambda url, wl, mode: semcache_subject(
-            "semcache (HNSW f16)", url, _semcache_embedder(wl, mode), datatype="float16"
+            "semcache (HNSW f16)",
+            url,
+            _semcache_embedder(wl, mode),
+            "bench-f16",
+            datatype="float16",
         ),
     ),
     Spec(
         "semcache-flat",
         "semcache (FLAT f32)",
         lambda url, wl, mode: semcache_subject(
-            "semcache (FLAT f32)", url, _semcache_embedder(wl, mode), algorithm="flat"
+            "semcache (FLAT f32)",
+            url,
+            _semcache_embedder(wl, mode),
+            "bench-flat",
+            algorithm="flat",
         ),
     ),
     Spec(
@@ -403,6 +499,7 @@ def measure(
     size: int,
     mode: str,
     q: int,
+    throughput_ops: int,
     concurrency: int,
     loop: asyncio.AbstractEventLoop,
     seed: int,
@@ -410,11 +507,12 @@ def measure(
     rng = random.Random(seed)
     exact_ids = [rng.randrange(min(size, len(wl.semantic) or size)) for _ in range(q)]
     exact = [(wl.questions[i], wl.prompts[i]) for i in exact_ids]
-    sem = [(wl.queries[j], wl.query_prompts[j]) for j in wl.semantic[:q]]
-    miss = [(wl.queries[j], wl.query_prompts[j]) for j in wl.miss[:q]]
+    sem_ids = rng.sample(wl.semantic, min(q, len(wl.semantic)))
+    miss_ids = rng.sample(wl.miss, min(q, len(wl.miss)))
+    sem = [(wl.queries[j], wl.query_prompts[j]) for j in sem_ids]
+    miss = [(wl.queries[j], wl.query_prompts[j]) for j in miss_ids]
     row = Row(subject.name, size, mode)
-    warm = exact[:20] + sem[:20] + miss[:20]
-    for question, prompt in warm:
+    for question, prompt in exact[:10] + sem[:10] + miss[:10]:  # warm up
         subject.lookup(question, prompt)
     errors_before = subject.errors()
     row.exact = time_sync(subject, exact)
@@ -423,21 +521,75 @@ def measure(
     row.miss = time_sync(subject, miss)
     mixed = exact + (sem if subject.semantic else []) + miss
     rng.shuffle(mixed)
+    mixed = mixed[:throughput_ops]
     row.sync_ops = throughput_sync(subject, mixed)
     row.async_ops = loop.run_until_complete(throughput_async(subject, mixed, concurrency))
     row.errors = subject.errors() - errors_before
     return row
 
 
-def populate(subject: Subject, wl: Workload, start: int, stop: int, console: Console) -> float:
+def combine(rounds: Sequence[Row]) -> Row:
+    """Median over rounds of each figure (robust to a round hit by background load)."""
+
+    def med(values: Sequence[float]) -> float:
+        return float(np.median(values))
+
+    def lat(kind: str) -> Latency | None:
+        found = [getattr(r, kind) for r in rounds if getattr(r, kind) is not None]
+        if not found:
+            return None
+        return Latency(
+            med([x.p50 for x in found]),
+            med([x.p99 for x in found]),
+            med([x.mean for x in found]),
+            med([x.hit_rate for x in found]),
+            sum(x.n for x in found),
+        )
+
+    first = rounds[0]
+    return Row(
+        first.cache,
+        first.size,
+        first.mode,
+        exact=lat("exact"),
+        semantic=lat("semantic"),
+        miss=lat("miss"),
+        sync_ops=med([r.sync_ops for r in rounds]),
+        async_ops=med([r.async_ops for r in rounds]),
+        errors=sum(r.errors for r in rounds),
+    )
+
+
+def populate(
+    subject: Subject,
+    wl: Workload,
+    start: int,
+    stop: int,
+    console: Console,
+    loop: asyncio.AbstractEventLoop,
+    concurrency: int = 16,
+) -> float:
+    """Store entries start..stop through the cache's own (async) store, 16 at a time."""
+
+    async def run() -> None:
+        it = iter(range(start, stop))
+
+        async def worker() -> None:
+            for i in it:
+                if subject.astore is None:
+                    subject.store(wl.questions[i], wl.prompts[i], i)
+                else:
+                    await subject.astore(wl.questions[i], wl.prompts[i], i)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
     t = time.perf_counter()
-    for i in range(start, stop):
-        subject.store(wl.questions[i], wl.prompts[i], i)
+    loop.run_until_complete(run())
     seconds = time.perf_counter() - t
     if stop > start:
         console.print(
             f"  [dim]{subject.name}: stored {start:,}->{stop:,} in {seconds:.1f} s "
-            f"({seconds / (stop - start) * 1000:.2f} ms/entry)[/]"
+            f"({seconds / (stop - start) * 1000:.2f} ms/entry, {concurrency} concurrent)[/]"
         )
     return seconds
 
@@ -456,8 +608,8 @@ def _hit(lat: Latency | None) -> str:
 
 def latency_table(rows: Sequence[Row], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("cache", "entries"):
-        table.add_column(col, justify="left" if col == "cache" else "right")
+    table.add_column("cache")
+    table.add_column("entries", justify="right")
     for col in (
         "exact p50",
         "exact p99",
@@ -468,11 +620,7 @@ def latency_table(rows: Sequence[Row], title: str) -> Table:
         "miss p50",
         "miss p99",
         "hit",
-        "sync op/s",
-        "async32 op/s",
-        "async/sync",
-        "B/entry",
-        "err",
+        "errors",
     ):
         table.add_column(col, justify="right")
     for r in rows:
@@ -488,11 +636,25 @@ def latency_table(rows: Sequence[Row], title: str) -> Table:
             _ms(r.miss, "p50"),
             _ms(r.miss, "p99"),
             _hit(r.miss),
+            str(r.errors),
+        )
+    return table
+
+
+def throughput_table(rows: Sequence[Row], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("cache")
+    table.add_column("entries", justify="right")
+    for col in ("sync op/s", "async c=32 op/s", "async / sync", "Redis bytes/entry"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r.cache,
+            f"{r.size:,}",
             f"{r.sync_ops:,.0f}",
             f"{r.async_ops:,.0f}",
             f"{r.async_ops / r.sync_ops:.2f}x" if r.sync_ops else "-",
             "-" if r.bytes_per_entry is None else f"{r.bytes_per_entry:,.0f}",
-            str(r.errors),
         )
     return table
 
@@ -506,7 +668,7 @@ def ratio_table(rows: Sequence[Row], size: int) -> Table:
         "semcache)",
         title_justify="left",
     )
-    for col in ("cache", "exact", "semantic", "miss", "sync op/s ratio"):
+    for col in ("cache", "exact", "semantic", "miss", "mixed sync s/op"):
         table.add_column(col, justify="left" if col == "cache" else "right")
     if base is None:
         return table
@@ -604,23 +766,50 @@ def plot(rows: Sequence[Row], path_prefix: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="entries, comma-separated")
-    parser.add_argument("--queries", type=int, default=1000, help="queries per kind and size")
+    parser.add_argument(
+        "--queries", type=int, default=300, help="timed queries per kind, size and round"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="round-robin rounds (median)")
+    parser.add_argument(
+        "--throughput-ops", type=int, default=600, help="lookups per throughput run"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--e2e-size", type=int, default=10000, help="MiniLM end-to-end size")
     parser.add_argument("--e2e-queries", type=int, default=200)
     parser.add_argument("--no-e2e", action="store_true", help="skip MiniLM end to end")
     parser.add_argument(
-        "--caches", default=",".join(s.key for s in SPECS), help="subset of cache keys"
+        "--caches",
+        default=",".join(s.key for s in SPECS if s.key != "semcache-l1"),
+        help="subset of cache keys (semcache-l1: only when named, needs issue 4's L1)",
     )
+    parser.add_argument(
+        "--small-caches",
+        default="semcache-f16,semcache-flat",
+        help="caches measured only up to --small-max entries (to save time)",
+    )
+    parser.add_argument("--small-max", type=int, default=10000)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1k entries, few queries")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads for MiniLM (0: torch's default); 1 avoids OpenMP "
+        "spin-waits on a loaded 2-core machine",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--label", default=None, help="names the results files")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.queries, args.e2e_size, args.e2e_queries = "1000", 200, 1000, 50
+        args.sizes, args.queries, args.e2e_size, args.e2e_queries = "1000", 100, 1000, 30
+        args.rounds, args.throughput_ops = 2, 200
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     keys = [k.strip() for k in args.caches.split(",") if k.strip()]
-    specs = [s for s in SPECS if s.key in keys]
+    specs = [s for s in SPECS if s.key in keys and (s.key != "semcache-l1" or has_l1())]
+    small = {k.strip() for k in args.small_caches.split(",") if k.strip()}
     label = args.label or ("speed_quick" if args.quick else "speed")
     e2e_size = args.e2e_size if args.e2e_size in sizes else sizes[-1]
 
@@ -634,7 +823,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = qqp.load()
     store = qqp.VectorStore(data, "plain")
     store.ensure(range(len(data.texts)))
-    wl = build_workload(data, store.matrix, max(sizes), args.queries, args.seed)
+    pool = 200 if args.quick else 1000  # query pool per kind; each round samples from it
+    wl = build_workload(data, store.matrix, max(sizes), pool, args.seed)
     sem_sims = np.array(wl.semantic_sims)
     console.print(
         f"[dim]workload: {len(wl.questions):,} stored entries ({wl.fillers:,} synthetic "
@@ -643,7 +833,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"queries (similarity to the stored twin {sem_sims.min():.3f}-{sem_sims.max():.3f}), "
         f"{len(wl.miss):,} misses (nearest stored neighbour <= {wl.miss_max_sim:.3f}).[/]"
     )
-    if len(wl.semantic) < args.queries:
+    if len(wl.semantic) < min(pool, args.queries):
         console.print(f"[yellow]only {len(wl.semantic)} semantic queries available[/]")
 
     rows: list[Row] = []
@@ -651,60 +841,96 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     try:
         with common.private_redis(console) as url:
+            subjects: dict[str, Subject] = {}
             for spec in specs:
-                common.flushall(url)
-                gc.collect()
-                console.print(f"[bold]{spec.label}[/]")
-                base_mem = common.redis_memory(url)
-                subject = spec.make(url, wl, "precomputed")
-                in_process = spec.key == "inmemory"
-                if in_process:
-                    tracemalloc.start()
-                done = 0
-                traced = 0
-                for size in sizes:
-                    populate(subject, wl, done, size, console)
-                    done = size
+                subjects[spec.key] = spec.make(url, wl, "precomputed")
+            traced: dict[str, float] = dict.fromkeys(subjects, 0.0)
+            filled: dict[str, int] = dict.fromkeys(subjects, 0)
+            for size in sizes:
+                console.rule(f"{size:,} entries")
+                active = [sp for sp in specs if sp.key not in small or size <= args.small_max]
+                for spec in active:
+                    if spec.shares:
+                        continue
+                    subject = subjects[spec.key]
+                    gc.collect()
+                    in_process = spec.key == "inmemory"
+                    before = common.redis_memory(url)
                     if in_process:
-                        traced += tracemalloc.get_traced_memory()[0]
-                        bpe: float = traced / size
-                        ft: dict[str, float] = {}
+                        tracemalloc.start()
+                    populate(subject, wl, filled[spec.key], size, console, loop)
+                    filled[spec.key] = size
+                    if in_process:
+                        traced[spec.key] += tracemalloc.get_traced_memory()[0]
+                        tracemalloc.stop()  # tracing would slow everything else
                     else:
-                        bpe = (common.redis_memory(url) - base_mem) / size
-                        ft = common.ft_info_mb(url, subject.index) if subject.index else {}
-                    index_mb = (
-                        sum(v for k, v in ft.items() if k.endswith("_sz_mb") and "total" not in k)
-                        if ft
-                        else None
-                    )
+                        traced[spec.key] += common.redis_memory(url) - before
+                    ft = common.ft_info_mb(url, subject.index) if subject.index else {}
                     mem.append(
                         {
                             "cache": spec.label,
                             "size": size,
-                            "bytes_per_entry": bpe,
-                            "index_mb": ft.get("total_index_memory_sz_mb", index_mb),
+                            "bytes_per_entry": traced[spec.key] / size,
+                            "index_mb": ft.get("total_index_memory_sz_mb"),
                             "ft": ft,
                         }
                     )
-                    if in_process:
-                        tracemalloc.stop()  # tracing would slow the lookups
-                    row = measure(
-                        subject, wl, size, "precomputed", args.queries, args.concurrency, loop, 1
-                    )
-                    row.bytes_per_entry = bpe
+                # Round-robin: every cache meets the same background noise, in turn.
+                per_round: dict[str, list[Row]] = {spec.key: [] for spec in active}
+                for r in range(args.rounds):
+                    order = active[r % len(active) :] + active[: r % len(active)]
+                    for spec in order:
+                        per_round[spec.key].append(
+                            measure(
+                                subjects[spec.key],
+                                wl,
+                                size,
+                                "precomputed",
+                                args.queries,
+                                args.throughput_ops,
+                                args.concurrency,
+                                loop,
+                                seed=r,
+                            )
+                        )
+                for spec in active:
+                    row = combine(per_round[spec.key])
+                    owner = spec.shares or spec.key
+                    row.bytes_per_entry = traced[owner] / size
                     rows.append(row)
-                    console.print(latency_table([row], ""), end="")
-                    if not args.no_e2e and spec.key in E2E_KEYS and size == e2e_size:
-                        e2e = spec.make(url, wl, "minilm")
+                    console.print(
+                        f"  [dim]{spec.label}: p50 ms exact {_ms(row.exact, 'p50')}, semantic "
+                        f"{_ms(row.semantic, 'p50')}, miss {_ms(row.miss, 'p50')}; "
+                        f"{row.sync_ops:,.0f} op/s sync, {row.async_ops:,.0f} async[/]"
+                    )
+                if not args.no_e2e and size == e2e_size:
+                    for spec in specs:
+                        if spec.key not in E2E_KEYS:
+                            continue
+                        e2e = (
+                            lc_redis_e2e_subject(url, data, wl, size, console, loop)
+                            if spec.key == "lc-redis-semantic"
+                            else spec.make(url, wl, "minilm")
+                        )
                         erow = measure(
-                            e2e, wl, size, "minilm", args.e2e_queries, args.concurrency, loop, 2
+                            e2e,
+                            wl,
+                            size,
+                            "minilm",
+                            args.e2e_queries,
+                            args.e2e_queries * 3,
+                            args.concurrency,
+                            loop,
+                            seed=99,
                         )
                         rows.append(erow)
                         e2e.close()
-                    if in_process:
-                        tracemalloc.start()
-                if in_process and tracemalloc.is_tracing():
-                    tracemalloc.stop()
+                        console.print(
+                            f"  [dim]{spec.label} end to end: p50 ms exact "
+                            f"{_ms(erow.exact, 'p50')}, semantic {_ms(erow.semantic, 'p50')}, "
+                            f"miss {_ms(erow.miss, 'p50')}[/]"
+                        )
+            for subject in subjects.values():
                 subject.close()
     finally:
         loop.close()
@@ -712,25 +938,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.rule("Results")
     pre = [r for r in rows if r.mode == "precomputed"]
     console.print(
-        latency_table(
+        latency_table(pre, "Lookup latency (ms), precomputed embeddings (the caches' own cost)")
+    )
+    console.print(
+        throughput_table(
             pre,
-            "Lookup latency (ms), precomputed embeddings (the caches' own cost); throughput: "
-            "mixed kinds",
+            "Throughput (lookups/s over a shuffled mix of exact, semantic and miss queries; "
+            "exact-only caches: exact and miss) and Redis memory",
         )
     )
     for size in sizes:
         console.print(ratio_table(rows, size))
     e2e_rows = [r for r in rows if r.mode == "minilm"]
     if e2e_rows:
-        console.print(
-            latency_table(
-                e2e_rows,
-                f"All-MiniLM-L6-v2 end to end at {e2e_size:,} entries, {args.e2e_queries} "
-                "queries per kind (fewer, to keep time down). semcache embeds the question; "
-                "langchain-redis embeds LangChain's JSON prompt (longer, slower to embed); "
-                "exact hits skip embedding only in semcache",
-            )
+        e2e_title = (
+            f"All-MiniLM-L6-v2 end to end at {e2e_size:,} entries, {args.e2e_queries} queries "
+            "per kind (fewer, to keep time down). semcache embeds the question and skips "
+            "embedding on exact hits; langchain-redis embeds LangChain's JSON prompt (its "
+            "index holds MiniLM vectors of those prompts); RedisVL embeds the question"
         )
+        console.print(latency_table(e2e_rows, e2e_title))
+        console.print(throughput_table(e2e_rows, "End to end throughput"))
     console.print(memory_table(mem))
     common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     pngs = plot(rows, label)
