@@ -189,6 +189,12 @@ def within_target(wrong: int, n: int, target: float, confidence: float) -> bool:
     return binomial_cdf(wrong, n, target) <= 1.0 - confidence + 1e-12
 
 
+def samples_needed(target_error: float, confidence: float = 0.95) -> int:
+    """The fewest verdicts whose bound can reach ``target_error`` (with zero wrong):
+    ``1 - (1 - confidence) ** (1 / n) <= target``."""
+    return math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target_error) - 1e-9)
+
+
 # -- the recommendation --------------------------------------------------------------------
 def error_curve(
     verdicts: Iterable[Verdict], confidence: float = 0.95, most: int = 400
@@ -237,6 +243,10 @@ def calibrate(
         confidence: one-sided confidence of the Clopper-Pearson bound.
     """
     ordered = sorted(verdicts, key=lambda v: v.similarity, reverse=True)
+    # Below this many served verdicts even zero wrong ones cannot bring the bound under
+    # the target; such thresholds are skipped like those under min_samples (otherwise a
+    # small min_samples would stop the scan before the evidence could ever suffice).
+    needed = max(min_samples, samples_needed(target_error, confidence))
     chosen: tuple[float, int, int] | None = None
     stop_reason = ""
     served = wrong = 0
@@ -247,7 +257,7 @@ def calibrate(
             served += 1
             wrong += not ordered[i].agreed
             i += 1
-        if served < min_samples:
+        if served < needed:
             continue
         if within_target(wrong, served, target_error, confidence):
             chosen = (s, served, wrong)
@@ -264,8 +274,8 @@ def calibrate(
         curve=error_curve(ordered, confidence),
     )
     if chosen is None:
-        if len(ordered) < min_samples:
-            reason = f"{len(ordered)} verdicts, {min_samples} needed"
+        if len(ordered) < needed:
+            reason = f"{len(ordered)} verdicts, {needed} needed"
         else:
             reason = stop_reason or "no threshold keeps the bound under the target"
         return Calibration(

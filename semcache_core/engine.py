@@ -481,6 +481,26 @@ class CacheEngine:
         self._ready = False
         return removed
 
+    def drop_namespace(self) -> int:
+        """Delete everything this namespace holds in Redis: the index and its entries
+        (as `drop_index`), tenant policies, verdict streams, the audit log and the
+        persisted counters. For tests, teardown and decommissioning.
+
+        Returns:
+            The number of entries deleted.
+        """
+        removed = self.drop_index()
+        client = self._store.client
+        prefix, ns = self.config.key_prefix, self.config.namespace
+        keys = [self.layout.policy_key, self.layout.audit_key]
+        for pattern in (f"{prefix}:__verdicts__:{ns}:*", f"{prefix}:__stats__:{ns}:*"):
+            keys += [k.decode() for k in client.scan_iter(match=pattern, count=1000)]
+        self._store.unlink(keys)
+        if self._pending is not None:
+            self._pending.take()  # counts of the deleted namespace are not written back
+        self._policies.clear()
+        return removed
+
     # -- requests -----------------------------------------------------------------------
     def request(
         self,

@@ -167,6 +167,8 @@ def parse_search_reply(reply: Any) -> list[tuple[str, dict[str, Any]]]:
         out = []
         for item in results:
             item = _kv(item)
+            if "id" not in item:
+                continue  # a partial result (the query hit RediSearch's TIMEOUT)
             out.append((_text(item["id"]), _kv(item.get("extra_attributes") or {})))
         return out
     if not isinstance(reply, list) or not reply:

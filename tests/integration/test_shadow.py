@@ -366,3 +366,19 @@ def test_langchain_shadow_flow_with_real_embeddings(
     assert sum(v.agreed for v in verdicts) >= len(verdicts) // 2
     cache.engine.drop_index()
     cache.engine.close()
+
+
+def test_drop_namespace_removes_policies_verdicts_audit_and_totals(
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, namespace: str
+) -> None:
+    engine = angle_engine(make_engine)
+    engine.set_policy("acme", semantic="shadow", threshold=0.5, promotion_threshold=None)
+    ask(engine, "0", "a")
+    ask(engine, "0@0.9#x", "b")
+    engine.close()  # writes the counters
+    engine = angle_engine(make_engine)
+    assert engine.verdicts("acme") and engine.policies() and engine.audit_log()
+    assert engine.stats()["totals"]["acme"]["requests"] == 2
+    assert engine.drop_namespace() == 1
+    assert not engine.verdicts("acme") and not engine.policies() and not engine.audit_log()
+    assert [k for k in raw_redis.scan_iter(match=f"*{namespace}*")] == []
