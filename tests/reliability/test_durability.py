@@ -4,6 +4,7 @@
   and fsyncs the AOF) loses nothing: 10,000 entries written, 10,000 served after Redis
   restarted, both by the engine that wrote them and by a new engine (a restarted app),
   with the vector index rebuilt from the AOF.
+* The persisted per-tenant counters survive the same restarts.
 * ``kill -9`` loses at most what the fsync policy allows. Everything Redis acknowledged is
   in the AOF file once ``write(2)`` returned, and a killed process does not lose the
   kernel's page cache, so the loss measured here is the entries acknowledged but still in
@@ -75,6 +76,8 @@ def test_clean_shutdown_loses_no_entry(tmp_path: Path, how: str) -> None:
         _write_all(writer)  # 4 threads
         write_seconds = time.perf_counter() - started
         assert writer.count() == ENTRIES
+        totals_before = writer.stats()["totals"]["default"]  # flushes the counters
+        assert totals_before["stores"] == ENTRIES
 
         if how == "shutdown":
             server.server.stop()  # SHUTDOWN
@@ -98,7 +101,12 @@ def test_clean_shutdown_loses_no_entry(tmp_path: Path, how: str) -> None:
         # The semantic layer works on the reloaded index: same question, other prompt.
         hit = reader.lookup(reader.request("rephrased prompt", question="durable question 1234"))
         assert hit.outcome is Outcome.SEMANTIC_HIT and hit.value == _payload(1234)
-        assert reader.stats()["errors"] == {}
+        stats = reader.stats()
+        assert stats["errors"] == {}
+        # The persisted counters came back with the entries, and keep adding up.
+        totals_after = stats["totals"]["default"]
+        assert totals_after["stores"] == ENTRIES
+        assert totals_after["requests"] >= totals_before["requests"] + ENTRIES
         report(
             f"durability, clean stop ({how})",
             written=ENTRIES,
