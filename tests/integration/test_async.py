@@ -66,7 +66,11 @@ async def test_async_path_is_native(
 async def test_200_concurrent_ainvoke_on_one_loop(
     make_engine: Callable[..., CacheEngine], embeddings: Any
 ) -> None:
-    cache = SemanticCache(engine=make_engine(embedder=embeddings, threshold=0.85))
+    # The burst opens up to 100 connections at once while MiniLM runs on the same two
+    # cores; the default 0.5 s connect timeout (which bounds unreachable hosts) was seen to
+    # expire under a full CI run. This test is about concurrency, not timeouts.
+    engine = make_engine(embedder=embeddings, threshold=0.85, connect_timeout=3.0)
+    cache = SemanticCache(engine=engine)
     model = FakeSupportChatModel(cache=cache, latency=0.02)
     questions = [q for intent in INTENTS[:25] for q in intent.questions[:2]]  # 50 texts
 
