@@ -45,6 +45,7 @@ from .l1 import (
     apublish_clear,
     apublish_drop,
     apublish_drop_prefix,
+    drop_message,
     l1_channel,
     publish_clear,
     publish_drop,
@@ -644,6 +645,12 @@ class CacheEngine:
                     ).start()
                     self._l1_pid = os.getpid()
         return self._l1
+
+    def _announce(self, request: CacheRequest) -> tuple[str, str] | None:
+        """The L1 coherence message a write of ``request`` carries, if announcing."""
+        if not self.config.l1_publish:
+            return None
+        return self._l1_channel, drop_message([self._key(request)])
 
     def _l1_put(
         self, tier: LocalTier, key: str, fields: Mapping[str, Any], entry: StoredEntry, since: int
@@ -1420,7 +1427,11 @@ class CacheEngine:
         finally:
             # Whether written, skipped or failed: other processes' L1 copies of the key
             # are stale, and the key's coalesced waiters may look again.
-            self._l1_drop_sync([key])
+            # Written, skipped or failed: this process's L1 copy is stale (other
+            # processes hear it from the write itself), and the key's coalesced waiters
+            # may look again.
+            if self._l1 is not None:
+                self._l1.drop(key)
             if self._coalescer is not None:
                 client = self._store.client if self.config.coalesce == "redis" else None
                 self._coalescer.finish(key, client)
@@ -1452,7 +1463,7 @@ class CacheEngine:
                     ttl=ttl,
                     usage=usage.to_json() if usage is not None else None,
                 )
-                self._store.write(self._key(request), fields, ttl)
+                self._store.write(self._key(request), fields, ttl, self._announce(request))
         except Exception as exc:
             # Redis refusing a write (OOM under noeviction, a read-only replica) answers
             # at once and says nothing about reads: it must not open the breaker.
@@ -1479,15 +1490,11 @@ class CacheEngine:
         try:
             return await self._astore_once(request, payload, codec=codec, text=text, usage=usage)
         finally:
-            try:
-                store = await self._astore()
-            except Exception:  # pragma: no cover - building a client does no I/O
-                store = None
-            if store is not None:
-                await self._l1_drop_async(store, [key])
-                if self._coalescer is not None:
-                    client = store.client if self.config.coalesce == "redis" else None
-                    await self._coalescer.afinish(key, client)
+            if self._l1 is not None:
+                self._l1.drop(key)
+            if self._coalescer is not None:
+                client = (await self._astore()).client if self.config.coalesce == "redis" else None
+                await self._coalescer.afinish(key, client)
 
     async def _astore_once(
         self,
@@ -1517,7 +1524,7 @@ class CacheEngine:
                     ttl=ttl,
                     usage=usage.to_json() if usage is not None else None,
                 )
-                await store.write(self._key(request), fields, ttl)
+                await store.write(self._key(request), fields, ttl, self._announce(request))
         except Exception as exc:
             # Redis refusing a write (OOM under noeviction, a read-only replica) answers
             # at once and says nothing about reads: it must not open the breaker.

@@ -360,12 +360,22 @@ class SyncStore:
         reply = _exec(self.client, *search_args(self.layout, self.config, partition, vector, k))
         return parse_search_reply(reply)
 
-    def write(self, key: str, fields: dict[str, Any], ttl: float | None) -> None:
+    def write(
+        self,
+        key: str,
+        fields: dict[str, Any],
+        ttl: float | None,
+        announce: tuple[str, str] | None = None,
+    ) -> None:
+        """One MULTI: replace the entry, set its expiry, and (``announce=(channel,
+        message)``) tell other processes' L1 tiers, in the same round trip."""
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
             pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
+        if announce is not None:
+            pipe.publish(*announce)
         pipe.execute()
 
     def touch(self, key: str, ttl: float, expires_at: float) -> None:
@@ -518,12 +528,20 @@ class AsyncStore:
         )
         return parse_search_reply(reply)
 
-    async def write(self, key: str, fields: dict[str, Any], ttl: float | None) -> None:
+    async def write(
+        self,
+        key: str,
+        fields: dict[str, Any],
+        ttl: float | None,
+        announce: tuple[str, str] | None = None,
+    ) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key)
         pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
             pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
+        if announce is not None:
+            pipe.publish(*announce)
         await pipe.execute()
 
     async def touch(self, key: str, ttl: float, expires_at: float) -> None:
