@@ -355,11 +355,6 @@ class CacheEngine:
 
     # -- construction and setup ---------------------------------------------------------
     @property
-    def semantic_enabled(self) -> bool:
-        """An embedder is set and the default policy's semantic layer is not off."""
-        return self.config.semantic != "off" and self.embedder is not None
-
-    @property
     def breaker(self) -> CircuitBreaker:
         return self._breaker
 
