@@ -1,0 +1,726 @@
+"""Does a semantic candidate answer the same request? A pure, rule-based verifier.
+
+Cosine similarity ranks candidates; it does not prove two requests want the same answer.
+"Extract the date: 04/05/2024" and "... 05/04/2024" score 0.9997 with MiniLM. The most
+dangerous near-miss is a small edit inside otherwise identical text, and it scores
+highest precisely because little changed. So the verifier compares what the two
+questions say, not how close their vectors are:
+
+* **Protected details must agree**: numbers and amounts (``3`` and ``three`` are the
+  same), dates, times, months and weekdays, relative times (``tomorrow``, ``next week``),
+  units and currencies, quoted strings, code identifiers, e-mail addresses and URLs,
+  named entities and proper nouns, and named languages (``in French``).
+* **Polarity must agree**: the count of negations (``not``, ``never``, ``without``,
+  ``can't``...), and each antonym axis (``before``/``after``, ``increase``/``decrease``,
+  ``import``/``export``, ``ascending``/``descending``...).
+* **Roles must not swap** (balanced and strict): two words that trade places around a
+  word both texts keep between them (``Boston to Denver`` / ``Denver to Boston``,
+  ``rename a to b`` / ``rename b to a``, ``Alice owes Bob`` / ``Bob owes Alice``).
+* **What differs must be harmless** (balanced and strict): where two texts share most of
+  their content words (a template around a short input, a long RAG context), every word
+  that differs must be a filler or a listed synonym. Two heavily reworded texts, as true
+  paraphrases usually are, are judged by the rules above only.
+* **The text's own language must agree** (a question in French wants a French answer).
+
+Strictness: ``lenient`` checks protected details, polarity and language; ``balanced``
+(the default) adds roles and the differing-span rule; ``strict`` refuses any difference
+in content words at all (a reworded filler is still fine).
+
+The verifier errs towards refusing: a refused paraphrase costs one LLM call, a served
+near-miss is a wrong answer.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+Strictness = Literal["lenient", "balanced", "strict"]
+STRICTNESS: tuple[str, ...] = ("lenient", "balanced", "strict")
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verifier's answer: ``ok``, and when not, which rule refused (``reason``)."""
+
+    ok: bool
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+AGREE = Verification(True)
+
+# -- lexicons ---------------------------------------------------------------------------
+_NUMBER_WORDS = {
+    "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+    "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
+    "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
+    "million": 1_000_000, "billion": 1_000_000_000, "dozen": 12, "half": 0.5,
+    "quarter": 0.25, "couple": 2, "twice": 2, "thrice": 3,
+    "first": "1ord", "second": "2ord", "third": "3ord", "fourth": "4ord", "fifth": "5ord",
+    "sixth": "6ord", "seventh": "7ord", "eighth": "8ord", "ninth": "9ord", "tenth": "10ord",
+}  # fmt: skip
+_MONTHS = {
+    "jan": "january", "feb": "february", "mar": "march", "apr": "april", "jun": "june",
+    "jul": "july", "aug": "august", "sep": "september", "sept": "september",
+    "oct": "october", "nov": "november", "dec": "december",
+}  # fmt: skip
+_MONTH_NAMES = set(_MONTHS.values()) | {"may"}
+_WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+_WEEKDAY_ABBR = {
+    "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday",
+    "thu": "thursday", "thur": "thursday", "thurs": "thursday", "fri": "friday",
+    "sat": "saturday", "sun": "sunday",
+}  # fmt: skip
+_TIME_WORDS = {
+    "today", "tomorrow", "yesterday", "tonight", "morning", "afternoon", "evening",
+    "noon", "midnight", "weekend", "overnight",
+}  # fmt: skip
+# Abbreviations app users type, read as the word they stand for.
+_ABBREVIATIONS = {
+    "st": "street", "rd": "road", "ave": "avenue", "blvd": "boulevard", "apt": "apartment",
+    "appt": "appointment", "approx": "approximately", "acct": "account", "pls": "please",
+    "plz": "please", "thx": "thanks", "msg": "message", "info": "information",
+    "u": "you", "ur": "your", "r": "are", "w/": "with", "b4": "before", "asap": "soon",
+    "qty": "quantity", "amt": "amount", "pkg": "package", "dept": "department",
+}  # fmt: skip
+_TIME_UNITS = {"day", "week", "month", "year", "quarter", "weekend", "hour", "decade"}
+_RELATIVE = {"next", "last", "this", "past", "coming", "previous", "following"}
+_UNITS = {
+    "km": "km", "kilometer": "km", "kilometre": "km", "kms": "km", "mi": "mile",
+    "mile": "mile", "m": "m", "meter": "m", "metre": "m", "cm": "cm", "centimeter": "cm",
+    "mm": "mm", "millimeter": "mm", "ft": "ft", "foot": "ft", "feet": "ft", "inch": "in",
+    "inches": "in", "yd": "yd", "yard": "yd", "kg": "kg", "kilo": "kg", "kilogram": "kg",
+    "g": "g", "gram": "g", "mg": "mg", "milligram": "mg", "lb": "lb", "lbs": "lb",
+    "pound": "lb", "oz": "oz", "ounce": "oz", "l": "l", "liter": "l", "litre": "l",
+    "ml": "ml", "milliliter": "ml", "gallon": "gal", "gal": "gal", "cup": "cup",
+    "tbsp": "tbsp", "tablespoon": "tbsp", "tsp": "tsp", "teaspoon": "tsp",
+    "celsius": "c", "fahrenheit": "f", "kelvin": "k", "mph": "mph", "kph": "kmh",
+    "kmh": "kmh", "kb": "kb", "mb": "mb", "gb": "gb", "tb": "tb", "kw": "kw",
+    "kwh": "kwh", "w": "w", "watt": "w", "v": "v", "volt": "v", "hz": "hz",
+    "ms": "ms", "sec": "s", "second": "s", "min": "min", "minute": "min", "hr": "h",
+    "hour": "h", "percent": "%", "pct": "%", "usd": "usd", "dollar": "usd", "eur": "eur",
+    "euro": "eur", "gbp": "gbp", "sterling": "gbp", "yen": "jpy", "jpy": "jpy",
+    "cad": "cad", "aud": "aud", "chf": "chf", "inr": "inr", "rupee": "inr", "cny": "cny",
+    "yuan": "cny", "mxn": "mxn", "peso": "mxn", "btc": "btc", "bitcoin": "btc",
+}  # fmt: skip
+_CURRENCY_SYMBOLS = {"$": "usd", "€": "eur", "£": "gbp", "¥": "jpy", "₹": "inr", "%": "%"}
+_LANGUAGES = {
+    "english", "french", "spanish", "german", "italian", "portuguese", "dutch",
+    "chinese", "mandarin", "cantonese", "japanese", "korean", "russian", "arabic",
+    "hindi", "turkish", "polish", "swedish", "norwegian", "danish", "finnish", "greek",
+    "hebrew", "thai", "vietnamese", "indonesian", "ukrainian", "czech", "romanian",
+    "hungarian", "persian", "farsi", "bengali", "urdu", "tamil", "swahili", "latin",
+    "python", "javascript", "typescript", "java", "rust", "ruby", "php", "kotlin",
+    "scala", "golang", "perl", "haskell", "sql", "postgresql", "postgres", "mysql",
+    "sqlite", "bash", "powershell", "html", "css", "json", "yaml", "xml", "csv",
+    "markdown", "c++", "c#",
+}  # fmt: skip
+_NEGATIONS = {
+    "not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor",
+    "without", "cannot", "unable", "except", "excluding", "lack", "lacks", "non", "fail", "fails", "failed", "refuse",
+}  # fmt: skip
+# Antonym axes: a word's axis and side. Synonyms share a side, so a paraphrase that says
+# "raise" for "increase" keeps the same feature.
+_AXES: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
+    (name, frozenset(a.split()), frozenset(b.split()))
+    for name, a, b in (
+        ("time", "before prior earlier previous preceding pre", "after later following post"),
+        (
+            "amount",
+            "increase raise more higher larger bigger greater maximum max most highest "
+            "largest biggest longest maximize grow gain exceed above ascending asc "
+            "upgrade",
+            "decrease reduce lower less fewer smaller minimum min least lowest smallest "
+            "shortest minimize shrink lose below descending desc downgrade",
+        ),
+        (
+            "switch",
+            "enable activate open allow approve include add install "
+            "subscribe connect login lock unmute turn_on join",
+            "disable deactivate close deny block reject decline exclude remove delete "
+            "uninstall unsubscribe disconnect logout unlock hide mute turn_off leave",
+        ),
+        (
+            "flow_io",
+            "import upload send push incoming inbound input receive_side",
+            "export download receive pull outgoing outbound output",
+        ),
+        ("trade", "buy purchase borrow lend_in deposit credit", "sell lend withdraw debit"),
+        (
+            "code",
+            "encrypt encode compress serialize zip",
+            "decrypt decode decompress deserialize unzip",
+        ),
+        ("outcome", "win pass succeed success", "lose fail failure"),
+        ("travel", "arrive arrival arriving", "depart departure departing leave"),
+        ("compass", "north east", "south west"),
+        ("side", "left", "right"),
+        ("rank", "first top best oldest earliest", "last bottom worst newest latest"),
+        ("truth", "true yes valid correct", "false invalid incorrect wrong"),
+        (
+            "sex",
+            "male man men boy boys husband father son",
+            "female woman women girl girls wife mother daughter",
+        ),
+        ("temp", "hot warm heat", "cold cool"),
+        (
+            "sign",
+            "positive plus pros advantage advantages benefit benefits",
+            "negative minus cons disadvantage disadvantages drawback drawbacks risk risks",
+        ),
+        ("price", "cheap cheapest inexpensive affordable", "expensive priciest costly"),
+        ("speed", "fast faster fastest quick quickly", "slow slower slowest"),
+        ("ease", "easy easier easiest simple", "hard harder hardest difficult"),
+        ("access", "public", "private"),
+        ("place", "internal inside inner indoor", "external outside outer outdoor"),
+        (
+            "role",
+            "client frontend parent sender buyer employer landlord",
+            "server backend child recipient seller employee tenant",
+        ),
+        ("math", "add sum multiply", "subtract difference divide"),
+        ("age", "old older", "new newer young younger"),
+        ("when", "early", "late"),
+        ("sets", "union", "intersection"),
+        ("legal", "legal", "illegal"),
+        ("safe", "safe", "dangerous unsafe"),
+    )
+)
+_AXIS_OF: dict[str, tuple[str, int]] = {}
+for _name, _a, _b in _AXES:
+    for _w in _a:
+        _AXIS_OF.setdefault(_w, (_name, 0))
+    for _w in _b:
+        _AXIS_OF.setdefault(_w, (_name, 1))
+
+# Words that carry no content of their own: their differences never refuse a candidate.
+_STOPWORDS = (
+    frozenset(
+        """
+    much many a an the and or but if then so of to in on at for from by with about as into onto
+    upon is are was were be been being am do does did doing done have has had having i
+    me my mine we us our you your yours he him his she her it its they them their this
+    that these those there here what which who whom whose when where why how can could
+    should would will shall may might must need needs want wants wanted like please
+    kindly just really actually quickly simply exactly basically pretty very quite some
+    any all each every also too even still yet already again ever tell show give explain
+    describe let know help get got make way ways best good possible hey hi hello thanks
+    thank okay ok sure im ive id youre dont whats hows one ones thing things something
+    anything stuff question answer step steps correct correctly properly right proper
+    """.split()
+    )
+    - _NEGATIONS
+)
+# Rewordings that mean the same in app traffic: a differing word and its listed
+# synonym count as the same word.
+_SYNONYM_SETS = (
+    "delete remove erase",
+    "buy purchase order",
+    "cancel terminate end",
+    "fix repair resolve solve",
+    "start begin",
+    "finish complete",
+    "change modify update edit alter",
+    "create make build generate",
+    "use utilize",
+    "find locate search",
+    "reset reinstate",
+    "phone telephone mobile cell",
+    "email mail e-mail",
+    "car automobile vehicle",
+    "movie film",
+    "big large",
+    "small little tiny",
+    "error bug issue problem",
+    "shop store",
+    "price cost",
+    "return refund",
+    "package parcel",
+    "ship deliver send",
+    "shipping delivery",
+    "account profile",
+    "password passcode",
+    "login signin",
+    "signup register registration",
+    "job work",
+    "doctor physician",
+    "kid child",
+    "kids children",
+    "photo picture image",
+    "app application",
+    "fast quick",
+    "choose pick select",
+    "check verify",
+    "mean meaning definition define",
+    "difference differ",
+    "list enumerate",
+    "explain explanation",
+    "write draft compose",
+    "sum total",
+    "convert conversion",
+)
+_SYNONYM: dict[str, str] = {}
+for _line in _SYNONYM_SETS:
+    _words = _line.split()
+    for _w in _words:
+        _SYNONYM.setdefault(_w, _words[0])
+
+_LANG_STOPWORDS = {
+    "en": frozenset(
+        "the and is are of to in what how why who which you your with for this".split()
+    ),
+    "fr": frozenset(
+        "le la les des est et une un pour que qui dans avec vous pas sur quel".split()
+    ),
+    "es": frozenset("el los las es y una un para que en con por como del cual donde".split()),
+    "de": frozenset("der die das und ist ein eine nicht mit für wie was ich sie den dem".split()),
+    "it": frozenset("il lo gli della che è una per non con come sono del quale dove".split()),
+    "pt": frozenset("o os as é um uma para que não com como do da dos onde qual".split()),
+    "nl": frozenset("de het een en is van niet met voor hoe wat ik je zijn waar".split()),
+}
+
+_CONTRACTIONS = (
+    (re.compile(r"\b(can)['’]t\b", re.I), r"\1 not"),
+    (re.compile(r"\bwon['’]t\b", re.I), "will not"),
+    (re.compile(r"\bshan['’]t\b", re.I), "shall not"),
+    (re.compile(r"n['’]t\b", re.I), " not"),
+    (re.compile(r"\b(can)not\b", re.I), r"\1 not"),
+    (re.compile(r"['’](re|ve|ll|d|m)\b", re.I), ""),
+    (re.compile(r"\b(it|that|what|there|here|who|how|where|when|he|she|let)['’]s\b", re.I), r"\1"),
+    (re.compile(r"['’]s\b"), ""),  # possessive
+)
+
+_QUOTED = re.compile(
+    r"\"([^\"\n]{1,300})\"|“([^”\n]{1,300})”|‘([^’\n]{1,300})’|`([^`\n]{1,300})`"
+    r"|(?:(?<=\s)|^)'([^'\n]{1,300})'(?=[\s.,;:!?)]|$)"
+)
+_TOKEN = re.compile(
+    r"(?P<url>(?:https?://|www\.)\S+[^\s.,;:!?)])"
+    r"|(?P<email>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    r"|(?P<date>\d{1,4}[/.\-]\d{1,2}[/.\-]\d{1,4})"
+    r"|(?P<time>\d{1,2}:\d{2}(?::\d{2})?(?:\s?[ap]\.?m\.?)?(?![\w])|\d{1,2}\s?[ap]\.?m\.?(?![\w]))"
+    r"|(?P<num>(?:[$€£¥₹]\s?)?\d+(?:[,\s]\d{3})*(?:\.\d+)?(?:st|nd|rd|th)?%?(?![\w.]*[A-Za-z_]))"
+    r"|(?P<ident>[A-Za-z_][\w]*(?:(?:\.|::|->|/)[A-Za-z_][\w]*)+(?:\(\))?"
+    r"|[A-Za-z_]+_[\w]*|[a-z]+[A-Z][\w]*|[A-Za-z]*\d[\w\-]*|\w+\(\))"
+    r"|(?P<word>[^\W\d_]+(?:[\-'’][^\W\d_]+)*)"
+    r"|(?P<sym>[$€£¥₹%#@&+=<>])"
+)
+_SENTENCE_END = re.compile(r"[.!?:;\n]\s*$")
+
+
+def _norm_number(text: str) -> str:
+    raw = text.replace(" ", "")
+    sym = raw[0] if raw and raw[0] in "$€£¥₹" else ""
+    body = raw[1:] if sym else raw
+    pct = body.endswith("%")
+    body = body.rstrip("%")
+    suffix = ""
+    m = re.match(r"^(.*?)(st|nd|rd|th)$", body)
+    if m:
+        body, suffix = m.group(1), m.group(2)
+    body = body.replace(",", "")
+    if re.fullmatch(r"\d+\.\d*?0+", body):
+        body = body.rstrip("0").rstrip(".")
+    if suffix:
+        return body.lstrip("0") + "ord"  # "3rd" and "third" are the same ordinal
+    if body.isdigit() and len(body) > 1 and body.startswith("0"):
+        pass  # "0142": digits of a phone number or an id keep their zeros
+    return body + ("%" if pct else "")
+
+
+def _norm_time(text: str) -> str:
+    """``3pm``, ``3 p.m.`` and ``15:00`` are the same time."""
+    t = re.sub(r"[\s.]", "", text.casefold())
+    m = re.fullmatch(r"(\d{1,2})(?::(\d{2}))?(?::\d{2})?(am|pm)?", t)
+    if not m:
+        return t
+    hour, minute, half = int(m.group(1)), m.group(2) or "00", m.group(3)
+    if half == "pm" and hour < 12:
+        hour += 12
+    if half == "am" and hour == 12:
+        hour = 0
+    return f"{hour:02d}:{minute}"
+
+
+def _stem(word: str) -> str:
+    """A light English stemmer: enough to make "cancel", "cancels", "canceling" meet."""
+    w = word
+    for suffix in ("ations", "ation", "ings", "ing", "edly", "ied", "ies", "ed", "es", "s"):
+        if len(w) > len(suffix) + 2 and w.endswith(suffix):
+            if suffix in ("ied", "ies"):
+                return w[: -len(suffix)] + "y"
+            w = w[: -len(suffix)]
+            break
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeiouls":
+        w = w[:-1]  # "cancell" -> "cancel", "stopp" -> "stop"
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+@dataclass(frozen=True)
+class _Features:
+    text: str
+    protected: Counter[str]
+    entities: frozenset[str]
+    words: frozenset[str]  # casefolded, stemmed: every word the text has
+    negations: int
+    axes: Counter[tuple[str, int]]
+    content: tuple[str, ...]  # content words in order (casefolded, stemmed, synonyms mapped)
+    sequence: tuple[str, ...]  # protected details, content words and negations, in order
+    raw: tuple[str, ...]  # every word, in order
+    language: str | None
+    script: str | None
+
+
+# Function words that carry a relation: items that trade places around one swap roles.
+_PIVOTS = {"to", "from", "into", "than", "vs", "versus", "over", "under", "by", "for"}
+
+
+def _script(text: str) -> str | None:
+    counts: Counter[str] = Counter()
+    for ch in text:
+        if ch.isalpha():
+            name = unicodedata.name(ch, "")
+            counts[name.split(" ")[0] if name else "?"] += 1
+    if not counts:
+        return None
+    return counts.most_common(1)[0][0]
+
+
+def _language(words: Iterable[str]) -> str | None:
+    hits = Counter[str]()
+    for w in words:
+        for lang, stop in _LANG_STOPWORDS.items():
+            if w in stop:
+                hits[lang] += 1
+    if not hits:
+        return None
+    (best, n), *rest = [*hits.most_common(2), ("", 0)]
+    second = rest[0][1] if rest else 0
+    return best if n >= 2 and n >= 2 * second else None
+
+
+def _expand(text: str) -> str:
+    for pattern, repl in _CONTRACTIONS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def features(text: str) -> _Features:
+    """The parts of a text the rules compare (exposed for tests and custom verifiers)."""
+    text = unicodedata.normalize("NFKC", text)
+    protected: Counter[str] = Counter()
+    for m in _QUOTED.finditer(text):
+        quoted = next(g for g in m.groups() if g is not None)
+        protected["quote:" + " ".join(quoted.casefold().split())] += 1
+    expanded = _expand(text)
+    entities: set[str] = set()
+    words: set[str] = set()
+    negations = 0
+    axes: Counter[tuple[str, int]] = Counter()
+    content: list[str] = []
+    sequence: list[str] = []
+    raw_words: list[str] = []
+    prev_word = ""
+    sentence_start = True
+    for m in _TOKEN.finditer(expanded):
+        kind = m.lastgroup
+        tok = m.group()
+        if kind == "url" or kind == "email":
+            protected[f"{kind}:{tok.casefold()}"] += 1
+            sequence.append(f"{kind}:{tok.casefold()}")
+        elif kind == "date":
+            value = "date:" + re.sub(r"[.\-]", "/", tok)
+            protected[value] += 1
+            sequence.append(value)
+        elif kind == "time":
+            value = "time:" + _norm_time(tok)
+            protected[value] += 1
+            sequence.append(value)
+        elif kind == "num":
+            value = "num:" + _norm_number(tok)
+            protected[value] += 1
+            if tok[0] in _CURRENCY_SYMBOLS:
+                protected["unit:" + _CURRENCY_SYMBOLS[tok[0]]] += 1
+            sequence.append(value)
+        elif kind == "ident" and re.fullmatch(r"\d+x", tok):
+            protected["num:" + tok[:-1]] += 1  # "2x" is "twice"
+            sequence.append("num:" + tok[:-1])
+        elif kind == "ident" and (unit := _number_with_unit(tok)) is not None:
+            protected["num:" + unit[0]] += 1  # "500mg" is "500 mg"
+            protected["unit:" + unit[1]] += 1
+            sequence.append("num:" + unit[0])
+        elif kind == "ident":
+            protected["ident:" + tok] += 1
+            sequence.append("ident:" + tok)
+        elif kind == "sym":
+            if tok in _CURRENCY_SYMBOLS:
+                protected["unit:" + _CURRENCY_SYMBOLS[tok]] += 1
+            elif tok in "<>+=&":
+                protected["sym:" + tok] += 1
+        else:
+            low = tok.casefold().replace("’", "'")
+            raw_words.append(low)
+            low = _ABBREVIATIONS.get(_fold_accents(low), _fold_accents(low))
+            compound = _compound_number(low)
+            number = compound is not None or (
+                low in _NUMBER_WORDS
+                and not (low == "second" and prev_word in ("a", "one", "per", "every"))
+            )
+            if number:
+                value = compound if compound is not None else _NUMBER_WORDS[low]
+                word_value = "num:" + (value if isinstance(value, str) else f"{value:g}")
+                protected[word_value] += 1
+                sequence.append(word_value)
+            base = low if low in _UNITS else (low[:-1] if low.endswith("s") else low)
+            if base in _UNITS and (
+                low not in ("m", "g", "l", "w", "v", "in", "min", "second", "s", "ms")
+                or _prev_is_number(prev_word)
+            ):
+                protected["unit:" + _UNITS[base]] += 1
+            if low in _MONTHS or (low in _MONTH_NAMES and (low != "may" or tok == "May")):
+                protected["month:" + _MONTHS.get(low, low)] += 1
+            if low in _WEEKDAYS or low in _TIME_WORDS and low not in ("noon", "midnight"):
+                protected["when:" + low] += 1
+            elif low in _WEEKDAY_ABBR and tok[0].isupper():
+                protected["when:" + _WEEKDAY_ABBR[low]] += 1
+            elif low in ("noon", "midday", "midnight"):
+                protected["time:" + ("00:00" if low == "midnight" else "12:00")] += 1
+            if prev_word in _RELATIVE and (base in _TIME_UNITS or low in _WEEKDAYS):
+                protected[f"when:{prev_word}_{base}"] += 1
+            if low in _LANGUAGES:
+                protected["lang:" + low] += 1
+            if low in _NEGATIONS and not (
+                low == "no" and re.match(r"\.?\s*#?\d", expanded[m.end() : m.end() + 4])
+            ):
+                negations += 1
+                sequence.append("not")
+            axis = _AXIS_OF.get(low) or _AXIS_OF.get(_stem(low))
+            if axis is not None:
+                axes[axis] += 1
+            is_proper = tok[0].isupper() and (
+                not sentence_start or (tok.isupper() and len(tok) > 1) or _inner_capital(tok)
+            )
+            if is_proper and low not in _STOPWORDS and low not in _NEGATIONS:
+                entities.add(_stem(low))
+            stem = _stem(low)
+            words.add(stem)
+            words.add(low)
+            if not number and low not in _STOPWORDS and low not in _NEGATIONS:
+                mapped = _SYNONYM.get(low) or _SYNONYM.get(stem) or stem
+                content.append(mapped)
+                sequence.append(mapped)
+            elif low in _PIVOTS:
+                sequence.append(low)
+            prev_word = low
+            sentence_start = False
+            end = m.end()
+            if _SENTENCE_END.search(expanded[end : end + 2]):
+                sentence_start = True
+            continue
+        prev_word = tok.casefold()
+        sentence_start = False
+    return _Features(
+        text=text,
+        protected=protected,
+        entities=frozenset(entities),
+        words=frozenset(words),
+        negations=negations,
+        axes=axes,
+        content=tuple(content),
+        sequence=tuple(sequence),
+        raw=tuple(raw_words),
+        language=_language(raw_words),
+        script=_script(text),
+    )
+
+
+def _compound_number(word: str) -> float | None:
+    """``twenty-five`` is 25."""
+    if "-" not in word:
+        return None
+    parts = word.split("-")
+    if not all(p in _NUMBER_WORDS and isinstance(_NUMBER_WORDS[p], int) for p in parts):
+        return None
+    return float(sum(int(_NUMBER_WORDS[p]) for p in parts))
+
+
+def _number_with_unit(tok: str) -> tuple[str, str] | None:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]+)", tok)
+    if m is None:
+        return None
+    unit = m.group(2).casefold()
+    base = unit if unit in _UNITS else unit.rstrip("s")
+    if base not in _UNITS:
+        return None
+    return _norm_number(m.group(1)), _UNITS[base]
+
+
+def _fold_accents(word: str) -> str:
+    if word.isascii():
+        return word
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
+def _prev_is_number(prev: str) -> bool:
+    return bool(prev) and (prev[0].isdigit() or prev in _NUMBER_WORDS)
+
+
+def _inner_capital(tok: str) -> bool:
+    return any(c.isupper() for c in tok[1:]) or any(c.isdigit() for c in tok)
+
+
+def _flipped(a: Counter[tuple[str, int]], b: Counter[tuple[str, int]]) -> bool:
+    """Did one text trade a word of an antonym axis for its opposite ("before" for
+    "after")? Mentioning an axis on one side only is not a flip."""
+    for name in {axis for axis, _ in (a + b)}:
+        d0 = a[(name, 0)] - b[(name, 0)]
+        d1 = a[(name, 1)] - b[(name, 1)]
+        if d0 * d1 < 0:
+            return True
+    return False
+
+
+def _reordered(a: _Features, b: _Features) -> bool:
+    """Do two texts say the same things in another order? In app traffic that is a swap
+    of roles or direction ("Boston to Denver", "from June 12 to June 14", "transfer my
+    subscription to my husband's account")."""
+    sa, sb = a.sequence, b.sequence
+    ca, cb = Counter(sa), Counter(sb)
+    ra, rb = Counter(a.raw), Counter(b.raw)
+    same_words = sum((ra & rb).values()) / max(len(a.raw), len(b.raw), 1) >= 0.85
+    if same_words and [w for w in sa if w in cb] != [w for w in sb if w in ca]:
+        return True  # nearly the same words, and what they share stands in another order
+    if sum((ca & cb).values()) / max(len(sa), len(sb), 1) < 0.6:
+        return False  # reworded: word order says little
+    # Two items trade places around a third that stays between them ("A owes B").
+    once = [w for w in sa if ca[w] == 1 and cb.get(w) == 1]
+    pos_b = {w: i for i, w in enumerate(sb) if cb[w] == 1}
+    words = once[:60]
+    for i, x in enumerate(words):
+        for k in range(i + 2, len(words)):
+            y = words[k]
+            if pos_b[y] > pos_b[x]:
+                continue
+            if any(pos_b[y] < pos_b[p] < pos_b[x] for p in words[i + 1 : k]):
+                return True
+    return False
+
+
+def _typo(x: str, y: str) -> bool:
+    """One word written two ways ("pasword", "disapointed", "réserver")."""
+    return (
+        min(len(x), len(y)) >= 4
+        and x[0] == y[0]
+        and difflib.SequenceMatcher(None, x, y, autojunk=False).ratio() >= 0.8
+    )
+
+
+def _trim(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Drop the common prefix and suffix (a template, a shared context)."""
+    start = 0
+    while start < len(a) and start < len(b) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < len(a) - start and end < len(b) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    return a[start : len(a) - end], b[start : len(b) - end]
+
+
+def _shared_ratio(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+    if not a and not b:
+        return 1.0
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def _differing(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The content words only one side has (a moved word or a typo is not one)."""
+    ta, tb = _trim(a, b)
+    ca, cb = Counter(ta), Counter(tb)
+    common = ca & cb
+    only_a = list((ca - common).elements())
+    only_b = list((cb - common).elements())
+    for x in list(only_a):
+        match = next((y for y in only_b if _typo(x, y)), None)
+        if match is not None:
+            only_a.remove(x)
+            only_b.remove(match)
+    return only_a, only_b
+
+
+class RuleVerifier:
+    """The built-in verifier: ``RuleVerifier("balanced")(query, candidate)``.
+
+    Args:
+        strictness: ``lenient``, ``balanced`` (default) or ``strict`` (see the module).
+
+    Example:
+        >>> RuleVerifier()("Flights from Boston to Denver", "Flights from Denver to Boston")
+        Verification(ok=False, reason='order')
+    """
+
+    def __init__(self, strictness: Strictness = "balanced") -> None:
+        if strictness not in STRICTNESS:
+            raise ValueError(f"strictness must be one of {STRICTNESS}, got {strictness!r}")
+        self.strictness = strictness
+
+    def __repr__(self) -> str:
+        return f"RuleVerifier({self.strictness!r})"
+
+    def __call__(self, query: str, candidate: str) -> Verification:
+        return verify(query, candidate, self.strictness)
+
+
+def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> Verification:
+    """Compare two questions; refuse when they may want different answers.
+
+    Args:
+        query: the question of the request being looked up.
+        candidate: the stored question of the semantic candidate.
+        strictness: ``lenient``, ``balanced`` or ``strict``.
+
+    Returns:
+        `Verification`: ``ok``, or the name of the rule that refused.
+    """
+    if " ".join(query.split()) == " ".join(candidate.split()):
+        return AGREE
+    fa, fb = features(query), features(candidate)
+    if fa.script != fb.script:
+        return Verification(False, "script")
+    if fa.language and fb.language and fa.language != fb.language:
+        return Verification(False, "language")
+    if fa.protected != fb.protected:
+        diff = (fa.protected - fb.protected) + (fb.protected - fa.protected)
+        return Verification(False, next(iter(diff)).split(":", 1)[0])
+    if fa.negations != fb.negations:
+        return Verification(False, "negation")
+    if _flipped(fa.axes, fb.axes):
+        return Verification(False, "antonym")
+    for ents, other in ((fa.entities, fb.words), (fb.entities, fa.words)):
+        if any(e not in other for e in ents):
+            return Verification(False, "entity")
+    if strictness == "lenient":
+        return AGREE
+    if _reordered(fa, fb):
+        return Verification(False, "order")
+    only_a, only_b = _differing(fa.content, fb.content)
+    if strictness == "strict":
+        return Verification(False, "wording") if only_a or only_b else AGREE
+    if only_a and only_b and _shared_ratio(fa.content, fb.content) >= 0.5:
+        # Content words replaced in otherwise shared text ("cancel" for "pause", another
+        # question about the same long context): the user's input changed.
+        return Verification(False, "substitution")
+    if len(only_a) + len(only_b) > 1 and _shared_ratio(fa.content, fb.content) >= 0.8:
+        return Verification(False, "edit")
+    return AGREE
