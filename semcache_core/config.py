@@ -60,6 +60,32 @@ class CacheConfig(BaseSettings):
         description="Cosine similarity in [0, 1] at or above which a semantic hit is served.",
     )
 
+    verify_strictness: Literal["lenient", "balanced", "strict"] = Field(
+        "balanced",
+        description="How strictly the built-in verifier compares a semantic candidate's "
+        "question with the request's before it is served (see semcache_core.core.verify).",
+    )
+    search_candidates: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description="Nearest semantic candidates a lookup considers; the first that passes "
+        "the threshold and the verifier is served.",
+    )
+    max_question_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Questions longer than this are exact-only (an embedding of a cut-off "
+        "text cannot tell them apart). Default: the embedder's own window when it "
+        "reports one (all-MiniLM-L6-v2: 256 tokens).",
+    )
+    exact_only_kinds: tuple[str, ...] = Field(
+        (),
+        description="Request kinds served by the exact layer only, for every tenant "
+        "(e.g. 'structured': any change of input changes the output).",
+    )
+
     # Shadow mode and calibration (defaults for every tenant; see TenantPolicy).
     promotion_threshold: float | None = Field(
         0.98,

@@ -96,6 +96,20 @@ class CallableEmbedder:
         return [float(x) for x in await self._afn(text)]
 
 
+def token_window(obj: Any) -> tuple[int, Callable[[str], int]] | None:
+    """``(max_tokens, count_tokens)`` of an embedder that says how much it reads, looking
+    through wrappers (`CachedEmbedder`, micro-batchers, adapters); ``None`` if unknown."""
+    seen = 0
+    while obj is not None and seen < 8:
+        max_tokens = getattr(obj, "max_tokens", None)
+        count = getattr(obj, "count_tokens", None)
+        if isinstance(max_tokens, int) and callable(count):
+            return max_tokens, count
+        obj = getattr(obj, "inner", None) or getattr(obj, "_obj", None)
+        seen += 1
+    return None
+
+
 def as_embedder(obj: Any) -> Embedder:
     """Adapt a LangChain, LlamaIndex or RedisVL embedder, or a callable.
 
@@ -204,6 +218,15 @@ class SentenceTransformerEmbedder:
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = (
             weakref.WeakKeyDictionary()
         )
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the model reads; past it, text is cut off unread."""
+        return int(self._model.max_seq_length or 0)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` (special tokens included)."""
+        return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
 
     def embed(self, text: str) -> list[float]:
         vec = self._model.encode(text, normalize_embeddings=True, show_progress_bar=False)

@@ -29,8 +29,9 @@ from . import calibration, policy, query, tracing
 from .calibration import Calibration, Verdict
 from .coalesce import Coalescer
 from .config import CacheConfig, build_config, redacted_url
+from .core.verify import Verification
 from .counters import PendingCounts, flush_async, flush_sync, read_totals
-from .embedding import CachedEmbedder, Embedder, as_embedder
+from .embedding import CachedEmbedder, Embedder, as_embedder, token_window
 from .entry import CorruptEntry, StoredEntry, entry_fields, parse_entry, vector_bytes
 from .errors import (
     BackendTimeoutError,
@@ -81,6 +82,7 @@ from .tenant_policy import (
     make_policy,
     parse_stored,
 )
+from .verifiers import CandidateVerifier, as_verifier
 
 logger = logging.getLogger("semcache")
 
@@ -171,6 +173,11 @@ def _ainstrumented(
     return decorate
 
 
+def _approx_tokens(text: str) -> int:
+    """A token count for embedders that do not report theirs: about 4 characters each."""
+    return len(text) // 4 + 1
+
+
 def _identity(payload: bytes, codec: str) -> Any:
     return payload
 
@@ -206,6 +213,8 @@ class LookupResult:
         cost_saved_usd: what they cost at the price table (0 if usage or price unknown).
         stale: served by a stale-if-error lookup (``lookup(..., stale=True)``); the
             entry may be past its TTL (within ``stale_grace``).
+        guard: for a ``guarded`` lookup, the verifier rule that refused the candidate
+            (``"number"``, ``"negation"``, ``"order"``...).
     """
 
     outcome: Outcome
@@ -218,6 +227,7 @@ class LookupResult:
     stale: bool = False
     tokens_saved: int = 0
     cost_saved_usd: float = 0.0
+    guard: str | None = None
 
     @property
     def hit(self) -> bool:
@@ -254,6 +264,11 @@ class CacheEngine:
         judge: decides whether a shadow candidate agreed with the fresh answer:
             ``"text"`` (normalized equality, the default), an `EmbeddingJudge`, or a
             function ``(question, candidate, fresh) -> bool`` (see `semcache_core.judges`).
+        verifier: checks every semantic candidate before it is served: ``None`` (the
+            built-in rules at ``verify_strictness``), ``"lenient"``, ``"balanced"``,
+            ``"strict"``, or any sync or async callable ``(query_question,
+            candidate_question) -> bool | Verification`` such as a cross-encoder or an
+            LLM judge (see `semcache_core.verifiers`).
         clock: wall clock (epoch seconds), injectable for tests.
         **settings: any `CacheConfig` field, e.g. ``threshold=0.92, ttl=3600``.
 
@@ -282,6 +297,7 @@ class CacheEngine:
         async_redis_client: aredis.Redis | None = None,
         validate: bool = True,
         judge: Any = None,
+        verifier: Any = None,
         metrics: PrometheusMetrics | bool | None = None,
         prices: PriceTable | Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
@@ -326,6 +342,12 @@ class CacheEngine:
             else None
         )
         self.judge: Judge = as_judge(judge)
+        self.verifier: CandidateVerifier = as_verifier(verifier, self.config.verify_strictness)
+        window = token_window(embedder) if embedder is not None else None
+        if self.config.max_question_tokens is not None:
+            count = window[1] if window else _approx_tokens
+            window = (self.config.max_question_tokens, count)
+        self._window = window
         self._clock = clock
         self._ledger = ShadowLedger()
         self._policies: dict[str, tuple[TenantPolicy, float]] = {}
@@ -507,6 +529,7 @@ class CacheEngine:
         tenant: str | None = None,
         tags: Sequence[str] | None = None,
         ttl: float | _Unset | None = UNSET,
+        kind: str = "",
     ) -> CacheRequest:
         """Build a request, filling tenant, tags, TTL and scope from `cache_context`.
 
@@ -517,19 +540,36 @@ class CacheEngine:
             tenant: overrides the context's tenant; else the configured default tenant.
             tags: added to the context's tags.
             ttl: overrides the context's and the configured TTL.
+            kind: the sort of request (``"chat"``, ``"structured"``...); kinds in
+                ``exact_only_kinds`` never use the semantic layer.
+
+        Inside ``cache_context(semantic=False)`` the request is exact-only. Inside
+        ``cache_context(question=text)`` only ``text`` is embedded, and the rest of the
+        question (a template around it) joins the scope; a question that does not
+        contain ``text`` is exact-only.
         """
         ctx = current_context()
         merged_scope = dict(scope or {})
         if ctx.scope:
             merged_scope["context"] = dict(ctx.scope)
+        embedded = prompt if question is None else question
+        if ctx.semantic is False:
+            embedded = ""
+        elif ctx.question is not None and embedded:
+            if ctx.question in embedded:
+                merged_scope["template"] = embedded.replace(ctx.question, "\x00")
+                embedded = ctx.question
+            else:
+                embedded = ""  # the declared question is not in this request: exact only
         return CacheRequest.build(
             tenant=tenant or ctx.tenant or self.config.default_tenant,
             namespace=self.config.namespace,
             prompt=prompt,
-            question=prompt if question is None else question,
+            question=embedded,
             scope=merged_scope,
             tags=tuple(ctx.tags) + tuple(t for t in (tags or ()) if t not in ctx.tags),
             ttl=ttl if ttl is not UNSET else ctx.ttl,
+            kind=kind,
         )
 
     # -- pure steps shared by both drivers ----------------------------------------------
@@ -574,6 +614,8 @@ class CacheEngine:
         value: Any = None,
         similarity: float | None = None,
         stale: bool = False,
+        guard: str | None = None,
+        guarded_key: str | None = None,
     ) -> LookupResult:
         seconds = time.perf_counter() - started
         served = outcome in (Outcome.EXACT_HIT, Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
@@ -594,13 +636,14 @@ class CacheEngine:
             outcome=outcome,
             value=value,
             similarity=similarity,
-            key=entry.key if entry else None,
+            key=entry.key if entry else guarded_key,
             question=entry.question if entry else None,
             created_at=entry.created_at if entry else None,
             seconds=seconds,
             stale=stale,
             tokens_saved=tokens,
             cost_saved_usd=usd,
+            guard=guard,
         )
 
     def _fault(
@@ -1202,7 +1245,10 @@ class CacheEngine:
             if vector is None:
                 self._breaker.record_success()
                 return self._result(request, Outcome.MISS, started, stale=stale)
-            for key, fields in store.search(request.partition, vector):
+            candidates: list[tuple[StoredEntry, Any]] = []
+            for key, fields in store.search(
+                request.partition, vector, self.config.search_candidates
+            ):
                 try:
                     found = self._accept(
                         request, key, fields, decode, fields.get("distance"), stale
@@ -1211,18 +1257,26 @@ class CacheEngine:
                     self._corrupt(request, key, exc)
                     store.unlink([key])
                     continue
-                if found is None:
+                if found is not None:
+                    candidates.append(found)
+            refused: tuple[StoredEntry, Verification] | None = None
+            for entry, value in candidates:
+                outcome = self._candidate_outcome(pol, entry)
+                if outcome == Outcome.MISS:
                     continue
-                entry, value = found
-                outcome = self._decide(request, pol, entry, value, text_of, park=not stale)
+                check = self._verify_sync(request, pol, outcome, entry)
+                if not check.ok:
+                    refused = refused or (entry, check)
+                    continue
+                self._decide(request, pol, outcome, entry, value, text_of, park=not stale)
                 if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED) and not stale:
                     expires = self._slide(entry)
                     if expires is not None and entry.ttl is not None:
-                        store.touch(key, entry.ttl, expires)
+                        store.touch(entry.key, entry.ttl, expires)
                 self._breaker.record_success()
                 return self._semantic_result(request, outcome, started, entry, value, stale)
             self._breaker.record_success()
-            return self._result(request, Outcome.MISS, started, stale=stale)
+            return self._no_candidate(request, pol, candidates, refused, text_of, started, stale)
         except Exception as exc:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started, stale=stale)
@@ -1275,7 +1329,10 @@ class CacheEngine:
             if vector is None:
                 self._breaker.record_success()
                 return self._result(request, Outcome.MISS, started, stale=stale)
-            for key, fields in await store.search(request.partition, vector):
+            candidates: list[tuple[StoredEntry, Any]] = []
+            for key, fields in await store.search(
+                request.partition, vector, self.config.search_candidates
+            ):
                 try:
                     found = self._accept(
                         request, key, fields, decode, fields.get("distance"), stale
@@ -1284,41 +1341,132 @@ class CacheEngine:
                     self._corrupt(request, key, exc)
                     await store.unlink([key])
                     continue
-                if found is None:
+                if found is not None:
+                    candidates.append(found)
+            refused: tuple[StoredEntry, Verification] | None = None
+            for entry, value in candidates:
+                outcome = self._candidate_outcome(pol, entry)
+                if outcome == Outcome.MISS:
                     continue
-                entry, value = found
-                outcome = self._decide(request, pol, entry, value, text_of, park=not stale)
+                check = await self._verify_async(request, pol, outcome, entry)
+                if not check.ok:
+                    refused = refused or (entry, check)
+                    continue
+                self._decide(request, pol, outcome, entry, value, text_of, park=not stale)
                 if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED) and not stale:
                     expires = self._slide(entry)
                     if expires is not None and entry.ttl is not None:
-                        await store.touch(key, entry.ttl, expires)
+                        await store.touch(entry.key, entry.ttl, expires)
                 self._breaker.record_success()
                 return self._semantic_result(request, outcome, started, entry, value, stale)
             self._breaker.record_success()
-            return self._result(request, Outcome.MISS, started, stale=stale)
+            return self._no_candidate(request, pol, candidates, refused, text_of, started, stale)
         except Exception as exc:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started, stale=stale)
+
+    def _candidate_outcome(self, pol: TenantPolicy, entry: StoredEntry) -> Outcome:
+        return policy.semantic_outcome(
+            entry.similarity,
+            pol.semantic,
+            pol.threshold,
+            pol.promotion_threshold,
+            entry.min_similarity,
+        )
 
     def _decide(
         self,
         request: CacheRequest,
         pol: TenantPolicy,
+        outcome: Outcome,
         entry: StoredEntry,
         value: Any,
         text_of: TextOf | None,
         *,
         park: bool = True,
-    ) -> Outcome:
-        """Serve, shadow or miss the nearest candidate; park it when shadowed."""
-        similarity = entry.similarity
-        outcome = policy.semantic_outcome(
-            similarity, pol.semantic, pol.threshold, pol.promotion_threshold, entry.min_similarity
-        )
+    ) -> None:
+        """Park a shadow candidate that is not served, for its verdict."""
         served = outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
-        if park and not served and similarity is not None:
-            self._park(request, pol, entry, value, similarity, text_of or _default_text)
-        return outcome
+        if park and not served and entry.similarity is not None:
+            self._park(request, pol, entry, value, entry.similarity, text_of or _default_text)
+
+    def _no_candidate(
+        self,
+        request: CacheRequest,
+        pol: TenantPolicy,
+        candidates: list[tuple[StoredEntry, Any]],
+        refused: tuple[StoredEntry, Verification] | None,
+        text_of: TextOf | None,
+        started: float,
+        stale: bool,
+    ) -> LookupResult:
+        """Nothing to serve: ``guarded`` if the verifier refused a near candidate, else a
+        miss (the nearest candidate, if any, is still measured and, in shadow mode,
+        parked for a verdict)."""
+        if refused is not None:
+            entry, check = refused
+            return self._result(
+                request,
+                Outcome.GUARDED,
+                started,
+                similarity=entry.similarity,
+                stale=stale,
+                guard=check.reason or "verifier",
+                guarded_key=entry.key,
+            )
+        if not candidates:
+            return self._result(request, Outcome.MISS, started, stale=stale)
+        entry, value = candidates[0]
+        self._decide(request, pol, Outcome.MISS, entry, value, text_of, park=not stale)
+        return self._result(
+            request, Outcome.MISS, started, similarity=entry.similarity, stale=stale
+        )
+
+    def _verification_limit(self, pol: TenantPolicy, outcome: Outcome) -> float:
+        if outcome == Outcome.PROMOTED and pol.promotion_threshold is not None:
+            return pol.promotion_threshold
+        return pol.threshold
+
+    def _precheck(
+        self, request: CacheRequest, pol: TenantPolicy, outcome: Outcome, entry: StoredEntry
+    ) -> Verification | None:
+        """The checks before the verifier runs: a decided answer, or ``None``."""
+        if not entry.question or request.question is None:
+            return Verification(False, "no_question")
+        if self._verification_limit(pol, outcome) + policy.SIMILARITY_EPSILON >= 1.0:
+            # threshold=1.0 means identical questions only, whatever the vectors say.
+            same = " ".join(request.question.split()) == " ".join(entry.question.split())
+            return Verification(True) if same else Verification(False, "identical_only")
+        return None
+
+    def _verify_failed(self, request: CacheRequest, exc: Exception) -> Verification:
+        self._stats.record_error("verify", request.tenant)
+        self._log.error("verify", exc)
+        return Verification(False, "error")
+
+    def _verify_sync(
+        self, request: CacheRequest, pol: TenantPolicy, outcome: Outcome, entry: StoredEntry
+    ) -> Verification:
+        decided = self._precheck(request, pol, outcome, entry)
+        if decided is not None:
+            return decided
+        assert request.question is not None and entry.question is not None
+        try:
+            return self.verifier.verify(request.question, entry.question)
+        except Exception as exc:
+            return self._verify_failed(request, exc)
+
+    async def _verify_async(
+        self, request: CacheRequest, pol: TenantPolicy, outcome: Outcome, entry: StoredEntry
+    ) -> Verification:
+        decided = self._precheck(request, pol, outcome, entry)
+        if decided is not None:
+            return decided
+        assert request.question is not None and entry.question is not None
+        try:
+            return await self.verifier.averify(request.question, entry.question)
+        except Exception as exc:
+            return self._verify_failed(request, exc)
 
     def _semantic_result(
         self,
@@ -1346,7 +1494,24 @@ class CacheEngine:
         logger.warning("semcache: deleting corrupt entry %s: %s", key, exc)
 
     def _wants_vector(self, request: CacheRequest, pol: TenantPolicy) -> bool:
-        return pol.semantic != "off" and self.embedder is not None and request.question is not None
+        if pol.semantic == "off" or self.embedder is None or request.question is None:
+            return False
+        if request.kind and request.kind in self.config.exact_only_kinds:
+            return False
+        return self._fits_window(request.question)
+
+    def _fits_window(self, question: str) -> bool:
+        """A question the embedder would cut off is exact-only: two long prompts that
+        differ past the cut would embed the same."""
+        if self._window is None:
+            return True
+        max_tokens, count = self._window
+        if len(question) + 2 <= max_tokens:
+            return True  # a token is at least one character
+        try:
+            return count(question) <= max_tokens
+        except Exception:
+            return False
 
     def _embed_sync(self, request: CacheRequest, pol: TenantPolicy) -> bytes | None:
         if not self._wants_vector(request, pol):

@@ -35,8 +35,11 @@ def summarize(c: Any) -> dict[str, Any]:
         "semantic_hits": n(Outcome.SEMANTIC_HIT.value),
         "promoted": n(Outcome.PROMOTED.value),
         "shadow_hits": n(Outcome.SHADOW_HIT.value),
-        # What the LLM answered: misses, shadow hits included (they are not served).
-        "misses": n(Outcome.MISS.value) + n(Outcome.SHADOW_HIT.value),
+        # Near enough to serve, refused by the verifier: the LLM answered.
+        "guarded": n(Outcome.GUARDED.value),
+        # What the LLM answered: misses, shadow hits and guarded candidates included
+        # (neither is served).
+        "misses": n(Outcome.MISS.value) + n(Outcome.SHADOW_HIT.value) + n(Outcome.GUARDED.value),
         "bypassed": n(Outcome.BYPASS.value),
         "errors": n("errors"),
         "stores": n("stores"),

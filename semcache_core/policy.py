@@ -20,6 +20,7 @@ class Outcome(str, Enum):
     SEMANTIC_HIT = "semantic_hit"
     PROMOTED = "promoted"  # shadow mode, candidate at or above promotion_threshold: served
     SHADOW_HIT = "shadow_hit"  # shadow mode, candidate at or above threshold: not served
+    GUARDED = "guarded"  # a candidate near enough to serve, refused by the verifier
     MISS = "miss"
     BYPASS = "bypass"  # the cache was not consulted (breaker open, nothing enabled)
     ERROR = "error"  # Redis or the embedder failed; served as a miss

@@ -39,6 +39,7 @@ _LAYER = {
     Outcome.SEMANTIC_HIT: "semantic",
     Outcome.PROMOTED: "semantic",
     Outcome.SHADOW_HIT: "semantic",
+    Outcome.GUARDED: "semantic",
 }
 
 _instances: dict[tuple[int, bool], PrometheusMetrics] = {}

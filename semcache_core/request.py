@@ -77,6 +77,7 @@ class CacheRequest:
     scope_token: str = field(repr=False)
     partition: str = field(repr=False)
     exact_key: str = field(repr=False)
+    kind: str = ""  # what sort of request ("chat", "structured"...): policies can key on it
 
     @classmethod
     def build(
@@ -89,6 +90,7 @@ class CacheRequest:
         scope: Mapping[str, Any] | None = None,
         tags: Sequence[str] = (),
         ttl: float | _Unset | None = UNSET,
+        kind: str = "",
     ) -> CacheRequest:
         """Validate the parts of a request and derive its keys.
 
@@ -101,6 +103,8 @@ class CacheRequest:
             scope: everything that must match exactly for any hit.
             tags: labels stored with the entry.
             ttl: per-entry TTL override (see `CacheConfig`).
+            kind: the sort of request, e.g. ``"structured"``; ``exact_only_kinds``
+                keeps some kinds out of the semantic layer.
 
         Raises:
             ConfigurationError: a part has the wrong type or cannot be hashed.
@@ -131,4 +135,5 @@ class CacheRequest:
             # The namespace is in the key's prefix, not here: an exported entry can be
             # imported into another namespace and still be found.
             exact_key=digest("exact", t_token, s_token, prompt),
+            kind=kind,
         )

@@ -46,6 +46,8 @@ class RequestContext:
     tags: tuple[str, ...] = ()
     ttl: float | _Unset | None = UNSET
     scope: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    semantic: bool | None = None
+    question: str | None = None
 
 
 _EMPTY = RequestContext()
@@ -69,6 +71,8 @@ def cache_context(
     tags: Sequence[str] | None = None,
     ttl: float | _Unset | None = UNSET,
     scope: Mapping[str, Any] | None = None,
+    semantic: bool | None = None,
+    question: str | None = None,
 ) -> Iterator[RequestContext]:
     """Set the tenant, tags, TTL and extra scope for cache requests made inside the block.
 
@@ -80,6 +84,11 @@ def cache_context(
         tags: labels stored with new entries, for invalidation by tag.
         ttl: TTL in seconds for entries written inside the block (see `CacheConfig`).
         scope: extra context that must match exactly for a hit (conversation id, persona).
+        semantic: ``False`` makes requests inside the block exact-only (no embedding, no
+            semantic hit); ``True`` re-enables it inside an outer ``False`` block.
+        question: the user's own text inside a templated prompt. Only it is embedded and
+            compared; the rest of the prompt (the template) must match exactly. A request
+            whose question does not contain it is exact-only.
 
     Example:
         >>> with cache_context(tenant="acme", tags=["faq"], scope={"persona": "pirate"}):
@@ -92,6 +101,10 @@ def cache_context(
         from .config import check_ttl
 
         check_ttl(ttl)
+    if semantic is not None and not isinstance(semantic, bool):
+        raise ConfigurationError(f"semantic must be True, False or None, got {semantic!r}")
+    if question is not None and (not isinstance(question, str) or not question.strip()):
+        raise ConfigurationError(f"question must be a non-empty string, got {question!r}")
     merged_tags = outer.tags + tuple(t for t in (tags or ()) if t not in outer.tags)
     for t in merged_tags:
         if not isinstance(t, str):
@@ -101,6 +114,8 @@ def cache_context(
         tags=merged_tags,
         ttl=ttl if ttl is not UNSET else outer.ttl,
         scope=MappingProxyType({**outer.scope, **(scope or {})}),
+        semantic=semantic if semantic is not None else outer.semantic,
+        question=question if question is not None else outer.question,
     )
     token = _current.set(new)
     try:

@@ -58,7 +58,7 @@ class Verification:
 AGREE = Verification(True)
 
 # -- lexicons ---------------------------------------------------------------------------
-_NUMBER_WORDS = {
+_NUMBER_WORDS: dict[str, float | str] = {
     "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
     "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
@@ -127,7 +127,8 @@ _LANGUAGES = {
 }  # fmt: skip
 _NEGATIONS = {
     "not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor",
-    "without", "cannot", "unable", "except", "excluding", "lack", "lacks", "non", "fail", "fails", "failed", "refuse",
+    "without", "cannot", "unable", "except", "excluding", "lack", "lacks", "non", "fail",
+    "fails", "failed", "refuse",
 }  # fmt: skip
 # Antonym axes: a word's axis and side. Synonyms share a side, so a paraphrase that says
 # "raise" for "increase" keeps the same feature.
@@ -206,18 +207,172 @@ for _name, _a, _b in _AXES:
 # Words that carry no content of their own: their differences never refuse a candidate.
 _STOPWORDS = (
     frozenset(
-        """
-    much many a an the and or but if then so of to in on at for from by with about as into onto
-    upon is are was were be been being am do does did doing done have has had having i
-    me my mine we us our you your yours he him his she her it its they them their this
-    that these those there here what which who whom whose when where why how can could
-    should would will shall may might must need needs want wants wanted like please
-    kindly just really actually quickly simply exactly basically pretty very quite some
-    any all each every also too even still yet already again ever tell show give explain
-    describe let know help get got make way ways best good possible hey hi hello thanks
-    thank okay ok sure im ive id youre dont whats hows one ones thing things something
-    anything stuff question answer step steps correct correctly properly right proper
-    """.split()
+        [
+            "much",
+            "many",
+            "a",
+            "an",
+            "the",
+            "and",
+            "or",
+            "but",
+            "if",
+            "then",
+            "so",
+            "of",
+            "to",
+            "in",
+            "on",
+            "at",
+            "for",
+            "from",
+            "by",
+            "with",
+            "about",
+            "as",
+            "into",
+            "onto",
+            "upon",
+            "is",
+            "are",
+            "was",
+            "were",
+            "be",
+            "been",
+            "being",
+            "am",
+            "do",
+            "does",
+            "did",
+            "doing",
+            "done",
+            "have",
+            "has",
+            "had",
+            "having",
+            "i",
+            "me",
+            "my",
+            "mine",
+            "we",
+            "us",
+            "our",
+            "you",
+            "your",
+            "yours",
+            "he",
+            "him",
+            "his",
+            "she",
+            "her",
+            "it",
+            "its",
+            "they",
+            "them",
+            "their",
+            "this",
+            "that",
+            "these",
+            "those",
+            "there",
+            "here",
+            "what",
+            "which",
+            "who",
+            "whom",
+            "whose",
+            "when",
+            "where",
+            "why",
+            "how",
+            "can",
+            "could",
+            "should",
+            "would",
+            "will",
+            "shall",
+            "may",
+            "might",
+            "must",
+            "need",
+            "needs",
+            "want",
+            "wants",
+            "wanted",
+            "like",
+            "please",
+            "kindly",
+            "just",
+            "really",
+            "actually",
+            "quickly",
+            "simply",
+            "exactly",
+            "basically",
+            "pretty",
+            "very",
+            "quite",
+            "some",
+            "any",
+            "all",
+            "each",
+            "every",
+            "also",
+            "too",
+            "even",
+            "still",
+            "yet",
+            "already",
+            "again",
+            "ever",
+            "tell",
+            "show",
+            "give",
+            "explain",
+            "describe",
+            "let",
+            "know",
+            "help",
+            "get",
+            "got",
+            "make",
+            "way",
+            "ways",
+            "best",
+            "good",
+            "possible",
+            "hey",
+            "hi",
+            "hello",
+            "thanks",
+            "thank",
+            "okay",
+            "ok",
+            "sure",
+            "im",
+            "ive",
+            "id",
+            "youre",
+            "dont",
+            "whats",
+            "hows",
+            "one",
+            "ones",
+            "thing",
+            "things",
+            "something",
+            "anything",
+            "stuff",
+            "question",
+            "answer",
+            "step",
+            "steps",
+            "correct",
+            "correctly",
+            "properly",
+            "right",
+            "proper",
+        ]
     )
     - _NEGATIONS
 )
@@ -275,19 +430,30 @@ for _line in _SYNONYM_SETS:
     for _w in _words:
         _SYNONYM.setdefault(_w, _words[0])
 
+# fmt: off
 _LANG_STOPWORDS = {
-    "en": frozenset(
-        "the and is are of to in what how why who which you your with for this".split()
-    ),
-    "fr": frozenset(
-        "le la les des est et une un pour que qui dans avec vous pas sur quel".split()
-    ),
-    "es": frozenset("el los las es y una un para que en con por como del cual donde".split()),
-    "de": frozenset("der die das und ist ein eine nicht mit für wie was ich sie den dem".split()),
-    "it": frozenset("il lo gli della che è una per non con come sono del quale dove".split()),
-    "pt": frozenset("o os as é um uma para que não com como do da dos onde qual".split()),
-    "nl": frozenset("de het een en is van niet met voor hoe wat ik je zijn waar".split()),
+    "es": frozenset({
+        "el", "los", "las", "es", "y", "una", "un", "para", "que", "en", "con", "por",
+        "como", "del", "cual", "donde",
+    }),
+    "de": frozenset({
+        "der", "die", "das", "und", "ist", "ein", "eine", "nicht", "mit", "für", "wie",
+        "was", "ich", "sie", "den", "dem",
+    }),
+    "it": frozenset({
+        "il", "lo", "gli", "della", "che", "è", "una", "per", "non", "con", "come",
+        "sono", "del", "quale", "dove",
+    }),
+    "pt": frozenset({
+        "o", "os", "as", "é", "um", "uma", "para", "que", "não", "com", "como", "do",
+        "da", "dos", "onde", "qual",
+    }),
+    "nl": frozenset({
+        "de", "het", "een", "en", "is", "van", "niet", "met", "voor", "hoe", "wat", "ik",
+        "je", "zijn", "waar",
+    }),
 }
+# fmt: on
 
 _CONTRACTIONS = (
     (re.compile(r"\b(can)['’]t\b", re.I), r"\1 not"),
@@ -300,6 +466,10 @@ _CONTRACTIONS = (
     (re.compile(r"['’]s\b"), ""),  # possessive
 )
 
+# "How many days does delivery take?" asks what "How long does shipping take?" asks.
+_HOW_LONG = re.compile(
+    r"\bhow (?:many (?:days|weeks|hours|minutes|months|years)|much time)\b", re.I
+)
 _QUOTED = re.compile(
     r"\"([^\"\n]{1,300})\"|“([^”\n]{1,300})”|‘([^’\n]{1,300})’|`([^`\n]{1,300})`"
     r"|(?:(?<=\s)|^)'([^'\n]{1,300})'(?=[\s.,;:!?)]|$)"
@@ -412,6 +582,7 @@ def _language(words: Iterable[str]) -> str | None:
 
 
 def _expand(text: str) -> str:
+    text = _HOW_LONG.sub("how long", text)
     for pattern, repl in _CONTRACTIONS:
         text = pattern.sub(repl, text)
     return text
@@ -479,8 +650,8 @@ def features(text: str) -> _Features:
                 and not (low == "second" and prev_word in ("a", "one", "per", "every"))
             )
             if number:
-                value = compound if compound is not None else _NUMBER_WORDS[low]
-                word_value = "num:" + (value if isinstance(value, str) else f"{value:g}")
+                spelled = compound if compound is not None else _NUMBER_WORDS[low]
+                word_value = "num:" + (spelled if isinstance(spelled, str) else f"{spelled:g}")
                 protected[word_value] += 1
                 sequence.append(word_value)
             base = low if low in _UNITS else (low[:-1] if low.endswith("s") else low)
@@ -491,7 +662,7 @@ def features(text: str) -> _Features:
                 protected["unit:" + _UNITS[base]] += 1
             if low in _MONTHS or (low in _MONTH_NAMES and (low != "may" or tok == "May")):
                 protected["month:" + _MONTHS.get(low, low)] += 1
-            if low in _WEEKDAYS or low in _TIME_WORDS and low not in ("noon", "midnight"):
+            if low in _WEEKDAYS or (low in _TIME_WORDS and low not in ("noon", "midnight")):
                 protected["when:" + low] += 1
             elif low in _WEEKDAY_ABBR and tok[0].isupper():
                 protected["when:" + _WEEKDAY_ABBR[low]] += 1
@@ -553,7 +724,7 @@ def _compound_number(word: str) -> float | None:
     parts = word.split("-")
     if not all(p in _NUMBER_WORDS and isinstance(_NUMBER_WORDS[p], int) for p in parts):
         return None
-    return float(sum(int(_NUMBER_WORDS[p]) for p in parts))
+    return float(sum(float(_NUMBER_WORDS[p]) for p in parts))
 
 
 def _number_with_unit(tok: str) -> tuple[str, str] | None:
@@ -696,7 +867,7 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
     if " ".join(query.split()) == " ".join(candidate.split()):
         return AGREE
     fa, fb = features(query), features(candidate)
-    if fa.script != fb.script:
+    if fa.script and fb.script and fa.script != fb.script:
         return Verification(False, "script")
     if fa.language and fb.language and fa.language != fb.language:
         return Verification(False, "language")

@@ -47,8 +47,15 @@ def angle_embed(text: str) -> list[float]:
     return vec
 
 
+def accept_all(query: str, candidate: str) -> bool:
+    """These tests are about thresholds and modes: the verifier (tested on its own in
+    tests/unit/test_verify.py and on real prompts elsewhere) is told to agree."""
+    return True
+
+
 def angle_engine(make_engine: Callable[..., CacheEngine], **kwargs: Any) -> CacheEngine:
     kwargs.setdefault("policy_refresh", 0.0)
+    kwargs.setdefault("verifier", accept_all)
     return make_engine(embedder=CallableEmbedder(angle_embed), dims=DIMS, **kwargs)
 
 
