@@ -9,7 +9,7 @@ from .config import CacheConfig
 from .embedded import EmbeddedRedis, start_embedded_redis
 from .embedding import CachedEmbedder, CallableEmbedder, Embedder, as_embedder, minilm
 from .embedding_store import DEFAULT_EMBEDDING_TTL, EmbeddingStore
-from .engine import CacheEngine, LookupResult
+from .engine import CacheEngine, LookupResult, last_lookup
 from .errors import (
     BackendTimeoutError,
     BackendUnavailableError,
@@ -26,6 +26,7 @@ from .prometheus import PrometheusMetrics, start_metrics_server
 from .request import CacheRequest
 from .tenancy import cache_context, current_tenant, tenant
 from .tenant_policy import TenantPolicy
+from .verifiers import RuleVerifier, Verification
 
 __all__ = [
     "DEFAULT_EMBEDDING_TTL",
@@ -51,6 +52,7 @@ __all__ = [
     "Price",
     "PriceTable",
     "PrometheusMetrics",
+    "RuleVerifier",
     "SchemaMismatchError",
     "SemcacheError",
     "SerializationError",
@@ -58,10 +60,12 @@ __all__ = [
     "TextEqualityJudge",
     "Usage",
     "Verdict",
+    "Verification",
     "as_embedder",
     "as_judge",
     "cache_context",
     "current_tenant",
+    "last_lookup",
     "minilm",
     "start_embedded_redis",
     "start_metrics_server",

@@ -194,6 +194,22 @@ _FLOOR_STEP = 1e-4
 # False while a coalesced lookup's first pass runs: its result is counted once, later.
 _RECORD: contextvars.ContextVar[bool] = contextvars.ContextVar("semcache_record", default=True)
 _POLICY_CACHE_MAX = 100_000
+_LAST: contextvars.ContextVar[LookupResult | None] = contextvars.ContextVar(
+    "semcache_last_lookup", default=None
+)
+
+
+def last_lookup() -> LookupResult | None:
+    """The result of the latest lookup made in this thread or task, or ``None``.
+
+    Where a framework returns the user's own object (a pydantic model from structured
+    output, a bare string from ``predict``), this tells whether it came from the cache::
+
+        person = structured_llm.invoke("Alice is 31 years old")
+        if (hit := last_lookup()) and hit.hit:
+            print("cached", hit.layer, hit.similarity)
+    """
+    return _LAST.get()
 
 
 @dataclass(frozen=True)
@@ -632,7 +648,7 @@ class CacheEngine:
                 tokens, usd = usage.total_tokens, self.prices.cost(usage)
                 if record:
                     self._stats.record_saved(request.tenant, tokens, usd)
-        return LookupResult(
+        result = LookupResult(
             outcome=outcome,
             value=value,
             similarity=similarity,
@@ -645,6 +661,8 @@ class CacheEngine:
             cost_saved_usd=usd,
             guard=guard,
         )
+        _LAST.set(result)
+        return result
 
     def _fault(
         self,
