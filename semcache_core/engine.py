@@ -249,8 +249,9 @@ class CacheEngine:
             raises here. ``False`` defers all I/O to the first call or `setup`/`asetup`.
         metrics: Prometheus metrics: ``True`` for the default registry, a
             `PrometheusMetrics` (own registry, tenant label), or ``None`` for none.
-        prices: model -> price per million tokens, overriding the built-in table
-            (`semcache_core.pricing`), or a `PriceTable`.
+        prices: model id -> price per million tokens, winning over the maintained
+            genai-prices data (the ``prices`` extra), or a `PriceTable`; ids match
+            exactly (`semcache_core.pricing`).
         judge: decides whether a shadow candidate agreed with the fresh answer:
             ``"text"`` (normalized equality, the default), an `EmbeddingJudge`, or a
             function ``(question, candidate, fresh) -> bool`` (see `semcache_core.judges`).
