@@ -150,17 +150,44 @@ policy_app = typer.Typer(
 app.add_typer(policy_app, name="policy")
 
 RedisUrlOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--redis-url",
         envvar="SEMCACHE_REDIS_URL",
-        help="Redis with the search module.",
+        help="Redis with the search module. Default: the embedded Redis of "
+        "$SEMCACHE_DATA_DIR (or the user data directory), as `semcache redis` and "
+        "`semcache demo` run it.",
+        show_default=False,
     ),
 ]
 NamespaceOption = Annotated[
     str, typer.Option("--namespace", envvar="SEMCACHE_NAMESPACE", help="Cache namespace.")
 ]
-_DEFAULT_URL = "redis://localhost:6379/0"
+
+
+def _resolve_url(redis_url: str | None) -> str:
+    """The URL given, else the embedded server's: the running one (its ``server.json``),
+    or, when only its data is left (after ``semcache demo``), one started for this command.
+    """
+    if redis_url:
+        return redis_url
+    from .embedded import find_running, has_data, start_embedded_redis
+
+    running = find_running()
+    if running is not None:
+        return running.url
+    if has_data():
+        server = start_embedded_redis()  # stops when this command exits
+        Console(stderr=True, soft_wrap=True).print(
+            f"[dim]Started the embedded Redis on {escape(str(server.data_dir))} for this "
+            "command.[/]"
+        )
+        return server.url
+    raise ConfigurationError(
+        "no Redis to talk to: no --redis-url or SEMCACHE_REDIS_URL given and no embedded "
+        "Redis found; start one with `semcache redis` (or `semcache demo`), or pass "
+        "--redis-url redis://HOST:PORT/0"
+    )
 
 
 def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> CacheEngine:
@@ -203,13 +230,13 @@ def policy_show(
     tenant: Annotated[
         str | None, typer.Option(help="One tenant (default: every tenant with overrides).")
     ] = None,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Show effective policies; bold values are the tenant's overrides, dim ones defaults."""
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             policies = {tenant: engine.get_policy(tenant)} if tenant else engine.policies()
         finally:
@@ -246,7 +273,7 @@ def policy_set(
         bool | None, typer.Option("--auto-promote/--no-auto-promote", show_default=False)
     ] = None,
     min_samples: Annotated[int | None, typer.Option(show_default=False)] = None,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Change some fields of a tenant's policy (the change is audited)."""
@@ -265,7 +292,7 @@ def policy_set(
     def run() -> None:
         if not changes:
             raise ConfigurationError("say what to change, e.g. --semantic shadow")
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             pol = engine.set_policy(tenant, **changes)
         finally:
@@ -280,13 +307,13 @@ def policy_set(
 @policy_app.command("reset")
 def policy_reset(
     tenant: Annotated[str, typer.Option(help="Whose overrides to drop.")],
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Drop a tenant's overrides: the defaults apply again."""
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             engine.reset_policy(tenant)
         finally:
@@ -306,13 +333,13 @@ def calibrate(
             help="Store the threshold and switch the tenant to live (audited).",
         ),
     ] = False,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Recommend the lowest threshold whose wrong-serve bound stays under the tenant's target."""
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             before = engine.get_policy(tenant)
             cal = engine.calibrate(tenant, apply=apply)
@@ -350,14 +377,14 @@ def calibrate(
 @app.command()
 def stats(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Totals per tenant, summed over every process and restart (persisted in Redis)."""
     from rich.table import Table
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             snap = engine.stats(tenant)
         finally:
@@ -422,7 +449,7 @@ def invalidate(
         bool, typer.Option("--all", help="Every entry of the namespace.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --all.")] = False,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Delete entries (criteria combine with AND). Asks before deleting everything."""
@@ -434,7 +461,7 @@ def invalidate(
             typer.confirm(
                 f"Delete every entry of namespace {namespace!r} (all tenants)?", abort=True
             )
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             removed = engine.invalidate(
                 tenant=tenant,
@@ -453,7 +480,7 @@ def invalidate(
 @app.command("export")
 def export_cmd(
     path: Annotated[Path, typer.Argument(help="JSON Lines file to write ('-' for stdout).")],
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Write every entry (vectors included) as JSON Lines, for backup or warm-up."""
@@ -464,7 +491,7 @@ def export_cmd(
     from .transfer import export_entries
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         err = Console(stderr=True)
         try:
             total = engine.count()
@@ -489,7 +516,7 @@ def export_cmd(
 @app.command("import")
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="JSON Lines file from `semcache export`.")],
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Load exported entries into a namespace (its index must have the same dimensions)."""
@@ -502,7 +529,7 @@ def import_cmd(
             raise ConfigurationError(f"{path} is not a file")
         lines = path.read_text(encoding="utf-8").splitlines()
         dims = _export_dims(lines)
-        engine = _admin_engine(redis_url, namespace, dims=dims)
+        engine = _admin_engine(_resolve_url(redis_url), namespace, dims=dims)
         try:
             with Progress(console=Console(stderr=True)) as progress:
                 task = progress.add_task("Importing", total=len(lines))
@@ -530,31 +557,69 @@ def _export_dims(lines: list[str]) -> int | None:
 
 @app.command()
 def metrics(
-    port: Annotated[int, typer.Option(help="Port for /metrics.", min=1, max=65535)] = 9464,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    port: Annotated[
+        int, typer.Option(help="TCP port (0: a free one, printed at start).", min=0, max=65535)
+    ] = 9464,
+    host: Annotated[
+        str,
+        typer.Option(help="Address to bind; 0.0.0.0 accepts scrapes from other hosts."),
+    ] = "127.0.0.1",
+    tenant_label: Annotated[
+        str,
+        typer.Option(
+            help="Label series by tenant: off (one series per namespace), digest (the "
+            "tenant's digest) or id (the raw tenant id; mind cardinality and privacy).",
+        ),
+    ] = "off",
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
-    """Serve the persisted per-tenant totals as Prometheus metrics until Ctrl-C."""
+    """Serve the persisted totals: Prometheus /metrics and JSON /metrics/cache/statistics.
+
+    JSON routes: /metrics/cache/statistics (combined) and /metrics/cache/statistics/exact
+    or /semantic; add ?tenant=ID for one tenant. Runs until Ctrl-C.
+    """
     import time
 
     from prometheus_client import CollectorRegistry
 
-    from .prometheus import TotalsCollector, start_metrics_server
+    from .http import STATISTICS_PATH, serve_exporter
+    from .prometheus import TotalsCollector, tenant_label_mode
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
-        engine.stats(totals=True)  # fail now, with one line, if Redis is unreachable
+        mode = tenant_label_mode(tenant_label)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
+        snap = engine.stats(totals=True)
+        if snap.get("totals") is None:  # fail now, in one line, not with totals_up 0
+            raise BackendUnavailableError(snap.get("totals_error") or "cannot read the totals")
         registry = CollectorRegistry()
-        registry.register(TotalsCollector(engine))
-        start_metrics_server(port, registry=registry)
-        Console().print(
-            f"Serving totals of namespace {escape(namespace)} on http://0.0.0.0:{port}/metrics "
-            "(Ctrl-C stops)."
+        registry.register(TotalsCollector(engine, tenant_label=mode))
+        try:
+            server, _ = serve_exporter(engine, host, port, registry)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another "
+                "--port or --host"
+            ) from exc
+        bound_host, bound_port = server.server_address[:2]
+        base = f"http://{_url_host(str(bound_host))}:{bound_port}"
+        Console(soft_wrap=True).print(
+            f"Serving totals of namespace {escape(namespace)} on {base}/metrics and "
+            f"{base}{STATISTICS_PATH} (Ctrl-C stops)."
         )
-        while True:
-            time.sleep(3600)
+        try:
+            while True:
+                time.sleep(3600)
+        finally:
+            server.shutdown()
+            server.server_close()
+            engine.close()
 
     _guarded(run)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def main() -> None:
