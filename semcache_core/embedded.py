@@ -393,15 +393,19 @@ def run_foreground(data_dir: str | Path | None = None, *, port: int | None = Non
         port: As for :func:`start_embedded_redis`.
 
     Returns:
-        The process exit code: 0 after a requested stop, 1 if the server died on its own.
+        The process exit code: 130 after Ctrl-C (SIGINT, as shells report it), 0 after
+        SIGTERM (a service manager's stop), 1 if the server died on its own.
 
     Raises:
         EmbeddedRedisError: The server could not be started.
     """
     server = start_embedded_redis(data_dir, port=port)
     stop_requested = threading.Event()
+    code = 0
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal code
+        code = 128 + signal.SIGINT if signum == signal.SIGINT else 0
         stop_requested.set()
 
     previous: dict[signal.Signals, Any] = {}
@@ -429,12 +433,12 @@ def run_foreground(data_dir: str | Path | None = None, *, port: int | None = Non
                 )
                 return 1
     except KeyboardInterrupt:
-        pass
+        code = 128 + signal.SIGINT
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.stop()
-    return 0
+    return code
 
 
 # --------------------------------------------------------------------------- internals
