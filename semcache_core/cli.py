@@ -41,10 +41,15 @@ _EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 def _guarded(action: Callable[[], T]) -> T:
     """Run ``action``: a `SemcacheError` becomes one red line and exit 1, Ctrl-C exit 130."""
+    import redis as redis_py
+
     try:
         return action()
-    except SemcacheError as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+    except (SemcacheError, redis_py.RedisError) as exc:
+        from .engine import _translate  # a path that did not translate its error
+
+        error = _translate(exc)
+        message = " ".join(str(error).split()) or type(error).__name__
         Console(stderr=True, soft_wrap=True).print(
             f"[bold red]Error:[/] [red]{escape(message)}[/]"
         )

@@ -1713,7 +1713,7 @@ class CacheEngine:
                     )
             except Exception as exc:
                 snap["totals"] = None
-                snap["totals_error"] = str(_translate(exc))
+                snap["totals_error"] = str(_translate(exc, self.config.redis_url))
         return snap
 
     def _index_summary(self) -> dict[str, Any]:
@@ -1775,12 +1775,17 @@ async def _close_at_loop_shutdown(store: AsyncStore, *, own: bool) -> AsyncGener
             await store.close()
 
 
-def _translate(exc: BaseException) -> BaseException:
-    """Redis errors become ours, so callers catch one family."""
+def _translate(exc: BaseException, url: str | None = None) -> BaseException:
+    """Redis errors become ours, so callers catch one family; a Redis without the search
+    module gets the fix-it message, not the echoed command."""
     if isinstance(exc, SemcacheError):
         return exc
-    if isinstance(exc, redis.TimeoutError):
-        err: SemcacheError = BackendTimeoutError(f"Redis timed out: {exc}")
+    if isinstance(exc, redis.ResponseError) and "unknown command 'ft." in str(exc).lower():
+        err: SemcacheError = ConfigurationError(
+            NO_SEARCH_MODULE.format(url=redacted_url(url) if url else "this address")
+        )
+    elif isinstance(exc, redis.TimeoutError):
+        err = BackendTimeoutError(f"Redis timed out: {exc}")
     elif isinstance(exc, (redis.RedisError, OSError)):
         err = BackendUnavailableError(f"Redis failed: {type(exc).__name__}: {exc}")
     else:
