@@ -1708,13 +1708,20 @@ class CacheEngine:
                 snap["totals"] = {t: summarize(c) for t, c in raw.items()}
                 snap["index"] = self._index_summary()
                 for t, view in snap["totals"].items():
-                    view["entries"] = self._store.count(
-                        query.tag_any("tenant", [tenant_digest(t)])
-                    )
+                    view["entries"] = self._entries_of(t)
             except Exception as exc:
                 snap["totals"] = None
                 snap["totals_error"] = str(_translate(exc, self.config.redis_url))
         return snap
+
+    def _entries_of(self, tenant: str) -> int:
+        """Entries of one tenant; 0 when the index is gone (dropped, or Redis emptied)."""
+        try:
+            return int(self._store.count(query.tag_any("tenant", [tenant_digest(tenant)])))
+        except redis.ResponseError as exc:
+            if is_missing_index(exc):
+                return 0
+            raise
 
     def _index_summary(self) -> dict[str, Any]:
         info = self._store.index_info()
