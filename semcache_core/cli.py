@@ -2,11 +2,13 @@
 ``export``, ``import``, ``metrics``, ``policy show|set|reset``, ``calibrate``.
 
 Errors a user can fix (any `SemcacheError`) print as one red line and exit with code 1;
+``semcache calibrate`` exits with 2 when it has no recommendation (as do usage errors);
 Ctrl-C exits with 130. LangChain is imported only when ``semcache demo`` runs.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from .errors import BackendUnavailableError, ConfigurationError, SemcacheError
 
@@ -25,8 +28,49 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
+
+def _reflow(text: str | None) -> str | None:
+    """Join the lines of each paragraph: Rich help keeps a docstring's line breaks."""
+    if not text:
+        return text
+    head, sep, tail = text.partition("\f")
+    paragraphs = inspect.cleandoc(head).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs) + sep + tail
+
+
+def _untyped_flags(params: list[Any]) -> list[Any]:
+    """Flags take no value: show no ``<bool>`` type for them in the help."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    """Help with reflowed paragraphs and no value type on flags (``--help``, ``--yes``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _reflow(self.help)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """`_Command`'s help fixes for groups (``semcache --help``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _reflow(self.help)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="semcache",
+    cls=_Group,
     help="Tenant-isolated exact and semantic caching of LLM answers in Redis.",
     no_args_is_help=True,
     add_completion=False,
@@ -59,7 +103,7 @@ def _guarded(action: Callable[[], T]) -> T:
         raise typer.Exit(_EXIT_INTERRUPTED) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 def redis(
     data_dir: Annotated[
         Path | None,
@@ -88,7 +132,7 @@ def redis(
         raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     redis_url: Annotated[
         str | None,
@@ -150,7 +194,9 @@ def demo(
 
 # -- tenant policies and calibration ---------------------------------------------------------
 policy_app = typer.Typer(
-    help="Show or change tenants' serving policies (stored in Redis).", no_args_is_help=True
+    cls=_Group,
+    help="Show or change tenants' serving policies (stored in Redis).",
+    no_args_is_help=True,
 )
 app.add_typer(policy_app, name="policy")
 
@@ -209,28 +255,62 @@ def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> Ca
     )
 
 
+_POLICY_HEADERS = {
+    "exact": "exact",
+    "semantic": "semantic",
+    "threshold": "threshold",
+    "promotion_threshold": "promote\nat",
+    "ttl": "ttl",
+    "target_error": "target\nerror",
+    "auto_promote": "auto\npromote",
+    "min_samples": "min\nsamples",
+}
+_OVERRIDE_MARK = "*"
+
+
 def _policy_table(policies: dict[str, TenantPolicy], title: str) -> Table:
+    """Effective policies, one row per tenant, readable at 80 columns; a tenant's own
+    overrides carry a ``*`` (visible when piped, unlike bold or dim)."""
+    from rich import box
     from rich.table import Table
 
     from .tenant_policy import POLICY_FIELDS
 
-    table = Table(title=title, title_justify="left")
-    table.add_column("tenant")
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=f"{_OVERRIDE_MARK} the tenant's override; other values are the defaults.",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        show_edge=False,
+    )
+    table.add_column("tenant", overflow="fold")
     for name in POLICY_FIELDS:
-        table.add_column(name.replace("_", " "), justify="right")
+        table.add_column(_POLICY_HEADERS.get(name, name), justify="right", no_wrap=True)
     for tenant_id, pol in policies.items():
         row = [escape(tenant_id)]
         for name in POLICY_FIELDS:
             value = getattr(pol, name)
             text = (
-                "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+                "-"
+                if value is None
+                else ("on" if value else "off")
+                if isinstance(value, bool)
+                else f"{value:g}"
+                if isinstance(value, float)
+                else str(value)
             )
-            row.append(f"[bold]{text}[/]" if name in pol.model_fields_set else f"[dim]{text}[/]")
+            if name in pol.model_fields_set:
+                row.append(f"[bold]{text}{_OVERRIDE_MARK}[/]")
+            else:
+                row.append(f"[dim]{text}[/] ")  # the space keeps the columns aligned
         table.add_row(*row)
     return table
 
 
-@policy_app.command("show")
+@policy_app.command("show", cls=_Command)
 def policy_show(
     tenant: Annotated[
         str | None, typer.Option(help="One tenant (default: every tenant with overrides).")
@@ -238,7 +318,7 @@ def policy_show(
     redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
-    """Show effective policies; bold values are the tenant's overrides, dim ones defaults."""
+    """Show effective policies; a * marks the tenant's overrides, the rest are defaults."""
 
     def run() -> None:
         engine = _admin_engine(_resolve_url(redis_url), namespace)
@@ -255,7 +335,7 @@ def policy_show(
     _guarded(run)
 
 
-@policy_app.command("set")
+@policy_app.command("set", cls=_Command)
 def policy_set(
     tenant: Annotated[str, typer.Option(help="Whose policy to change.")],
     semantic: Annotated[
@@ -309,7 +389,7 @@ def policy_set(
     _guarded(run)
 
 
-@policy_app.command("reset")
+@policy_app.command("reset", cls=_Command)
 def policy_reset(
     tenant: Annotated[str, typer.Option(help="Whose overrides to drop.")],
     redis_url: RedisUrlOption = None,
@@ -328,7 +408,7 @@ def policy_reset(
     _guarded(run)
 
 
-@app.command()
+@app.command(cls=_Command)
 def calibrate(
     tenant: Annotated[str, typer.Option(help="Whose shadow verdicts to use.")],
     apply: Annotated[
@@ -341,7 +421,11 @@ def calibrate(
     redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
-    """Recommend the lowest threshold whose wrong-serve bound stays under the tenant's target."""
+    """Recommend the lowest threshold whose wrong-serve bound stays under the tenant's target.
+
+    Exits with 2 when there is no recommendation yet (too few verdicts, or no threshold
+    meets the target), so scripts can tell "not yet" from an error (1).
+    """
 
     def run() -> None:
         engine = _admin_engine(_resolve_url(redis_url), namespace)
@@ -379,7 +463,7 @@ def calibrate(
 
 
 # -- operations ----------------------------------------------------------------------------
-@app.command()
+@app.command(cls=_Command)
 def stats(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     redis_url: RedisUrlOption = None,
@@ -440,7 +524,7 @@ def stats(
     _guarded(run)
 
 
-@app.command()
+@app.command(cls=_Command)
 def invalidate(
     tenant: Annotated[str | None, typer.Option(help="This tenant's entries.")] = None,
     tag: Annotated[
@@ -482,7 +566,7 @@ def invalidate(
     _guarded(run)
 
 
-@app.command("export")
+@app.command("export", cls=_Command)
 def export_cmd(
     path: Annotated[Path, typer.Argument(help="JSON Lines file to write ('-' for stdout).")],
     redis_url: RedisUrlOption = None,
@@ -518,7 +602,7 @@ def export_cmd(
     _guarded(run)
 
 
-@app.command("import")
+@app.command("import", cls=_Command)
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="JSON Lines file from `semcache export`.")],
     redis_url: RedisUrlOption = None,
@@ -560,7 +644,7 @@ def _export_dims(lines: list[str]) -> int | None:
     return None
 
 
-@app.command()
+@app.command(cls=_Command)
 def metrics(
     port: Annotated[
         int, typer.Option(help="TCP port (0: a free one, printed at start).", min=0, max=65535)

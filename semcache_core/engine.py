@@ -767,14 +767,19 @@ class CacheEngine:
         """
         try:
             raw = self._store.read_policy(tenant)
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        try:  # only what is stored can be a corrupt stored policy ...
             old = parse_stored(raw) or {}
-            base = old if policy is None else policy.overrides()
-            new = make_policy(**{**base, **changes}).overrides()
+            make_policy(**old)
+        except ValueError as exc:
+            raise ConfigurationError(f"the stored policy of {tenant!r} is invalid: {exc}") from exc
+        base = old if policy is None else policy.overrides()
+        new = make_policy(**{**base, **changes}).overrides()  # ... bad input says so itself
+        try:
             return self._write_policy_sync(tenant, old, new, "set", None)
         except _REDIS_FAULTS as exc:
             raise _translate(exc) from exc
-        except ValueError as exc:
-            raise ConfigurationError(f"the stored policy of {tenant!r} is invalid: {exc}") from exc
 
     def reset_policy(self, tenant: str) -> TenantPolicy:
         """Drop a tenant's overrides: the code defaults apply again (audited)."""
@@ -1669,7 +1674,7 @@ class CacheEngine:
 
         ``stats()["tenants"]`` counts what this process did: per tenant, lookups by
         outcome (``exact_hits``, ``semantic_hits``, ``promoted``, ``shadow_hits``,
-        ``misses`` (what the LLM answered, shadow hits included), ``bypassed``),
+        ``misses`` (shadow hits are counted apart, in ``shadow_hits``), ``bypassed``),
         ``errors``, ``stores``, verdicts, ``tokens_saved``, ``cost_saved_usd``,
         ``hit_rate``. ``stats()["totals"]`` has the same fields summed over every
         process and restart (persisted in Redis), plus ``entries`` per tenant, and

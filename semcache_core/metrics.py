@@ -35,8 +35,9 @@ def summarize(c: Any) -> dict[str, Any]:
         "semantic_hits": n(Outcome.SEMANTIC_HIT.value),
         "promoted": n(Outcome.PROMOTED.value),
         "shadow_hits": n(Outcome.SHADOW_HIT.value),
-        # What the LLM answered: misses, shadow hits included (they are not served).
-        "misses": n(Outcome.MISS.value) + n(Outcome.SHADOW_HIT.value),
+        # Only misses: a shadow hit is its own outcome (the LLM answered it too; the
+        # LLM's share of requests is misses + shadow_hits + bypassed + errors).
+        "misses": n(Outcome.MISS.value),
         "bypassed": n(Outcome.BYPASS.value),
         "errors": n("errors"),
         "stores": n("stores"),
