@@ -41,7 +41,7 @@ from semcache_core.embedded import start_embedded_redis
 from semcache_core.embedding import SentenceTransformerEmbedder, minilm
 from semcache_core.errors import BackendUnavailableError, ConfigurationError
 from semcache_core.tenancy import tenant
-from semcache_core.workload import INTENTS, WorkloadItem, answer_for, replay
+from semcache_core.workload import INTENTS, MODEL_PRICES, WorkloadItem, answer_for, replay
 
 from .cache import SemanticCache
 from .testing import FakeSupportChatModel
@@ -94,11 +94,9 @@ class Price:
         ) / 1_000_000
 
 
-PRICES: dict[str, Price] = {
-    "support-small": Price(input_per_million=0.15, output_per_million=0.60),
-    "support-large": Price(input_per_million=2.50, output_per_million=10.00),
-}
-"""Illustrative prices of the two fake models (in the range of small and large hosted LLMs)."""
+PRICES: dict[str, Price] = {name: Price(*usd) for name, usd in MODEL_PRICES.items()}
+"""Illustrative prices of the two fake models (`semcache_core.workload.MODEL_PRICES`, which
+the demo also gives the engine)."""
 
 
 @dataclass(frozen=True)
@@ -363,6 +361,7 @@ def run_demo(
         namespace=namespace,
         threshold=threshold,
         require_redis=True,  # a demo without Redis would only show misses
+        prices=MODEL_PRICES,  # so the persisted totals (`semcache stats`) count the savings
     )
     try:
         if clear:

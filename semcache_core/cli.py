@@ -2,11 +2,13 @@
 ``export``, ``import``, ``metrics``, ``policy show|set|reset``, ``calibrate``.
 
 Errors a user can fix (any `SemcacheError`) print as one red line and exit with code 1;
+``semcache calibrate`` exits with 2 when it has no recommendation (as do usage errors);
 Ctrl-C exits with 130. LangChain is imported only when ``semcache demo`` runs.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from .errors import BackendUnavailableError, ConfigurationError, SemcacheError
 
@@ -25,8 +28,49 @@ if TYPE_CHECKING:
 
 __all__ = ["app"]
 
+
+def _reflow(text: str | None) -> str | None:
+    """Join the lines of each paragraph: Rich help keeps a docstring's line breaks."""
+    if not text:
+        return text
+    head, sep, tail = text.partition("\f")
+    paragraphs = inspect.cleandoc(head).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs) + sep + tail
+
+
+def _untyped_flags(params: list[Any]) -> list[Any]:
+    """Flags take no value: show no ``<bool>`` type for them in the help."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    """Help with reflowed paragraphs and no value type on flags (``--help``, ``--yes``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _reflow(self.help)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    """`_Command`'s help fixes for groups (``semcache --help``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _reflow(self.help)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="semcache",
+    cls=_Group,
     help="Tenant-isolated exact and semantic caching of LLM answers in Redis.",
     no_args_is_help=True,
     add_completion=False,
@@ -41,10 +85,15 @@ _EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 def _guarded(action: Callable[[], T]) -> T:
     """Run ``action``: a `SemcacheError` becomes one red line and exit 1, Ctrl-C exit 130."""
+    import redis as redis_py
+
     try:
         return action()
-    except SemcacheError as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+    except (SemcacheError, redis_py.RedisError) as exc:
+        from .engine import _translate  # a path that did not translate its error
+
+        error = _translate(exc)
+        message = " ".join(str(error).split()) or type(error).__name__
         Console(stderr=True, soft_wrap=True).print(
             f"[bold red]Error:[/] [red]{escape(message)}[/]"
         )
@@ -54,7 +103,7 @@ def _guarded(action: Callable[[], T]) -> T:
         raise typer.Exit(_EXIT_INTERRUPTED) from None
 
 
-@app.command()
+@app.command(cls=_Command)
 def redis(
     data_dir: Annotated[
         Path | None,
@@ -83,7 +132,7 @@ def redis(
         raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     redis_url: Annotated[
         str | None,
@@ -145,22 +194,51 @@ def demo(
 
 # -- tenant policies and calibration ---------------------------------------------------------
 policy_app = typer.Typer(
-    help="Show or change tenants' serving policies (stored in Redis).", no_args_is_help=True
+    cls=_Group,
+    help="Show or change tenants' serving policies (stored in Redis).",
+    no_args_is_help=True,
 )
 app.add_typer(policy_app, name="policy")
 
 RedisUrlOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--redis-url",
         envvar="SEMCACHE_REDIS_URL",
-        help="Redis with the search module.",
+        help="Redis with the search module. Default: the embedded Redis of "
+        "$SEMCACHE_DATA_DIR (or the user data directory), as `semcache redis` and "
+        "`semcache demo` run it.",
+        show_default=False,
     ),
 ]
 NamespaceOption = Annotated[
     str, typer.Option("--namespace", envvar="SEMCACHE_NAMESPACE", help="Cache namespace.")
 ]
-_DEFAULT_URL = "redis://localhost:6379/0"
+
+
+def _resolve_url(redis_url: str | None) -> str:
+    """The URL given, else the embedded server's: the running one (its ``server.json``),
+    or, when only its data is left (after ``semcache demo``), one started for this command.
+    """
+    if redis_url:
+        return redis_url
+    from .embedded import find_running, has_data, start_embedded_redis
+
+    running = find_running()
+    if running is not None:
+        return running.url
+    if has_data():
+        server = start_embedded_redis()  # stops when this command exits
+        Console(stderr=True, soft_wrap=True).print(
+            f"[dim]Started the embedded Redis on {escape(str(server.data_dir))} for this "
+            "command.[/]"
+        )
+        return server.url
+    raise ConfigurationError(
+        "no Redis to talk to: no --redis-url or SEMCACHE_REDIS_URL given and no embedded "
+        "Redis found; start one with `semcache redis` (or `semcache demo`), or pass "
+        "--redis-url redis://HOST:PORT/0"
+    )
 
 
 def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> CacheEngine:
@@ -177,39 +255,73 @@ def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> Ca
     )
 
 
+_POLICY_HEADERS = {
+    "exact": "exact",
+    "semantic": "semantic",
+    "threshold": "threshold",
+    "promotion_threshold": "promote\nat",
+    "ttl": "ttl",
+    "target_error": "target\nerror",
+    "auto_promote": "auto\npromote",
+    "min_samples": "min\nsamples",
+}
+_OVERRIDE_MARK = "*"
+
+
 def _policy_table(policies: dict[str, TenantPolicy], title: str) -> Table:
+    """Effective policies, one row per tenant, readable at 80 columns; a tenant's own
+    overrides carry a ``*`` (visible when piped, unlike bold or dim)."""
+    from rich import box
     from rich.table import Table
 
     from .tenant_policy import POLICY_FIELDS
 
-    table = Table(title=title, title_justify="left")
-    table.add_column("tenant")
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=f"{_OVERRIDE_MARK} the tenant's override; other values are the defaults.",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        show_edge=False,
+    )
+    table.add_column("tenant", overflow="fold")
     for name in POLICY_FIELDS:
-        table.add_column(name.replace("_", " "), justify="right")
+        table.add_column(_POLICY_HEADERS.get(name, name), justify="right", no_wrap=True)
     for tenant_id, pol in policies.items():
         row = [escape(tenant_id)]
         for name in POLICY_FIELDS:
             value = getattr(pol, name)
             text = (
-                "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+                "-"
+                if value is None
+                else ("on" if value else "off")
+                if isinstance(value, bool)
+                else f"{value:g}"
+                if isinstance(value, float)
+                else str(value)
             )
-            row.append(f"[bold]{text}[/]" if name in pol.model_fields_set else f"[dim]{text}[/]")
+            if name in pol.model_fields_set:
+                row.append(f"[bold]{text}{_OVERRIDE_MARK}[/]")
+            else:
+                row.append(f"[dim]{text}[/] ")  # the space keeps the columns aligned
         table.add_row(*row)
     return table
 
 
-@policy_app.command("show")
+@policy_app.command("show", cls=_Command)
 def policy_show(
     tenant: Annotated[
         str | None, typer.Option(help="One tenant (default: every tenant with overrides).")
     ] = None,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
-    """Show effective policies; bold values are the tenant's overrides, dim ones defaults."""
+    """Show effective policies; a * marks the tenant's overrides, the rest are defaults."""
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             policies = {tenant: engine.get_policy(tenant)} if tenant else engine.policies()
         finally:
@@ -223,7 +335,7 @@ def policy_show(
     _guarded(run)
 
 
-@policy_app.command("set")
+@policy_app.command("set", cls=_Command)
 def policy_set(
     tenant: Annotated[str, typer.Option(help="Whose policy to change.")],
     semantic: Annotated[
@@ -246,7 +358,7 @@ def policy_set(
         bool | None, typer.Option("--auto-promote/--no-auto-promote", show_default=False)
     ] = None,
     min_samples: Annotated[int | None, typer.Option(show_default=False)] = None,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Change some fields of a tenant's policy (the change is audited)."""
@@ -265,7 +377,7 @@ def policy_set(
     def run() -> None:
         if not changes:
             raise ConfigurationError("say what to change, e.g. --semantic shadow")
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             pol = engine.set_policy(tenant, **changes)
         finally:
@@ -277,16 +389,16 @@ def policy_set(
     _guarded(run)
 
 
-@policy_app.command("reset")
+@policy_app.command("reset", cls=_Command)
 def policy_reset(
     tenant: Annotated[str, typer.Option(help="Whose overrides to drop.")],
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Drop a tenant's overrides: the defaults apply again."""
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             engine.reset_policy(tenant)
         finally:
@@ -296,7 +408,7 @@ def policy_reset(
     _guarded(run)
 
 
-@app.command()
+@app.command(cls=_Command)
 def calibrate(
     tenant: Annotated[str, typer.Option(help="Whose shadow verdicts to use.")],
     apply: Annotated[
@@ -306,13 +418,17 @@ def calibrate(
             help="Store the threshold and switch the tenant to live (audited).",
         ),
     ] = False,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
-    """Recommend the lowest threshold whose wrong-serve bound stays under the tenant's target."""
+    """Recommend the lowest threshold whose wrong-serve bound stays under the tenant's target.
+
+    Exits with 2 when there is no recommendation yet (too few verdicts, or no threshold
+    meets the target), so scripts can tell "not yet" from an error (1).
+    """
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             before = engine.get_policy(tenant)
             cal = engine.calibrate(tenant, apply=apply)
@@ -347,17 +463,17 @@ def calibrate(
 
 
 # -- operations ----------------------------------------------------------------------------
-@app.command()
+@app.command(cls=_Command)
 def stats(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Totals per tenant, summed over every process and restart (persisted in Redis)."""
     from rich.table import Table
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             snap = engine.stats(tenant)
         finally:
@@ -373,7 +489,7 @@ def stats(
 
         shadow = any(v["promoted"] or v["shadow_hits"] for v in totals.values())
         columns = ["reqs", "exact", "sem."] + (["prom.", "shadow"] if shadow else [])
-        columns += ["miss", "err", "hit\nrate", "tokens\nsaved", "USD\nsaved", "entries"]
+        columns += ["guard", "miss", "err", "hit\nrate", "tokens\nsaved", "USD\nsaved", "entries"]
         table = Table(
             title=f"Namespace {escape(namespace)}",
             title_justify="left",
@@ -391,6 +507,7 @@ def stats(
             if shadow:
                 row += [f"{v['promoted']:,}", f"{v['shadow_hits']:,}"]
             row += [
+                f"{v['guarded']:,}",
                 f"{v['misses']:,}",
                 f"{v['errors']:,}",
                 f"{v['hit_rate']:.1%}",
@@ -408,7 +525,7 @@ def stats(
     _guarded(run)
 
 
-@app.command()
+@app.command(cls=_Command)
 def invalidate(
     tenant: Annotated[str | None, typer.Option(help="This tenant's entries.")] = None,
     tag: Annotated[
@@ -422,7 +539,7 @@ def invalidate(
         bool, typer.Option("--all", help="Every entry of the namespace.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --all.")] = False,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Delete entries (criteria combine with AND). Asks before deleting everything."""
@@ -434,7 +551,7 @@ def invalidate(
             typer.confirm(
                 f"Delete every entry of namespace {namespace!r} (all tenants)?", abort=True
             )
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         try:
             removed = engine.invalidate(
                 tenant=tenant,
@@ -450,10 +567,10 @@ def invalidate(
     _guarded(run)
 
 
-@app.command("export")
+@app.command("export", cls=_Command)
 def export_cmd(
     path: Annotated[Path, typer.Argument(help="JSON Lines file to write ('-' for stdout).")],
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Write every entry (vectors included) as JSON Lines, for backup or warm-up."""
@@ -464,7 +581,7 @@ def export_cmd(
     from .transfer import export_entries
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
         err = Console(stderr=True)
         try:
             total = engine.count()
@@ -486,10 +603,10 @@ def export_cmd(
     _guarded(run)
 
 
-@app.command("import")
+@app.command("import", cls=_Command)
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="JSON Lines file from `semcache export`.")],
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
     """Load exported entries into a namespace (its index must have the same dimensions)."""
@@ -502,7 +619,7 @@ def import_cmd(
             raise ConfigurationError(f"{path} is not a file")
         lines = path.read_text(encoding="utf-8").splitlines()
         dims = _export_dims(lines)
-        engine = _admin_engine(redis_url, namespace, dims=dims)
+        engine = _admin_engine(_resolve_url(redis_url), namespace, dims=dims)
         try:
             with Progress(console=Console(stderr=True)) as progress:
                 task = progress.add_task("Importing", total=len(lines))
@@ -528,33 +645,71 @@ def _export_dims(lines: list[str]) -> int | None:
     return None
 
 
-@app.command()
+@app.command(cls=_Command)
 def metrics(
-    port: Annotated[int, typer.Option(help="Port for /metrics.", min=1, max=65535)] = 9464,
-    redis_url: RedisUrlOption = _DEFAULT_URL,
+    port: Annotated[
+        int, typer.Option(help="TCP port (0: a free one, printed at start).", min=0, max=65535)
+    ] = 9464,
+    host: Annotated[
+        str,
+        typer.Option(help="Address to bind; 0.0.0.0 accepts scrapes from other hosts."),
+    ] = "127.0.0.1",
+    tenant_label: Annotated[
+        str,
+        typer.Option(
+            help="Label series by tenant: off (one series per namespace), digest (the "
+            "tenant's digest) or id (the raw tenant id; mind cardinality and privacy).",
+        ),
+    ] = "off",
+    redis_url: RedisUrlOption = None,
     namespace: NamespaceOption = "default",
 ) -> None:
-    """Serve the persisted per-tenant totals as Prometheus metrics until Ctrl-C."""
+    """Serve the persisted totals: Prometheus /metrics and JSON /metrics/cache/statistics.
+
+    JSON routes: /metrics/cache/statistics (combined) and /metrics/cache/statistics/exact
+    or /semantic; add ?tenant=ID for one tenant. Runs until Ctrl-C.
+    """
     import time
 
     from prometheus_client import CollectorRegistry
 
-    from .prometheus import TotalsCollector, start_metrics_server
+    from .http import STATISTICS_PATH, serve_exporter
+    from .prometheus import TotalsCollector, tenant_label_mode
 
     def run() -> None:
-        engine = _admin_engine(redis_url, namespace)
-        engine.stats(totals=True)  # fail now, with one line, if Redis is unreachable
+        mode = tenant_label_mode(tenant_label)
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
+        snap = engine.stats(totals=True)
+        if snap.get("totals") is None:  # fail now, in one line, not with totals_up 0
+            raise BackendUnavailableError(snap.get("totals_error") or "cannot read the totals")
         registry = CollectorRegistry()
-        registry.register(TotalsCollector(engine))
-        start_metrics_server(port, registry=registry)
-        Console().print(
-            f"Serving totals of namespace {escape(namespace)} on http://0.0.0.0:{port}/metrics "
-            "(Ctrl-C stops)."
+        registry.register(TotalsCollector(engine, tenant_label=mode))
+        try:
+            server, _ = serve_exporter(engine, host, port, registry)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another "
+                "--port or --host"
+            ) from exc
+        bound_host, bound_port = server.server_address[:2]
+        base = f"http://{_url_host(str(bound_host))}:{bound_port}"
+        Console(soft_wrap=True).print(
+            f"Serving totals of namespace {escape(namespace)} on {base}/metrics and "
+            f"{base}{STATISTICS_PATH} (Ctrl-C stops)."
         )
-        while True:
-            time.sleep(3600)
+        try:
+            while True:
+                time.sleep(3600)
+        finally:
+            server.shutdown()
+            server.server_close()
+            engine.close()
 
     _guarded(run)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def main() -> None:

@@ -47,6 +47,8 @@ __all__ = [
     "EmbeddedRedis",
     "find_modules",
     "find_redis_server",
+    "find_running",
+    "has_data",
     "run_foreground",
     "start_embedded_redis",
 ]
@@ -357,6 +359,29 @@ def start_embedded_redis(
     return server
 
 
+def find_running(data_dir: str | Path | None = None) -> EmbeddedRedis | None:
+    """The embedded server running on a data directory, found through its ``server.json``.
+
+    Creates nothing and starts nothing: ``None`` when no live server is recorded there.
+
+    Args:
+        data_dir: As for :func:`start_embedded_redis` (default ``$SEMCACHE_DATA_DIR``,
+            else the user data directory).
+
+    Raises:
+        EmbeddedRedisError: the recorded server is still loading or has no RediSearch.
+    """
+    directory = _data_dir_path(data_dir)
+    if not (directory / _STATE_FILE).is_file():
+        return None
+    return _find_running(directory, _PROBE_TIMEOUT * 4)
+
+
+def has_data(data_dir: str | Path | None = None) -> bool:
+    """True when a data directory holds an embedded server's files (an AOF), running or not."""
+    return (_data_dir_path(data_dir) / "appendonlydir").is_dir()
+
+
 def run_foreground(data_dir: str | Path | None = None, *, port: int | None = None) -> int:
     """Run the embedded server until Ctrl-C or SIGTERM (the ``semcache redis`` command).
 
@@ -368,15 +393,19 @@ def run_foreground(data_dir: str | Path | None = None, *, port: int | None = Non
         port: As for :func:`start_embedded_redis`.
 
     Returns:
-        The process exit code: 0 after a requested stop, 1 if the server died on its own.
+        The process exit code: 130 after Ctrl-C (SIGINT, as shells report it), 0 after
+        SIGTERM (a service manager's stop), 1 if the server died on its own.
 
     Raises:
         EmbeddedRedisError: The server could not be started.
     """
     server = start_embedded_redis(data_dir, port=port)
     stop_requested = threading.Event()
+    code = 0
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal code
+        code = 128 + signal.SIGINT if signum == signal.SIGINT else 0
         stop_requested.set()
 
     previous: dict[signal.Signals, Any] = {}
@@ -404,12 +433,12 @@ def run_foreground(data_dir: str | Path | None = None, *, port: int | None = Non
                 )
                 return 1
     except KeyboardInterrupt:
-        pass
+        code = 128 + signal.SIGINT
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.stop()
-    return 0
+    return code
 
 
 # --------------------------------------------------------------------------- internals
@@ -465,7 +494,7 @@ def _server_version(path: Path) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def _resolve_data_dir(data_dir: str | Path | None) -> Path:
+def _data_dir_path(data_dir: str | Path | None) -> Path:
     if data_dir is not None:
         path = Path(data_dir)
     elif os.environ.get(DATA_DIR_ENV, "").strip():
@@ -475,7 +504,11 @@ def _resolve_data_dir(data_dir: str | Path | None) -> Path:
 
         path = Path(platformdirs.user_data_dir("semcache")) / "redis"
     # Absolute and symlink-free: Redis is given it as its working directory.
-    path = path.expanduser().resolve()
+    return path.expanduser().resolve()
+
+
+def _resolve_data_dir(data_dir: str | Path | None) -> Path:
+    path = _data_dir_path(data_dir)
     try:
         # 0o700: the cache holds users' prompts and answers.
         path.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -275,8 +275,9 @@ class CacheEngine:
             raises here. ``False`` defers all I/O to the first call or `setup`/`asetup`.
         metrics: Prometheus metrics: ``True`` for the default registry, a
             `PrometheusMetrics` (own registry, tenant label), or ``None`` for none.
-        prices: model -> price per million tokens, overriding the built-in table
-            (`semcache_core.pricing`), or a `PriceTable`.
+        prices: model id -> price per million tokens, winning over the maintained
+            genai-prices data (the ``prices`` extra), or a `PriceTable`; ids match
+            exactly (`semcache_core.pricing`).
         judge: decides whether a shadow candidate agreed with the fresh answer:
             ``"text"`` (normalized equality, the default), an `EmbeddingJudge`, or a
             function ``(question, candidate, fresh) -> bool`` (see `semcache_core.judges`).
@@ -827,14 +828,19 @@ class CacheEngine:
         """
         try:
             raw = self._store.read_policy(tenant)
+        except _REDIS_FAULTS as exc:
+            raise _translate(exc) from exc
+        try:  # only what is stored can be a corrupt stored policy ...
             old = parse_stored(raw) or {}
-            base = old if policy is None else policy.overrides()
-            new = make_policy(**{**base, **changes}).overrides()
+            make_policy(**old)
+        except ValueError as exc:
+            raise ConfigurationError(f"the stored policy of {tenant!r} is invalid: {exc}") from exc
+        base = old if policy is None else policy.overrides()
+        new = make_policy(**{**base, **changes}).overrides()  # ... bad input says so itself
+        try:
             return self._write_policy_sync(tenant, old, new, "set", None)
         except _REDIS_FAULTS as exc:
             raise _translate(exc) from exc
-        except ValueError as exc:
-            raise ConfigurationError(f"the stored policy of {tenant!r} is invalid: {exc}") from exc
 
     def reset_policy(self, tenant: str) -> TenantPolicy:
         """Drop a tenant's overrides: the code defaults apply again (audited)."""
@@ -1851,7 +1857,7 @@ class CacheEngine:
 
         ``stats()["tenants"]`` counts what this process did: per tenant, lookups by
         outcome (``exact_hits``, ``semantic_hits``, ``promoted``, ``shadow_hits``,
-        ``misses`` (what the LLM answered, shadow hits included), ``bypassed``),
+        ``misses`` (shadow hits are counted apart, in ``shadow_hits``), ``bypassed``),
         ``errors``, ``stores``, verdicts, ``tokens_saved``, ``cost_saved_usd``,
         ``hit_rate``. ``stats()["totals"]`` has the same fields summed over every
         process and restart (persisted in Redis), plus ``entries`` per tenant, and
@@ -1890,13 +1896,20 @@ class CacheEngine:
                 snap["totals"] = {t: summarize(c) for t, c in raw.items()}
                 snap["index"] = self._index_summary()
                 for t, view in snap["totals"].items():
-                    view["entries"] = self._store.count(
-                        query.tag_any("tenant", [tenant_digest(t)])
-                    )
+                    view["entries"] = self._entries_of(t)
             except Exception as exc:
                 snap["totals"] = None
-                snap["totals_error"] = str(_translate(exc))
+                snap["totals_error"] = str(_translate(exc, self.config.redis_url))
         return snap
+
+    def _entries_of(self, tenant: str) -> int:
+        """Entries of one tenant; 0 when the index is gone (dropped, or Redis emptied)."""
+        try:
+            return int(self._store.count(query.tag_any("tenant", [tenant_digest(tenant)])))
+        except redis.ResponseError as exc:
+            if is_missing_index(exc):
+                return 0
+            raise
 
     def _index_summary(self) -> dict[str, Any]:
         info = self._store.index_info()
@@ -1957,12 +1970,17 @@ async def _close_at_loop_shutdown(store: AsyncStore, *, own: bool) -> AsyncGener
             await store.close()
 
 
-def _translate(exc: BaseException) -> BaseException:
-    """Redis errors become ours, so callers catch one family."""
+def _translate(exc: BaseException, url: str | None = None) -> BaseException:
+    """Redis errors become ours, so callers catch one family; a Redis without the search
+    module gets the fix-it message, not the echoed command."""
     if isinstance(exc, SemcacheError):
         return exc
-    if isinstance(exc, redis.TimeoutError):
-        err: SemcacheError = BackendTimeoutError(f"Redis timed out: {exc}")
+    if isinstance(exc, redis.ResponseError) and "unknown command 'ft." in str(exc).lower():
+        err: SemcacheError = ConfigurationError(
+            NO_SEARCH_MODULE.format(url=redacted_url(url) if url else "this address")
+        )
+    elif isinstance(exc, redis.TimeoutError):
+        err = BackendTimeoutError(f"Redis timed out: {exc}")
     elif isinstance(exc, (redis.RedisError, OSError)):
         err = BackendUnavailableError(f"Redis failed: {type(exc).__name__}: {exc}")
     else:

@@ -35,11 +35,12 @@ def summarize(c: Any) -> dict[str, Any]:
         "semantic_hits": n(Outcome.SEMANTIC_HIT.value),
         "promoted": n(Outcome.PROMOTED.value),
         "shadow_hits": n(Outcome.SHADOW_HIT.value),
-        # Near enough to serve, refused by the verifier: the LLM answered.
+        # Near enough to serve, refused by the verifier: its own outcome.
         "guarded": n(Outcome.GUARDED.value),
-        # What the LLM answered: misses, shadow hits and guarded candidates included
-        # (neither is served).
-        "misses": n(Outcome.MISS.value) + n(Outcome.SHADOW_HIT.value) + n(Outcome.GUARDED.value),
+        # Only misses: shadow hits and guarded candidates are their own outcomes (the LLM
+        # answered them too; the LLM's share of requests is misses + shadow_hits +
+        # guarded + bypassed + errors).
+        "misses": n(Outcome.MISS.value),
         "bypassed": n(Outcome.BYPASS.value),
         "errors": n("errors"),
         "stores": n("stores"),

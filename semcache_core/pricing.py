@@ -4,18 +4,23 @@ A served hit saves the tokens the cached call used (input plus output) and what 
 cost at the model's prices. Unknown usage saves zero tokens; an unknown model saves
 zero dollars. Nothing is ever estimated.
 
-The built-in table is small and illustrative (list prices in USD per million tokens as
-published by the providers in 2025); pass your own with ``CacheEngine(prices={...})``.
+Prices come from the maintained `genai-prices` package (the ``prices`` extra) and from
+the user's own entries (``CacheEngine(prices={...})``), which win. Model ids match
+exactly (see `PriceTable`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,62 +77,111 @@ class Usage:
             return None
 
 
-DEFAULT_PRICES: dict[str, Price] = {
-    "gpt-4o": Price(2.50, 10.00),
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "gpt-4.1": Price(2.00, 8.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.40),
-    "o3": Price(2.00, 8.00),
-    "o4-mini": Price(1.10, 4.40),
-    "claude-3-5-haiku": Price(0.80, 4.00),
-    "claude-3-5-sonnet": Price(3.00, 15.00),
-    "claude-3-7-sonnet": Price(3.00, 15.00),
-    "claude-sonnet-4": Price(3.00, 15.00),
-    "claude-opus-4": Price(15.00, 75.00),
-    "gemini-2.0-flash": Price(0.10, 0.40),
-    "gemini-2.5-flash": Price(0.30, 2.50),
-    "gemini-2.5-pro": Price(1.25, 10.00),
-    "mistral-large": Price(2.00, 6.00),
-    "mistral-small": Price(0.10, 0.30),
-}
-
-
 class PriceTable:
-    """Model name -> `Price`, with the longest-prefix match for dated or suffixed names
-    (``gpt-4o-mini-2024-07-18`` prices as ``gpt-4o-mini``).
+    """Model id -> what a call cost: the user's own prices first, then `genai-prices`_.
+
+    Matching is exact, never by prefix (``o3-mini`` is not ``o3``):
+
+    * a user entry matches its model id, case-insensitively, with or without a
+      ``provider/`` prefix (``openai/my-model`` matches an entry ``"my-model"``);
+    * otherwise, when the ``prices`` extra is installed (``pip install
+      "semcache[prices]"``), the maintained `genai-prices`_ data resolves the id as it
+      documents it: exact ids and its listed aliases, dated snapshots it knows
+      (``gpt-4o-mini-2024-07-18``), and a ``provider/`` prefix naming one of its
+      providers (``openai/gpt-4o``). Tiered prices use the call's real token counts.
+
+    An id neither knows saves zero dollars: never a guess. Without the extra only the
+    user's prices apply.
+
+    .. _genai-prices: https://pypi.org/project/genai-prices/
 
     Args:
-        prices: entries that override or extend the defaults; a value may be a `Price`
-            or a pair ``(input_per_million, output_per_million)``.
-        defaults: start from `DEFAULT_PRICES` (``False``: only ``prices``).
+        prices: the user's entries, which win over genai-prices; a value may be a
+            `Price` or a pair ``(input_per_million, output_per_million)``.
+        defaults: fall back to genai-prices when installed (``False``: only ``prices``).
+
+    Example:
+        >>> PriceTable({"my-model": (1.0, 2.0)}).cost(Usage(1_000_000, 0, "my-model"))
+        1.0
     """
 
     def __init__(self, prices: Mapping[str, Any] | None = None, *, defaults: bool = True) -> None:
-        table: dict[str, Price] = dict(DEFAULT_PRICES) if defaults else {}
+        table: dict[str, Price] = {}
         for name, value in (prices or {}).items():
+            if not isinstance(name, str) or not name:
+                raise ConfigurationError(f"a price needs a model id (a string), got {name!r}")
             table[name.lower()] = _as_price(name, value)
         self._table = table
-        self._by_length = sorted(table, key=len, reverse=True)
+        self._defaults = defaults
 
     def price(self, model: str | None) -> Price | None:
-        if not model:
+        """The user's price for ``model``, else genai-prices' base rate; None if unknown."""
+        own = self._own(model)
+        if own is not None or not model or not self._defaults:
+            return own
+        one_in = _maintained_cost(model, 1_000_000, 0)
+        one_out = _maintained_cost(model, 0, 1_000_000)
+        if one_in is None or one_out is None:
             return None
-        name = model.lower().rsplit("/", 1)[-1]  # "openai/gpt-4o" -> "gpt-4o"
-        exact = self._table.get(name)
-        if exact is not None:
-            return exact
-        for known in self._by_length:
-            if name.startswith(known):
-                return self._table[known]
-        return None
+        return Price(one_in, one_out)
 
     def cost(self, usage: Usage | None) -> float:
         """USD the call cost; 0.0 when usage or the model's price is unknown."""
-        if usage is None:
+        if usage is None or not usage.model:
             return 0.0
-        price = self.price(usage.model)
-        return price.cost(usage.input_tokens, usage.output_tokens) if price else 0.0
+        own = self._own(usage.model)
+        if own is not None:
+            return own.cost(usage.input_tokens, usage.output_tokens)
+        if not self._defaults:
+            return 0.0
+        found = _maintained_cost(usage.model, usage.input_tokens, usage.output_tokens)
+        return found if found is not None else 0.0
+
+    def _own(self, model: str | None) -> Price | None:
+        if not model:
+            return None
+        name = model.lower()
+        found = self._table.get(name)
+        if found is None and "/" in name:
+            found = self._table.get(name.rsplit("/", 1)[-1])
+        return found
+
+
+def maintained_prices_available() -> bool:
+    """True when the ``prices`` extra (genai-prices) is installed."""
+    return _genai() is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _genai() -> Any:
+    try:
+        import genai_prices
+    except ImportError:
+        return None
+    return genai_prices
+
+
+def _maintained_cost(model: str, input_tokens: int, output_tokens: int) -> float | None:
+    """genai-prices' price of one call, or None when the extra is missing or the id unknown."""
+    genai = _genai()
+    if genai is None:
+        return None
+    usage = genai.Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    ref = model.lower()
+    attempts: list[tuple[str, str | None]] = [(ref, None)]
+    if "/" in ref:  # "openai/gpt-4o": a provider prefix genai-prices knows
+        provider, _, rest = ref.partition("/")
+        attempts.insert(0, (rest, provider))
+    for model_ref, provider_id in attempts:
+        try:
+            result = genai.calc_price(usage, model_ref, provider_id=provider_id)
+        except LookupError:
+            continue
+        except Exception:  # bad data in a price snapshot must never break a hit
+            logger.warning("genai-prices could not price a model", exc_info=True)
+            return None
+        return float(result.total_price)
+    return None
 
 
 def _as_price(name: str, value: Any) -> Price:

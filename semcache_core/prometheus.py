@@ -16,18 +16,22 @@
 ``semcache_verdicts_total``            shadow verdicts by ``agreed``
 =====================================  =====================================================
 
-Every series has a ``namespace`` label; a ``tenant`` label is opt-in
-(``PrometheusMetrics(tenant_label=True)``) because tenant counts can be unbounded.
+Every series has a ``namespace`` label; a ``tenant`` label is opt-in because tenant
+counts can be unbounded and ids may be private: ``tenant_label="id"`` (or ``True``)
+labels with the tenant id, ``"digest"`` with the tenant's digest (the token semcache
+uses in Redis keys; ``semcache_core.request.tenant_digest``), ``"off"`` (the default)
+with neither. ``semcache metrics --tenant-label`` takes the same values.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from .policy import Outcome
+from .request import tenant_digest
 
 LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -42,7 +46,36 @@ _LAYER = {
     Outcome.GUARDED: "semantic",
 }
 
-_instances: dict[tuple[int, bool], PrometheusMetrics] = {}
+TenantLabel = Literal["off", "digest", "id"]
+TENANT_LABELS: tuple[TenantLabel, ...] = ("off", "digest", "id")
+
+_instances: dict[tuple[int, TenantLabel], PrometheusMetrics] = {}
+
+
+def tenant_label_mode(value: bool | str) -> TenantLabel:
+    """``True`` -> ``"id"``, ``False`` -> ``"off"``; a mode name as is.
+
+    Raises:
+        ConfigurationError: anything else.
+    """
+    if value is True:
+        return "id"
+    if value is False:
+        return "off"
+    if value in TENANT_LABELS:
+        return value
+    from .errors import ConfigurationError
+
+    raise ConfigurationError(
+        f"tenant_label must be one of {', '.join(TENANT_LABELS)} (or a bool), got {value!r}"
+    )
+
+
+def tenant_label_value(mode: TenantLabel, tenant: str) -> str:
+    """What a ``tenant`` label carries in ``mode`` (not ``"off"``)."""
+    return tenant_digest(tenant) if mode == "digest" else tenant
+
+
 _instances_lock = threading.Lock()
 
 
@@ -54,15 +87,17 @@ class PrometheusMetrics:
 
     Args:
         registry: where to register; default the process-wide ``REGISTRY``.
-        tenant_label: add a ``tenant`` label (mind the cardinality).
+        tenant_label: add a ``tenant`` label (mind the cardinality): ``"id"`` or
+            ``True`` the tenant id, ``"digest"`` its digest, ``"off"``/``False`` none.
     """
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, *, tenant_label: bool = False
+        self, registry: CollectorRegistry | None = None, *, tenant_label: bool | str = False
     ) -> None:
         self.registry = registry if registry is not None else REGISTRY
-        self.tenant_label = tenant_label
-        t = ["tenant"] if tenant_label else []
+        self.tenant_mode = tenant_label_mode(tenant_label)
+        self.tenant_label = self.tenant_mode != "off"
+        t = ["tenant"] if self.tenant_label else []
         reg = self.registry
         self.requests = Counter(
             "semcache_requests",
@@ -120,19 +155,19 @@ class PrometheusMetrics:
 
     @classmethod
     def get(
-        cls, registry: CollectorRegistry | None = None, *, tenant_label: bool = False
+        cls, registry: CollectorRegistry | None = None, *, tenant_label: bool | str = False
     ) -> PrometheusMetrics:
         """The shared instance for a registry (created on first use)."""
         reg = registry if registry is not None else REGISTRY
         with _instances_lock:
-            key = (id(reg), tenant_label)
+            key = (id(reg), tenant_label_mode(tenant_label))
             found = _instances.get(key)
             if found is None:
                 found = _instances[key] = cls(reg, tenant_label=tenant_label)
             return found
 
     def _t(self, tenant: str) -> list[str]:
-        return [tenant] if self.tenant_label else []
+        return [tenant_label_value(self.tenant_mode, tenant)] if self.tenant_label else []
 
     # -- the sink interface LocalStats forwards to -----------------------------------------
     def lookup(
@@ -170,9 +205,11 @@ class PrometheusMetrics:
 
 
 def start_metrics_server(
-    port: int, addr: str = "0.0.0.0", registry: CollectorRegistry | None = None
+    port: int, addr: str = "127.0.0.1", registry: CollectorRegistry | None = None
 ) -> Any:
     """Serve ``/metrics`` on ``port`` from a daemon thread (prometheus-client's server).
+
+    Binds loopback by default; pass ``addr="0.0.0.0"`` to accept scrapes from other hosts.
 
     Returns:
         What ``prometheus_client.start_http_server`` returns (server, thread).
@@ -184,8 +221,15 @@ def start_metrics_server(
 
 class TotalsCollector:
     """Exposes the totals persisted in Redis (every process, every restart) at scrape time,
-    as ``semcache_tenant_*`` counters with a ``tenant`` label. For ``semcache metrics``:
-    one exporter per deployment instead of one per process."""
+    as ``semcache_tenant_*`` counters. For ``semcache metrics``: one exporter per
+    deployment instead of one per process.
+
+    Args:
+        engine: whose namespace to read.
+        tenant_label: as for `PrometheusMetrics`: ``"off"`` (default) sums the tenants
+            into one series per namespace; ``"digest"`` or ``"id"`` adds a ``tenant``
+            label with the tenant's digest or id.
+    """
 
     _FIELDS = (
         ("requests", "Lookups."),
@@ -200,8 +244,9 @@ class TotalsCollector:
         ("cost_saved_usd", "USD saved."),
     )
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, *, tenant_label: bool | str = False) -> None:
         self.engine = engine
+        self.tenant_mode = tenant_label_mode(tenant_label)
 
     def describe(self) -> list[Any]:
         return []  # collected lazily: no Redis call at registration
@@ -212,23 +257,38 @@ class TotalsCollector:
         snap = self.engine.stats(totals=True)
         totals = snap.get("totals") or {}
         ns = self.engine.config.namespace
+        labels = ["namespace"] if self.tenant_mode == "off" else ["namespace", "tenant"]
+        rows: list[tuple[list[str], Any]] = (
+            [([ns], _summed(totals.values()))]
+            if self.tenant_mode == "off"
+            else [
+                ([ns, tenant_label_value(self.tenant_mode, t)], view) for t, view in totals.items()
+            ]
+        )
         for name, doc in self._FIELDS:
             family = CounterMetricFamily(
-                f"semcache_tenant_{name}",
-                doc + " Persisted totals.",
-                labels=["namespace", "tenant"],
+                f"semcache_tenant_{name}", doc + " Persisted totals.", labels=labels
             )
-            for tenant, view in totals.items():
-                family.add_metric([ns, tenant], float(view.get(name, 0)))
+            for values, view in rows:
+                family.add_metric(values, float(view.get(name, 0)))
             yield family
         entries = GaugeMetricFamily(
-            "semcache_tenant_entries", "Entries in the index.", labels=["namespace", "tenant"]
+            "semcache_tenant_entries", "Entries in the index.", labels=labels
         )
-        for tenant, view in totals.items():
-            entries.add_metric([ns, tenant], float(view.get("entries", 0)))
+        for values, view in rows:
+            entries.add_metric(values, float(view.get("entries", 0)))
         yield entries
         up = GaugeMetricFamily(
             "semcache_totals_up", "1 if Redis answered the scrape.", labels=["namespace"]
         )
         up.add_metric([ns], 0.0 if snap.get("totals") is None else 1.0)
         yield up
+
+
+def _summed(views: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for view in views:
+        for name, value in view.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[name] = out.get(name, 0.0) + float(value)
+    return out

@@ -26,12 +26,23 @@ from dataclasses import dataclass
 
 __all__ = [
     "INTENTS",
+    "MODEL_PRICES",
     "Intent",
     "WorkloadItem",
     "answer_for",
     "intent_of",
     "replay",
 ]
+
+
+MODEL_PRICES: dict[str, tuple[float, float]] = {
+    "support-small": (0.15, 0.60),
+    "support-large": (2.50, 10.00),
+}
+"""Illustrative prices of the demo's two fake models, USD per million (input, output)
+tokens (in the range of small and large hosted LLMs). The demo passes them to the engine
+(``CacheEngine(prices=MODEL_PRICES)``), so the persisted totals and ``semcache stats``
+count the money its hits saved, as its own report does."""
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def test_totals_collector_parses(
     try:
         _fill(engine)
         registry = CollectorRegistry()
-        registry.register(TotalsCollector(engine))
+        registry.register(TotalsCollector(engine, tenant_label="id"))
         text = generate_latest(registry).decode()
         values = {
             (s.name, s.labels.get("tenant")): s.value

@@ -100,8 +100,23 @@ def test_engine_stats_agree_with_the_report(full_run: tuple[DemoReport, str, Any
         assert theirs["requests"] == mine.requests
         assert theirs["exact_hits"] == mine.exact_hits
         assert theirs["semantic_hits"] == mine.semantic_hits
-        assert theirs["misses"] == mine.misses
+        # What the models answered: plain misses and candidates the verifier refused.
+        assert theirs["misses"] + theirs["guarded"] == mine.misses
         assert theirs["stores"] == mine.misses  # every answer the models gave was cached
+        assert theirs["tokens_saved"] == mine.tokens_saved
+        assert theirs["cost_saved_usd"] == pytest.approx(mine.cost_saved_usd)
+        assert mine.cost_saved_usd > 0
+
+
+def test_cli_stats_after_the_demo_count_the_money_saved(
+    full_run: tuple[DemoReport, str, Any], redis_url: str
+) -> None:
+    report, _, _ = full_run
+    args = ["stats", "--redis-url", redis_url, "--namespace", report.namespace]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for t in TENANTS:
+        assert f"${report.tally(tenant=t).cost_saved_usd:,.4f}" in result.stdout, result.stdout
 
 
 def test_every_intent_reached_a_model_and_hits_save_tokens(
