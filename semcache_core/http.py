@@ -53,6 +53,7 @@ _INT_FIELDS = (
     "semantic_hits",
     "promoted",
     "shadow_hits",
+    "guarded",
     "misses",
     "bypassed",
     "errors",
