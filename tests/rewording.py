@@ -18,15 +18,15 @@ from semcache_core.workload import INTENTS, intent_of
 
 REWORDINGS: dict[str, tuple[str, ...]] = {
     "reset_password": (
-        "To reset it, open the sign-in page and click \"Forgot password?\", then type the "
+        'To reset it, open the sign-in page and click "Forgot password?", then type the '
         "email address you registered with. You'll get a link by email; it expires after an "
         "hour. Nothing in your inbox? Look in spam, or have a workspace admin trigger a "
         "reset under Settings > Members.",
-        "No problem! Use the \"Forgot password?\" link on the login screen and enter your "
+        'No problem! Use the "Forgot password?" link on the login screen and enter your '
         "account email. A password reset link is sent to you and works for 60 minutes. If "
         "the email doesn't show up, check the spam folder; an admin can also send you a "
         "reset from Settings > Members.",
-        "Head to the Acme Cloud sign-in page, choose \"Forgot password?\" and submit your "
+        'Head to the Acme Cloud sign-in page, choose "Forgot password?" and submit your '
         "account's email address. We'll send a reset link valid for 60 minutes. Still "
         "nothing after a few minutes? Check spam, or ask your workspace admin to reset it "
         "for you in Settings > Members.",
