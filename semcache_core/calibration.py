@@ -26,6 +26,10 @@ is the plain Clopper-Pearson bound. `noise_credit` caps the judge's declared ``f
 what the tenant's own most similar verdicts show, so a judge that is not noisy on this
 tenant's answers earns no credit.
 
+What it costs: a judge that calls 6 % of right answers wrong leaves little room under a
+2 % target; a few hundred verdicts then certify about 5 %, and 2 % needs thousands (or a
+less noisy judge). The bound says so rather than guessing.
+
 Pure functions, no I/O.
 """
 
@@ -263,20 +267,27 @@ def noise_credit(
     verdicts: Iterable[Verdict],
     declared: float,
     *,
-    band: float = 0.95,
-    confidence: float = 0.95,
+    top_share: float = 0.25,
+    at_least: int = 30,
 ) -> float:
     """The false-disagreement rate calibration may credit: the judge's ``declared``
-    (measured) rate, capped by the lower confidence bound of the disagreement rate among
-    the tenant's verdicts at similarity >= ``band``, where nearly every candidate is
-    right, so disagreements there are mostly the judge's noise on this tenant's answers.
-    Few verdicts in the band, or a judge that agrees on this tenant's answers, give
-    little or no credit."""
+    (measured, a lower confidence bound) rate, capped by the disagreement rate among the
+    tenant's most similar verdicts (the top ``top_share``, at least ``at_least`` of them).
+
+    Near the top nearly every candidate is right, so disagreements there are mostly the
+    judge's noise on this tenant's answers: a judge that agrees on them (a deterministic
+    LLM, templated answers) earns no credit, and until ``at_least`` such verdicts exist
+    none is given. The cap is a guard, not a confidence bound: a tenant whose most
+    similar candidates are often wrong would have that error partly credited as noise,
+    up to ``declared`` at most.
+    """
     if declared <= 0.0:
         return 0.0
-    top = [v for v in verdicts if v.similarity >= band]
-    observed = clopper_pearson_lower(sum(not v.agreed for v in top), len(top), confidence)
-    return min(declared, observed)
+    ordered = sorted(verdicts, key=lambda v: v.similarity, reverse=True)
+    top = ordered[: int(len(ordered) * top_share)]
+    if len(top) < at_least:
+        return 0.0
+    return min(declared, sum(not v.agreed for v in top) / len(top))
 
 
 # -- the recommendation --------------------------------------------------------------------

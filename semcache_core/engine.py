@@ -933,9 +933,7 @@ class CacheEngine:
             target_error=pol.target_error,
             min_samples=pol.min_samples,
             confidence=self.config.confidence,
-            false_disagreement=calibration.noise_credit(
-                verdicts, declared, confidence=self.config.confidence
-            ),
+            false_disagreement=calibration.noise_credit(verdicts, declared),
             false_agreement=float(getattr(self.judge, "false_agreement", 0.0)),
         )
 
