@@ -1804,7 +1804,9 @@ class CacheEngine:
         return self._store.count(expr)
 
     def close(self) -> None:
-        """Write pending counters, stop the L1 subscriber, close the sync connection pool."""
+        """Stop the background calibrator, write pending counters, stop the L1 subscriber,
+        close the sync connection pool."""
+        self._calibrator.close()
         self._maybe_flush_sync(force=True)
         if self._l1_sub is not None:
             self._l1_sub.stop()

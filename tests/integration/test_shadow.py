@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -297,18 +298,100 @@ async def test_auto_promote_from_the_async_store_path(
         target_error=0.1,
     )
     await engine.astore(engine.request("6", tenant="acme", scope={"model": "m"}), b"six")
-    for i in range(40):
+    for i in range(30):
         req = engine.request(
-            f"6@{0.85 + i * 0.003:.4f}#{i}", tenant="acme", scope={"model": "m"}, ttl=0
+            f"6@{0.85 + i * 0.004:.4f}#{i}", tenant="acme", scope={"model": "m"}, ttl=0
         )
         result = await engine.alookup(req)
-        if result.outcome == Outcome.SEMANTIC_HIT:
-            break  # promoted to live: served from now on
+        assert result.outcome in (Outcome.SHADOW_HIT, Outcome.MISS)
         await engine.astore(req, b"six")
+    assert engine.drain_calibration(10.0)  # the engine's own thread calibrates
     pol = engine.get_policy("acme")
     assert pol.semantic == "live" and pol.threshold < 0.95
     assert engine.audit_log("acme")[0]["action"] == "promote"
+    req = engine.request("6@0.97#live", tenant="acme", scope={"model": "m"}, ttl=0)
+    assert (await engine.alookup(req)).outcome == Outcome.SEMANTIC_HIT
     assert engine.stats("acme")["tenants"]["acme"]["semantic_hits"] >= 1
+
+
+def test_calibration_never_runs_inside_a_users_call(
+    make_engine: Callable[..., CacheEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = angle_engine(make_engine, calibrate_every=5)
+    engine.set_policy(
+        "acme", semantic="shadow", threshold=0.8, promotion_threshold=None, auto_promote=True
+    )
+    threads: list[str] = []
+    real = engine.calibrate
+
+    def spy(tenant: str, *, apply: bool | None = None) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(tenant, apply=apply)
+
+    monkeypatch.setattr(engine, "calibrate", spy)
+    ask(engine, "1", "one")
+    for i in range(20):
+        ask(engine, f"1@0.9#{i}", "one")
+    assert engine.drain_calibration(10.0)
+    assert threads == ["semcache-calibrator"] * 4  # every 5 verdicts, never the caller's
+    engine.close()
+    assert engine._calibrator._thread is not None
+    assert not engine._calibrator._thread.is_alive()  # close() stops it
+
+
+def test_auto_promote_keeps_learning_after_promotion(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    """Live with auto_promote: misses below the threshold and an audit sample of hits
+    above it are judged, and the background calibration moves the threshold down on
+    new agreements and up on new disagreements, audited as ``recalibrate``."""
+    engine = angle_engine(make_engine, calibrate_every=1000, audit_rate=1.0)
+    engine.set_policy(
+        "acme",
+        semantic="shadow",
+        threshold=0.99,
+        promotion_threshold=None,
+        auto_promote=True,
+        min_samples=50,
+        target_error=0.1,
+    )
+    ask(engine, "4", "four")
+    for i in range(60):  # agree from 0.93 up
+        ask(engine, f"4@{0.93 + i * 0.001:.4f}#a{i}", "four")
+    engine.calibrate("acme")
+    first = engine.get_policy("acme")
+    assert first.semantic == "live" and 0.92 < first.threshold < 0.94
+    # Down: agreements below the live threshold (misses, judged in live mode).
+    for i in range(60):
+        ask(engine, f"4@{0.86 + i * 0.001:.4f}#b{i}", "four")
+    engine.calibrate("acme")
+    lower = engine.get_policy("acme")
+    assert lower.threshold < first.threshold - 0.05
+    # Up: audited hits above the threshold that turn out wrong.
+    for i in range(40):
+        result = ask(engine, f"4@{0.87 + i * 0.0005:.4f}#c{i}", f"not four {i}")
+        assert result.outcome == Outcome.SHADOW_HIT  # audit_rate=1: judged, not served
+    engine.calibrate("acme")
+    higher = engine.get_policy("acme")
+    assert higher.semantic == "live" and higher.threshold > lower.threshold
+    actions = [r["action"] for r in engine.audit_log("acme")]
+    assert actions[:3] == ["recalibrate", "recalibrate", "promote"]
+
+
+def test_set_policy_refuses_a_promotion_threshold_below_the_threshold(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    engine = angle_engine(make_engine, threshold=0.9)
+    with pytest.raises(ConfigurationError, match="below threshold"):
+        engine.set_policy("acme", semantic="shadow", promotion_threshold=0.85)
+    with pytest.raises(ConfigurationError, match="below threshold"):
+        engine.set_policy("acme", threshold=0.97, promotion_threshold=0.95)
+    # Inherited, it follows the threshold: this shadow tenant serves only from 0.99.
+    pol = engine.set_policy("acme", semantic="shadow", threshold=0.99)
+    assert pol.promotion_threshold == 0.99
+    ask(engine, "5", "five")
+    assert not ask(engine, "5@0.985#x", "five").hit  # the default 0.98 would have served
+    assert ask(engine, "5@0.995#y", "five").outcome == Outcome.PROMOTED
 
 
 def test_policy_change_reaches_another_process_within_seconds(
