@@ -109,7 +109,7 @@ class EmbeddingJudge:
 
     Example:
         >>> judge = EmbeddingJudge(minilm(), MINILM_BAR)
-        >>> judge.agree("refund?", "Refunds take 30 days.", "You get your money within 30 days.")
+        >>> judge.agree("q", "Refunds take 30 days.", "Refunds are processed within 30 days.")
         True
     """
 
