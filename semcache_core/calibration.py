@@ -8,9 +8,27 @@ one-sided **Clopper-Pearson** (exact binomial) interval, which never undercovers
 the Wilson or normal intervals at the small error counts that matter here.
 
 The recommended threshold is the lowest ``t`` such that, scanning down from the top,
-every threshold with at least ``min_samples`` served verdicts has its bound at or below
-the target. Stopping at the first violation keeps the choice from being the lucky low
-point of a noisy curve.
+every threshold with enough served verdicts to reach the target at all has its bound at
+or below the target. Stopping at the first violation keeps the choice from being the
+lucky low point of a noisy curve (a fixed-sequence test: looking at many thresholds does
+not inflate the error probability). ``min_samples`` counts *all* the tenant's verdicts:
+calibration does not run on less evidence than that, but a threshold is not required to
+have ``min_samples`` verdicts above it, only as many as the bound needs.
+
+**Judge noise.** A verdict is a judge's opinion, not the truth. A judge that calls a
+right but reworded answer "disagreed" with probability ``f`` (false disagreement) and a
+wrong answer "agreed" with probability ``a`` (false agreement) turns a true wrong-serve
+rate ``e`` into an observed disagreement rate ``p = f + e * (1 - f - a)``. Given a lower
+bound on ``f`` and an upper bound on ``a``, testing ``p <= f + target * (1 - f - a)``
+with the exact binomial tail is a valid one-sided test of ``e <= target``, and
+``(upper(p) - f) / (1 - f - a)`` a valid upper bound on ``e``. With ``f = a = 0`` this
+is the plain Clopper-Pearson bound. `noise_credit` caps the judge's declared ``f`` by
+what the tenant's own most similar verdicts show, so a judge that is not noisy on this
+tenant's answers earns no credit.
+
+What it costs: a judge that calls 6 % of right answers wrong leaves little room under a
+2 % target; a few hundred verdicts then certify about 5 %, and 2 % needs thousands (or a
+less noisy judge). The bound says so rather than guessing.
 
 Pure functions, no I/O.
 """
@@ -22,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 METHOD = "clopper-pearson"
+NOISY_METHOD = "clopper-pearson, noise-aware"
 
 
 @dataclass(frozen=True)
@@ -33,12 +52,16 @@ class Verdict:
         agreed: the candidate's answer agreed with the fresh one.
         at: when it was judged (epoch seconds).
         candidate: the candidate entry's key, when known.
+        guarded: the verifier refused the candidate; calibration leaves it out (it is
+            never served), and the share of guarded verdicts that agreed tells how many
+            right answers the verifier turns away.
     """
 
     similarity: float
     agreed: bool
     at: float = 0.0
     candidate: str | None = None
+    guarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +73,8 @@ class CurvePoint:
         served: verdicts at or above it (would-be hits).
         wrong: of those, the disagreeing ones.
         error_rate: ``wrong / served``.
-        upper_bound: the Clopper-Pearson upper bound on the error rate.
+        upper_bound: the upper bound on the true error rate (Clopper-Pearson, corrected
+            for the judge's noise when the calibration was given any).
     """
 
     threshold: float
@@ -72,11 +96,14 @@ class Calibration:
         observed_error: ``wrong / served``.
         upper_bound: the bound on the error rate at that threshold.
         target_error: the bound it had to stay under.
-        min_samples: served verdicts a threshold needed to be considered.
+        min_samples: verdicts (in all) calibration needed before recommending anything.
         confidence: the one-sided confidence level of the bound.
         samples: all verdicts considered.
-        method: the interval used (``"clopper-pearson"``).
+        method: the interval used (``"clopper-pearson"``, or ``"clopper-pearson,
+            noise-aware"`` when judge noise was accounted for).
         reason: one sentence on why this threshold (or why none).
+        false_disagreement: the judge's false-disagreement rate the bound credited.
+        false_agreement: the judge's false-agreement rate the bound allowed for.
         curve: threshold versus error for every distinct similarity (for plots).
     """
 
@@ -91,6 +118,8 @@ class Calibration:
     samples: int
     method: str = METHOD
     reason: str = ""
+    false_disagreement: float = 0.0
+    false_agreement: float = 0.0
     curve: list[CurvePoint] = field(default_factory=list, repr=False)
 
     def evidence(self) -> dict[str, float | int | str | None]:
@@ -106,6 +135,8 @@ class Calibration:
             "confidence": self.confidence,
             "samples": self.samples,
             "method": self.method,
+            "false_disagreement": round(self.false_disagreement, 6),
+            "false_agreement": round(self.false_agreement, 6),
         }
 
 
@@ -182,22 +213,94 @@ def clopper_pearson_upper(wrong: int, n: int, confidence: float = 0.95) -> float
     return hi
 
 
-def within_target(wrong: int, n: int, target: float, confidence: float) -> bool:
-    """Is the upper bound at or below ``target``? (One tail evaluation, no root finding.)"""
+def clopper_pearson_lower(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided lower confidence bound on a rate from ``k`` events in ``n`` trials."""
+    if n <= 0 or k <= 0:
+        return 0.0
+    return 1.0 - clopper_pearson_upper(n - k, n, confidence)
+
+
+def observed_limit(target: float, false_disagreement: float, false_agreement: float) -> float:
+    """The disagreement rate a judge with these noise rates shows at true error ``target``."""
+    return false_disagreement + target * (1.0 - false_disagreement - false_agreement)
+
+
+def true_error_bound(
+    wrong: int,
+    n: int,
+    confidence: float = 0.95,
+    false_disagreement: float = 0.0,
+    false_agreement: float = 0.0,
+) -> float:
+    """Upper bound on the true wrong-serve rate from ``wrong`` disagreements in ``n``."""
+    upper = clopper_pearson_upper(wrong, n, confidence)
+    if n <= 0 or wrong >= n:
+        return 1.0
+    scale = 1.0 - false_disagreement - false_agreement
+    return min(1.0, max(0.0, (upper - false_disagreement) / scale))
+
+
+def within_target(
+    wrong: int,
+    n: int,
+    target: float,
+    confidence: float,
+    false_disagreement: float = 0.0,
+    false_agreement: float = 0.0,
+) -> bool:
+    """Is the (noise-corrected) upper bound at or below ``target``? One tail evaluation."""
     if n <= 0:
         return False
-    return binomial_cdf(wrong, n, target) <= 1.0 - confidence + 1e-12
+    limit = observed_limit(target, false_disagreement, false_agreement)
+    return binomial_cdf(wrong, n, limit) <= 1.0 - confidence + 1e-12
 
 
-def samples_needed(target_error: float, confidence: float = 0.95) -> int:
+def samples_needed(
+    target_error: float,
+    confidence: float = 0.95,
+    false_disagreement: float = 0.0,
+    false_agreement: float = 0.0,
+) -> int:
     """The fewest verdicts whose bound can reach ``target_error`` (with zero wrong):
-    ``1 - (1 - confidence) ** (1 / n) <= target``."""
-    return math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target_error) - 1e-9)
+    ``1 - (1 - confidence) ** (1 / n) <= limit``."""
+    limit = observed_limit(target_error, false_disagreement, false_agreement)
+    return max(1, math.ceil(math.log(1.0 - confidence) / math.log(1.0 - limit) - 1e-9))
+
+
+def noise_credit(
+    verdicts: Iterable[Verdict],
+    declared: float,
+    *,
+    top_share: float = 0.25,
+    at_least: int = 30,
+) -> float:
+    """The false-disagreement rate calibration may credit: the judge's ``declared``
+    (measured, a lower confidence bound) rate, capped by the disagreement rate among the
+    tenant's most similar verdicts (the top ``top_share``, at least ``at_least`` of them).
+
+    Near the top nearly every candidate is right, so disagreements there are mostly the
+    judge's noise on this tenant's answers: a judge that agrees on them (a deterministic
+    LLM, templated answers) earns no credit, and until ``at_least`` such verdicts exist
+    none is given. The cap is a guard, not a confidence bound: a tenant whose most
+    similar candidates are often wrong would have that error partly credited as noise,
+    up to ``declared`` at most.
+    """
+    if declared <= 0.0:
+        return 0.0
+    ordered = sorted(verdicts, key=lambda v: v.similarity, reverse=True)
+    top = ordered[: int(len(ordered) * top_share)]
+    if len(top) < at_least:
+        return 0.0
+    return min(declared, sum(not v.agreed for v in top) / len(top))
 
 
 # -- the recommendation --------------------------------------------------------------------
 def error_curve(
-    verdicts: Iterable[Verdict], confidence: float = 0.95, most: int = 400
+    verdicts: Iterable[Verdict],
+    confidence: float = 0.95,
+    most: int = 400,
+    false_disagreement: float = 0.0,
+    false_agreement: float = 0.0,
 ) -> list[CurvePoint]:
     """Threshold versus error, highest threshold first: one point per distinct
     similarity, thinned evenly to at most ``most`` points (plus the last)."""
@@ -221,7 +324,7 @@ def error_curve(
             served=n,
             wrong=k,
             error_rate=k / n,
-            upper_bound=clopper_pearson_upper(k, n, confidence),
+            upper_bound=true_error_bound(k, n, confidence, false_disagreement, false_agreement),
         )
         for t, n, k in counts
     ]
@@ -233,25 +336,41 @@ def calibrate(
     target_error: float,
     min_samples: int,
     confidence: float = 0.95,
+    false_disagreement: float = 0.0,
+    false_agreement: float = 0.0,
 ) -> Calibration:
     """The lowest threshold whose wrong-serve bound stays at or below ``target_error``.
 
     Args:
         verdicts: judged shadow candidates.
         target_error: the bound's ceiling, e.g. 0.02.
-        min_samples: served verdicts a threshold needs before it is considered.
-        confidence: one-sided confidence of the Clopper-Pearson bound.
+        min_samples: verdicts (in all) needed before any threshold is recommended.
+        confidence: one-sided confidence of the bound.
+        false_disagreement: a lower bound on the judge's rate of calling a right answer
+            wrong (e.g. from `noise_credit`); 0 for the plain bound.
+        false_agreement: an upper bound on the judge's rate of calling a wrong answer
+            right; 0 assumes the judge never does.
+
+    Returns:
+        The recommendation (``threshold`` is ``None`` when the evidence supports none).
+
+    Example:
+        >>> calibrate([Verdict(0.95, True)] * 300, target_error=0.02, min_samples=200).served
+        300
     """
+    f, a = false_disagreement, false_agreement
+    if not (0.0 <= f < 1.0 and 0.0 <= a < 1.0 and f + a < 1.0):
+        raise ValueError(f"judge noise rates must be in [0, 1) with a sum below 1, got {f}, {a}")
     ordered = sorted(verdicts, key=lambda v: v.similarity, reverse=True)
-    # Below this many served verdicts even zero wrong ones cannot bring the bound under
-    # the target; such thresholds are skipped like those under min_samples (otherwise a
-    # small min_samples would stop the scan before the evidence could ever suffice).
-    needed = max(min_samples, samples_needed(target_error, confidence))
+    # Below this many served verdicts even zero disagreements cannot bring the bound under
+    # the target; such thresholds are skipped (scanning them would only stop the scan).
+    needed = samples_needed(target_error, confidence, f, a)
     chosen: tuple[float, int, int] | None = None
     stop_reason = ""
     served = wrong = 0
     i = 0
-    while i < len(ordered):
+    enough = len(ordered) >= min_samples
+    while enough and i < len(ordered):
         s = ordered[i].similarity
         while i < len(ordered) and ordered[i].similarity == s:
             served += 1
@@ -259,7 +378,7 @@ def calibrate(
             i += 1
         if served < needed:
             continue
-        if within_target(wrong, served, target_error, confidence):
+        if within_target(wrong, served, target_error, confidence, f, a):
             chosen = (s, served, wrong)
         else:
             stop_reason = (
@@ -271,11 +390,16 @@ def calibrate(
         min_samples=min_samples,
         confidence=confidence,
         samples=len(ordered),
-        curve=error_curve(ordered, confidence),
+        method=NOISY_METHOD if f or a else METHOD,
+        false_disagreement=f,
+        false_agreement=a,
+        curve=error_curve(ordered, confidence, false_disagreement=f, false_agreement=a),
     )
     if chosen is None:
-        if len(ordered) < needed:
-            reason = f"{len(ordered)} verdicts, {needed} needed"
+        if not enough:
+            reason = f"{len(ordered)} verdicts, {min_samples} needed"
+        elif len(ordered) < needed:
+            reason = f"{len(ordered)} verdicts, {needed} needed to reach the target at all"
         else:
             reason = stop_reason or "no threshold keeps the bound under the target"
         return Calibration(
@@ -293,7 +417,7 @@ def calibrate(
         served=n,
         wrong=k,
         observed_error=k / n,
-        upper_bound=clopper_pearson_upper(k, n, confidence),
+        upper_bound=true_error_bound(k, n, confidence, f, a),
         reason=stop_reason or "every verdict down to the lowest similarity seen is within target",
         **base,  # type: ignore[arg-type]
     )

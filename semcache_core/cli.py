@@ -438,7 +438,7 @@ def calibrate(
         console = Console()
         console.print(
             f"{escape(tenant)}: {cal.samples:,} verdicts; target error {cal.target_error:g} "
-            f"({cal.confidence:.0%} one-sided Clopper-Pearson bound), min samples "
+            f"({cal.confidence:.0%} one-sided {cal.method} bound), min samples "
             f"{cal.min_samples:,}."
         )
         if cal.threshold is None:

@@ -11,7 +11,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -92,7 +92,8 @@ class CacheConfig(BaseSettings):
         ge=0.0,
         le=1.0,
         description="In shadow mode, a candidate at or above this similarity is served "
-        "anyway (counted as promoted); None serves nothing in shadow mode.",
+        "anyway (counted as promoted); None serves nothing in shadow mode. Never below "
+        "threshold: set explicitly below it, it is refused; inherited, it follows it up.",
     )
     target_error: float = Field(
         0.02,
@@ -117,14 +118,33 @@ class CacheConfig(BaseSettings):
     )
     entry_floors: bool = Field(
         True,
-        description="A disagreeing verdict raises that entry's own similarity floor just "
+        description="Disagreeing verdicts raise that entry's own similarity floor just "
         "above the similarity at which it answered a different question.",
+    )
+    floor_evidence: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Disagreeing verdicts an entry needs before its floor rises (judges "
+        "are noisy: one false disagreement must not block a right answer); the floor goes "
+        "just above the similarity of the floor_evidence-th highest of them.",
+    )
+    audit_rate: float = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="With auto_promote, the share of live semantic hits that is not "
+        "served but judged, so calibration keeps learning above the live threshold.",
     )
     verdict_limit: int = Field(
         10_000, ge=10, le=10_000_000, description="Verdicts kept per tenant (a capped stream)."
     )
     calibrate_every: int = Field(
-        25, ge=1, le=1_000_000, description="With auto_promote: verdicts between calibrations."
+        25,
+        ge=1,
+        le=1_000_000,
+        description="With auto_promote: new verdicts between background calibrations "
+        "(run on the engine's own thread, never inside a lookup or store).",
     )
     policy_refresh: float = Field(
         2.0,
@@ -247,6 +267,23 @@ class CacheConfig(BaseSettings):
     def _check_tenant(cls, value: str) -> str:
         return check_tenant_id(value)
 
+    @model_validator(mode="after")
+    def _check_promotion(self) -> CacheConfig:
+        # An explicit promotion threshold below the threshold would let shadow tenants
+        # serve more than live ones; the inherited default follows the threshold up.
+        pt = self.promotion_threshold
+        if (
+            "promotion_threshold" in self.model_fields_set
+            and pt is not None
+            and pt < self.threshold
+        ):
+            raise ValueError(
+                f"promotion_threshold {pt:g} is below threshold {self.threshold:g}: a shadow "
+                "tenant would serve candidates a live one would not. Set "
+                f"promotion_threshold >= {self.threshold:g}, or None to serve nothing in shadow"
+            )
+        return self
+
 
 def check_tenant_id(value: object) -> str:
     """Validate a tenant id: any non-empty string (it is hashed before it reaches Redis)."""
@@ -270,7 +307,9 @@ def build_config(base: CacheConfig | None = None, **overrides: Any) -> CacheConf
     try:
         if base is None:
             return CacheConfig(**given)
-        return CacheConfig(**{**base.model_dump(), **given})
+        # Only what the base was given counts as given (the rest re-defaults identically),
+        # so an inherited default stays distinguishable from an explicit setting.
+        return CacheConfig(**{**base.model_dump(include=base.model_fields_set), **given})
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import os
+import random
 import threading
 import time
 import weakref
@@ -27,6 +28,7 @@ import redis.asyncio as aredis
 
 from . import calibration, policy, query, tracing
 from .calibration import Calibration, Verdict
+from .calibrator import BackgroundCalibrator
 from .coalesce import Coalescer
 from .config import CacheConfig, build_config, redacted_url
 from .core.verify import Verification
@@ -39,7 +41,7 @@ from .errors import (
     ConfigurationError,
     SemcacheError,
 )
-from .judges import Judge, as_judge
+from .judges import Judge, as_judge, default_judge
 from .l1 import (
     L1Coherence,
     LocalTier,
@@ -59,7 +61,7 @@ from .pricing import PriceTable, Usage
 from .prometheus import PrometheusMetrics
 from .request import CacheRequest, scope_digest, tag_digest, tenant_digest
 from .resilience import CircuitBreaker, RateLimitedLog
-from .shadow import ShadowLedger
+from .shadow import PendingCandidate, ShadowLedger
 from .store import (
     NO_SEARCH_MODULE,
     AsyncStore,
@@ -77,6 +79,7 @@ from .store import (
 from .tenancy import UNSET, _Unset, current_context
 from .tenant_policy import (
     TenantPolicy,
+    check_overrides,
     default_policy,
     effective_policy,
     make_policy,
@@ -188,9 +191,12 @@ def _default_text(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-# A disagreeing verdict raises the candidate entry's floor just above the similarity at
+# Disagreeing verdicts raise the candidate entry's floor just above the similarity at
 # which it answered a different question.
 _FLOOR_STEP = 1e-4
+# A live tenant's recalibrated threshold moves down only by at least this much (up: any
+# amount), so the audit log is not a stream of jitter.
+_RECALIBRATE_STEP = 0.005
 # False while a coalesced lookup's first pass runs: its result is counted once, later.
 _RECORD: contextvars.ContextVar[bool] = contextvars.ContextVar("semcache_record", default=True)
 _POLICY_CACHE_MAX = 100_000
@@ -279,8 +285,10 @@ class CacheEngine:
             genai-prices data (the ``prices`` extra), or a `PriceTable`; ids match
             exactly (`semcache_core.pricing`).
         judge: decides whether a shadow candidate agreed with the fresh answer:
-            ``"text"`` (normalized equality, the default), an `EmbeddingJudge`, or a
-            function ``(question, candidate, fresh) -> bool`` (see `semcache_core.judges`).
+            ``"text"`` (normalized equality), an `EmbeddingJudge`, or a function
+            ``(question, candidate, fresh) -> bool`` (see `semcache_core.judges`). Default
+            (`default_judge`): the answer-embedding judge at its measured bar when the
+            embedder is all-MiniLM-L6-v2, else ``"text"``.
         verifier: checks every semantic candidate before it is served: ``None`` (the
             built-in rules at ``verify_strictness``), ``"lenient"``, ``"balanced"``,
             ``"strict"``, or any sync or async callable ``(query_question,
@@ -358,7 +366,7 @@ class CacheEngine:
             if self.config.coalesce != "off"
             else None
         )
-        self.judge: Judge = as_judge(judge)
+        self.judge: Judge = as_judge(judge) if judge is not None else default_judge(self.embedder)
         self.verifier: CandidateVerifier = as_verifier(verifier, self.config.verify_strictness)
         window = token_window(embedder) if embedder is not None else None
         if self.config.max_question_tokens is not None:
@@ -368,7 +376,12 @@ class CacheEngine:
         self._clock = clock
         self._ledger = ShadowLedger()
         self._policies: dict[str, tuple[TenantPolicy, float]] = {}
-        self._verdicts_since: dict[str, int] = {}
+        self._calibrator = BackgroundCalibrator(
+            self._calibrate_in_background,
+            lambda exc: self._fault("calibrate", None, exc),
+            self.config.calibrate_every,
+        )
+        self._audit_rng = random.Random()
         self._breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_cooldown)
         self._log = RateLimitedLog()
         self.prices = prices if isinstance(prices, PriceTable) else PriceTable(prices)
@@ -837,6 +850,7 @@ class CacheEngine:
             raise ConfigurationError(f"the stored policy of {tenant!r} is invalid: {exc}") from exc
         base = old if policy is None else policy.overrides()
         new = make_policy(**{**base, **changes}).overrides()  # ... bad input says so itself
+        check_overrides(self.config, new)
         try:
             return self._write_policy_sync(tenant, old, new, "set", None)
         except _REDIS_FAULTS as exc:
@@ -957,6 +971,7 @@ class CacheEngine:
                         agreed=r["a"] in (b"1", "1"),
                         at=float(r["t"]),
                         candidate=r["c"].decode() if isinstance(r.get("c"), bytes) else None,
+                        guarded=r.get("g") in (b"1", "1"),
                     )
                 )
             except (KeyError, ValueError):
@@ -978,43 +993,74 @@ class CacheEngine:
             raise _translate(exc) from exc
 
     def _recommend(self, pol: TenantPolicy, verdicts: list[Verdict]) -> Calibration:
+        """Calibrate, crediting the judge's measured noise only as far as this tenant's
+        own most similar verdicts show it (`calibration.noise_credit`)."""
+        declared = float(getattr(self.judge, "false_disagreement", 0.0))
+        served = [v for v in verdicts if not v.guarded]  # guarded: never served at any threshold
+        guarded = len(verdicts) - len(served)
         return calibration.calibrate(
-            verdicts,
+            served,
             target_error=pol.target_error,
-            min_samples=pol.min_samples,
+            # min_samples counts all the tenant's verdicts, guarded ones included.
+            min_samples=max(1, pol.min_samples - guarded),
             confidence=self.config.confidence,
+            false_disagreement=calibration.noise_credit(served, declared),
+            false_agreement=float(getattr(self.judge, "false_agreement", 0.0)),
         )
 
     @staticmethod
-    def _promotion(pol: TenantPolicy, cal: Calibration) -> dict[str, Any] | None:
-        """The new overrides a calibration applies, or ``None`` when nothing changes."""
+    def _promotion(pol: TenantPolicy, cal: Calibration) -> tuple[dict[str, Any], str] | None:
+        """The new overrides a calibration applies and the audit action (``promote``:
+        shadow to live; ``recalibrate``: a live threshold moves; ``demote``: live back to
+        shadow, no threshold holds any more), or ``None`` when nothing changes."""
+        old = pol.overrides()
         if cal.threshold is None:
+            if pol.semantic == "live" and cal.samples >= cal.min_samples and cal.curve:
+                return {**old, "semantic": "shadow"}, "demote"
             return None
-        new = {**pol.overrides(), "semantic": "live", "threshold": cal.threshold}
-        if pol.semantic == "live" and pol.threshold == cal.threshold:
-            return None
-        return new
+        new = {**old, "semantic": "live", "threshold": cal.threshold}
+        pt = old.get("promotion_threshold")
+        if pt is not None and pt < cal.threshold:
+            new["promotion_threshold"] = cal.threshold  # never below the threshold
+        if pol.semantic != "live":
+            return new, "promote"
+        if cal.threshold > pol.threshold or cal.threshold <= pol.threshold - _RECALIBRATE_STEP:
+            return new, "recalibrate"
+        return None
 
     def calibrate(self, tenant: str, *, apply: bool | None = None) -> Calibration:
         """Recommend the lowest threshold whose wrong-serve bound stays under the
-        tenant's ``target_error`` (Clopper-Pearson, see `semcache_core.calibration`).
+        tenant's ``target_error`` (Clopper-Pearson, corrected for the judge's measured
+        noise; see `semcache_core.calibration`).
+
+        With ``auto_promote`` the engine also runs this by itself, on its own background
+        thread, every ``calibrate_every`` new verdicts (never inside a lookup or store).
 
         Args:
             tenant: whose verdicts.
-            apply: store the recommendation and switch the tenant to live (audited as
-                ``promote``). Default: the tenant's ``auto_promote``.
+            apply: store the result (audited): ``promote`` a shadow tenant to live at the
+                recommended threshold, ``recalibrate`` a live one to a new threshold, or
+                ``demote`` a live one back to shadow when no threshold holds any more.
+                Default: the tenant's ``auto_promote``.
+
+        Returns:
+            The recommendation and its evidence.
 
         Raises:
             BackendUnavailableError: Redis failed.
+
+        Example:
+            >>> engine.calibrate("acme").threshold
+            0.8412
         """
         pol = self.get_policy(tenant)
         cal = self._recommend(pol, self.verdicts(tenant))
         if apply if apply is not None else pol.auto_promote:
-            new = self._promotion(pol, cal)
-            if new is not None:
+            change = self._promotion(pol, cal)
+            if change is not None:
                 try:
                     self._write_policy_sync(
-                        tenant, pol.overrides(), new, "promote", cal.evidence()
+                        tenant, pol.overrides(), change[0], change[1], cal.evidence()
                     )
                 except _REDIS_FAULTS as exc:
                     raise _translate(exc) from exc
@@ -1028,14 +1074,29 @@ class CacheEngine:
             verdicts = self._parse_verdicts(await store.read_verdicts(tenant_digest(tenant)))
             cal = self._recommend(pol, verdicts)
             if apply if apply is not None else pol.auto_promote:
-                new = self._promotion(pol, cal)
-                if new is not None:
+                change = self._promotion(pol, cal)
+                if change is not None:
                     await self._write_policy_async(
-                        store, tenant, pol.overrides(), new, "promote", cal.evidence()
+                        store, tenant, pol.overrides(), change[0], change[1], cal.evidence()
                     )
         except _REDIS_FAULTS as exc:
             raise _translate(exc) from exc
         return cal
+
+    def _calibrate_in_background(self, tenant: str) -> None:
+        """One run of the background calibrator (its thread, sync client)."""
+        self.calibrate(tenant)
+
+    def drain_calibration(self, timeout: float = 10.0) -> bool:
+        """Wait until the background calibrations that are due have run.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            ``False`` when they had not finished in time.
+        """
+        return self._calibrator.drain(timeout)
 
     def _park(
         self,
@@ -1045,10 +1106,13 @@ class CacheEngine:
         value: Any,
         similarity: float,
         text_of: TextOf,
+        guarded: bool = False,
     ) -> None:
-        """Keep a shadow candidate that was not served, to judge it against the fresh
-        answer when that is stored."""
-        if pol.semantic != "shadow" or similarity < self.config.shadow_floor:
+        """Keep a candidate that was not served, to judge it against the fresh answer when
+        that is stored: in shadow mode, and in live mode with ``auto_promote`` (so
+        calibration keeps learning after promotion)."""
+        learning = pol.semantic == "shadow" or (pol.semantic == "live" and pol.auto_promote)
+        if not learning or similarity < self.config.shadow_floor:
             return
         try:
             text = text_of(value)
@@ -1056,26 +1120,24 @@ class CacheEngine:
             self._stats.record_error("judge", request.tenant)
             self._log.error("judge", exc)
             return
-        self._ledger.park(self._key(request), entry.key, similarity, text, request.question or "")
+        self._ledger.park(
+            self._key(request), entry.key, similarity, text, request.question or "", guarded
+        )
 
-    def _verdict_fields(self, similarity: float, agreed: bool, candidate: str) -> dict[str, Any]:
+    def _verdict_fields(self, candidate: PendingCandidate, agreed: bool) -> dict[str, Any]:
         return {
-            "s": repr(similarity),
+            "s": repr(candidate.similarity),
             "a": "1" if agreed else "0",
             "t": repr(self._clock()),
-            "c": candidate,
+            "c": candidate.key,
             "j": self.judge.name,
+            "g": "1" if candidate.guarded else "0",
         }
 
-    def _due_for_calibration(self, tenant: str, pol: TenantPolicy) -> bool:
-        if not (pol.auto_promote and pol.semantic == "shadow"):
-            return False
-        n = self._verdicts_since.get(tenant, 0) + 1
-        if n >= self.config.calibrate_every:
-            self._verdicts_since[tenant] = 0
-            return True
-        self._verdicts_since[tenant] = n
-        return False
+    def _note_verdict(self, tenant: str, pol: TenantPolicy) -> None:
+        """Count a verdict towards the background calibration (no I/O, no waiting)."""
+        if pol.auto_promote and pol.semantic in ("shadow", "live"):
+            self._calibrator.note(tenant)
 
     def _judge_sync(
         self, request: CacheRequest, pol: TenantPolicy, payload: bytes, text: str | None
@@ -1088,15 +1150,14 @@ class CacheEngine:
             agreed = self.judge.agree(candidate.question, candidate.text, fresh)
             self._store.add_verdict(
                 request.tenant_token,
-                self._verdict_fields(candidate.similarity, agreed, candidate.key),
+                self._verdict_fields(candidate, agreed),
             )
-            if not agreed and self.config.entry_floors:
-                self._store.raise_floor(
-                    candidate.key, min(1.0, candidate.similarity + _FLOOR_STEP)
+            if not agreed and self.config.entry_floors and not candidate.guarded:
+                self._store.add_disagreement(
+                    candidate.key, candidate.similarity, self.config.floor_evidence, _FLOOR_STEP
                 )
             self._count_verdict(request.tenant, agreed)
-            if self._due_for_calibration(request.tenant, pol):
-                self.calibrate(request.tenant, apply=True)
+            self._note_verdict(request.tenant, pol)
         except Exception as exc:
             self._fault("verdict", request, exc)
 
@@ -1116,15 +1177,14 @@ class CacheEngine:
             agreed = await self.judge.aagree(candidate.question, candidate.text, fresh)
             await store.add_verdict(
                 request.tenant_token,
-                self._verdict_fields(candidate.similarity, agreed, candidate.key),
+                self._verdict_fields(candidate, agreed),
             )
-            if not agreed and self.config.entry_floors:
-                await store.raise_floor(
-                    candidate.key, min(1.0, candidate.similarity + _FLOOR_STEP)
+            if not agreed and self.config.entry_floors and not candidate.guarded:
+                await store.add_disagreement(
+                    candidate.key, candidate.similarity, self.config.floor_evidence, _FLOOR_STEP
                 )
             self._count_verdict(request.tenant, agreed)
-            if self._due_for_calibration(request.tenant, pol):
-                await self.acalibrate(request.tenant, apply=True)
+            self._note_verdict(request.tenant, pol)
         except Exception as exc:
             self._fault("verdict", request, exc)
 
@@ -1283,16 +1343,18 @@ class CacheEngine:
                     continue
                 if found is not None:
                     candidates.append(found)
-            refused: tuple[StoredEntry, Verification] | None = None
+            refused: tuple[StoredEntry, Any, Verification] | None = None
             for entry, value in candidates:
                 outcome = self._candidate_outcome(pol, entry)
                 if outcome == Outcome.MISS:
                     continue
                 check = self._verify_sync(request, pol, outcome, entry)
                 if not check.ok:
-                    refused = refused or (entry, check)
+                    refused = refused or (entry, value, check)
                     continue
-                self._decide(request, pol, outcome, entry, value, text_of, park=not stale)
+                outcome = self._decide(
+                    request, pol, outcome, entry, value, text_of, park=not stale
+                )
                 if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED) and not stale:
                     expires = self._slide(entry)
                     if expires is not None and entry.ttl is not None:
@@ -1367,16 +1429,18 @@ class CacheEngine:
                     continue
                 if found is not None:
                     candidates.append(found)
-            refused: tuple[StoredEntry, Verification] | None = None
+            refused: tuple[StoredEntry, Any, Verification] | None = None
             for entry, value in candidates:
                 outcome = self._candidate_outcome(pol, entry)
                 if outcome == Outcome.MISS:
                     continue
                 check = await self._verify_async(request, pol, outcome, entry)
                 if not check.ok:
-                    refused = refused or (entry, check)
+                    refused = refused or (entry, value, check)
                     continue
-                self._decide(request, pol, outcome, entry, value, text_of, park=not stale)
+                outcome = self._decide(
+                    request, pol, outcome, entry, value, text_of, park=not stale
+                )
                 if outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED) and not stale:
                     expires = self._slide(entry)
                     if expires is not None and entry.ttl is not None:
@@ -1408,18 +1472,27 @@ class CacheEngine:
         text_of: TextOf | None,
         *,
         park: bool = True,
-    ) -> None:
-        """Park a shadow candidate that is not served, for its verdict."""
+    ) -> Outcome:
+        """Park a shadow candidate that is not served, for its verdict; returns the
+        outcome to apply (a live hit drawn as an audit sample is judged, not served)."""
+        if (
+            outcome == Outcome.SEMANTIC_HIT
+            and pol.auto_promote
+            and park
+            and self._audit_rng.random() < self.config.audit_rate
+        ):
+            outcome = Outcome.SHADOW_HIT  # an audit sample: judged, not served
         served = outcome in (Outcome.SEMANTIC_HIT, Outcome.PROMOTED)
         if park and not served and entry.similarity is not None:
             self._park(request, pol, entry, value, entry.similarity, text_of or _default_text)
+        return outcome
 
     def _no_candidate(
         self,
         request: CacheRequest,
         pol: TenantPolicy,
         candidates: list[tuple[StoredEntry, Any]],
-        refused: tuple[StoredEntry, Verification] | None,
+        refused: tuple[StoredEntry, Any, Verification] | None,
         text_of: TextOf | None,
         started: float,
         stale: bool,
@@ -1428,7 +1501,12 @@ class CacheEngine:
         miss (the nearest candidate, if any, is still measured and, in shadow mode,
         parked for a verdict)."""
         if refused is not None:
-            entry, check = refused
+            entry, value, check = refused
+            if not stale and entry.similarity is not None:
+                # Judged like any shadow candidate, marked guarded: it measures the
+                # verifier, and calibration leaves it out.
+                text = text_of or _default_text
+                self._park(request, pol, entry, value, entry.similarity, text, guarded=True)
             return self._result(
                 request,
                 Outcome.GUARDED,
@@ -1941,7 +2019,9 @@ class CacheEngine:
         return self._store.count(expr)
 
     def close(self) -> None:
-        """Write pending counters, stop the L1 subscriber, close the sync connection pool."""
+        """Stop the background calibrator, write pending counters, stop the L1 subscriber,
+        close the sync connection pool."""
+        self._calibrator.close()
         self._maybe_flush_sync(force=True)
         if self._l1_sub is not None:
             self._l1_sub.stop()

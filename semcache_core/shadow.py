@@ -32,6 +32,8 @@ class PendingCandidate:
         text: the candidate answer's text, for the judge.
         question: the request's question.
         parked_at: monotonic seconds when it was parked.
+        guarded: the verifier refused it (it would not have been served at any
+            threshold); its verdict measures the verifier, not the threshold.
     """
 
     key: str
@@ -39,6 +41,7 @@ class PendingCandidate:
     text: str
     question: str
     parked_at: float
+    guarded: bool = False
 
 
 class ShadowLedger:
@@ -59,9 +62,15 @@ class ShadowLedger:
         self.dropped = 0
 
     def park(
-        self, request_key: str, key: str, similarity: float, text: str, question: str
+        self,
+        request_key: str,
+        key: str,
+        similarity: float,
+        text: str,
+        question: str,
+        guarded: bool = False,
     ) -> None:
-        candidate = PendingCandidate(key, similarity, text, question, self._clock())
+        candidate = PendingCandidate(key, similarity, text, question, self._clock(), guarded)
         with self._lock:
             queue = self._items.get(request_key)
             if queue is None:

@@ -279,6 +279,30 @@ return 1
 """
 
 
+# Keep an entry's ARGV[2] highest disagreeing similarities; once it has that many, its
+# floor rises just above the lowest of them (ARGV[3] is the step). Returns 0 when the
+# entry is gone, 1 while evidence is short, 2 when the floor was (re)computed.
+DISAGREE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local need = tonumber(ARGV[2])
+local sims = {tonumber(ARGV[1])}
+local raw = redis.call('HGET', KEYS[1], 'dis_sims')
+if raw then
+  for x in string.gmatch(raw, '[^,]+') do table.insert(sims, tonumber(x)) end
+end
+table.sort(sims, function(a, b) return a > b end)
+while #sims > need do table.remove(sims) end
+local parts = {}
+for i, x in ipairs(sims) do parts[i] = string.format('%.17g', x) end
+redis.call('HSET', KEYS[1], 'dis_sims', table.concat(parts, ','))
+if #sims < need then return 1 end
+local floor = math.min(1.0, sims[need] + tonumber(ARGV[3]))
+local current = tonumber(redis.call('HGET', KEYS[1], 'min_sim') or '-1')
+if floor > current then redis.call('HSET', KEYS[1], 'min_sim', string.format('%.17g', floor)) end
+return 2
+"""
+
+
 def xadd_args(key: str, fields: dict[str, Any], limit: int) -> list[Any]:
     args: list[Any] = ["XADD", key, "MAXLEN", "=", limit, "*"]
     for name, value in fields.items():
@@ -470,6 +494,14 @@ class SyncStore:
     def raise_floor(self, key: str, floor: float) -> None:
         _exec(self.client, "EVAL", RAISE_FLOOR_LUA, 1, key, repr(floor))
 
+    def add_disagreement(self, key: str, similarity: float, evidence: int, step: float) -> int:
+        """Record a disagreeing verdict on an entry; its floor rises on enough of them."""
+        return int(
+            _exec(
+                self.client, "EVAL", DISAGREE_LUA, 1, key, repr(similarity), evidence, repr(step)
+            )
+        )
+
     def close(self) -> None:
         self.client.close()
 
@@ -608,6 +640,16 @@ class AsyncStore:
 
     async def raise_floor(self, key: str, floor: float) -> None:
         await _aexec(self.client, "EVAL", RAISE_FLOOR_LUA, 1, key, repr(floor))
+
+    async def add_disagreement(
+        self, key: str, similarity: float, evidence: int, step: float
+    ) -> int:
+        """The async twin of `SyncStore.add_disagreement`."""
+        return int(
+            await _aexec(
+                self.client, "EVAL", DISAGREE_LUA, 1, key, repr(similarity), evidence, repr(step)
+            )
+        )
 
     async def close(self) -> None:
         await self.client.aclose()

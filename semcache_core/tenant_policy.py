@@ -14,6 +14,11 @@ Semantic modes:
       (similarity, did the candidate agree?). A candidate at or above
       ``promotion_threshold`` is served anyway and counted as promoted.
     * ``live``: a candidate at or above ``threshold`` is served.
+
+A shadow tenant never serves more than a live one would: ``promotion_threshold`` below
+``threshold`` is refused with a `ConfigurationError` when it was set explicitly (on the
+tenant, or on the engine's config), and raised to ``threshold`` when it is only the
+inherited default (e.g. the default 0.98 under an engine threshold of 0.99).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigurationError
 
@@ -58,7 +63,8 @@ class TenantPolicy(BaseModel):
             must stay under (an upper confidence bound, not the observed rate).
         auto_promote: apply calibrated thresholds and move the tenant from shadow to live
             once the evidence allows it.
-        min_samples: verdicts a threshold must be backed by before calibration trusts it.
+        min_samples: verdicts (in all) the tenant needs before calibration recommends a
+            threshold. The bound itself decides how many must lie above that threshold.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -72,12 +78,53 @@ class TenantPolicy(BaseModel):
     auto_promote: bool = False
     min_samples: int = Field(200, ge=1, le=10_000_000)
 
+    @model_validator(mode="after")
+    def _consistent(self) -> TenantPolicy:
+        if {"threshold", "promotion_threshold"} <= self.model_fields_set:
+            problem = inconsistency(self.threshold, self.promotion_threshold)
+            if problem:
+                raise ValueError(problem)
+        return self
+
     def overrides(self) -> dict[str, Any]:
         """The fields set explicitly: what `CacheEngine.set_policy` stores."""
         return self.model_dump(include=self.model_fields_set)
 
     def to_json(self) -> str:
         return json.dumps(self.overrides(), sort_keys=True)
+
+
+def inconsistency(threshold: float, promotion_threshold: float | None) -> str | None:
+    """Why a promotion threshold below the threshold is refused, with the fix; else None."""
+    if promotion_threshold is None or promotion_threshold >= threshold:
+        return None
+    return (
+        f"promotion_threshold {promotion_threshold:g} is below threshold {threshold:g}: a "
+        "shadow tenant would serve candidates a live one would not. Set "
+        f"promotion_threshold >= {threshold:g}, or None to serve nothing in shadow mode"
+    )
+
+
+def _clamped(values: dict[str, Any]) -> dict[str, Any]:
+    """An inherited promotion threshold below the threshold follows it up."""
+    pt = values.get("promotion_threshold")
+    if pt is not None and pt < values["threshold"]:
+        return {**values, "promotion_threshold": values["threshold"]}
+    return values
+
+
+def check_overrides(config: CacheConfig, overrides: dict[str, Any]) -> None:
+    """Refuse overrides whose own promotion threshold sits below the threshold they get.
+
+    Raises:
+        ConfigurationError: with the fix.
+    """
+    if "promotion_threshold" not in overrides:
+        return  # inherited: follows the threshold up (see the module docs)
+    threshold = overrides.get("threshold", config.threshold)
+    problem = inconsistency(threshold, overrides["promotion_threshold"])
+    if problem:
+        raise ConfigurationError(f"invalid tenant policy: {problem}")
 
 
 def make_policy(**fields: Any) -> TenantPolicy:
@@ -100,7 +147,7 @@ def make_policy(**fields: Any) -> TenantPolicy:
 
 def default_policy(config: CacheConfig) -> TenantPolicy:
     """The code defaults, from the engine's config (no field counts as set)."""
-    values = {name: getattr(config, name) for name in POLICY_FIELDS}
+    values = _clamped({name: getattr(config, name) for name in POLICY_FIELDS})
     return TenantPolicy.model_construct(**values)  # validated already, as the config
 
 
@@ -110,8 +157,8 @@ def effective_policy(config: CacheConfig, stored: dict[str, Any] | None) -> Tena
     Raises:
         ConfigurationError: the stored overrides are invalid.
     """
-    base = default_policy(config).model_dump()
-    merged = make_policy(**{**base, **(stored or {})})
+    base = {name: getattr(config, name) for name in POLICY_FIELDS}
+    merged = make_policy(**_clamped({**base, **(stored or {})}))
     # Keep track of what the tenant set, so a round trip stores only its overrides.
     return TenantPolicy.model_construct(_fields_set=set(stored or ()), **merged.model_dump())
 

@@ -12,8 +12,12 @@ from semcache_core.calibration import (
     Verdict,
     binomial_cdf,
     calibrate,
+    clopper_pearson_lower,
     clopper_pearson_upper,
     error_curve,
+    noise_credit,
+    observed_limit,
+    true_error_bound,
     within_target,
 )
 
@@ -124,3 +128,102 @@ def test_curve_is_monotone_in_served_and_thinned() -> None:
     assert all(a.served < b.served for a, b in itertools.pairwise(curve))
     assert curve[-1].served == 5000
     assert all(p.error_rate <= p.upper_bound for p in curve)
+
+
+# -- min_samples counts all verdicts; judge noise ---------------------------------------
+def test_min_samples_counts_all_verdicts_not_those_above_each_threshold() -> None:
+    # 250 verdicts: 170 clean ones on top, 80 wrong ones far below. Before, min_samples
+    # =200 had to be met *above* the threshold, so nothing could be recommended.
+    pairs = [(0.97 - i * 1e-4, True) for i in range(170)]
+    pairs += [(0.60 - i * 1e-4, False) for i in range(80)]
+    cal = calibrate(_verdicts(pairs), target_error=0.02, min_samples=200)
+    assert cal.threshold == pytest.approx(0.97 - 169 * 1e-4)
+    assert (cal.served, cal.wrong, cal.samples) == (170, 0, 250)
+    # Fewer verdicts in all than min_samples: nothing, whatever they say.
+    few = calibrate(_verdicts(pairs[:150]), target_error=0.02, min_samples=200)
+    assert few.threshold is None and "150 verdicts, 200 needed" in few.reason
+
+
+def test_noise_aware_bound_matches_its_formula() -> None:
+    f, a = 0.05, 0.02
+    assert true_error_bound(10, 200, 0.95, 0.0, 0.0) == pytest.approx(
+        clopper_pearson_upper(10, 200)
+    )
+    expected = (clopper_pearson_upper(10, 200) - f) / (1 - f - a)
+    assert true_error_bound(10, 200, 0.95, f, a) == pytest.approx(expected)
+    assert true_error_bound(0, 200, 0.95, 0.2, 0.0) == 0.0  # clamped at 0
+    # The one-tail test and the bound agree.
+    limit = observed_limit(0.05, f, a)
+    assert within_target(10, 200, 0.05, 0.95, f, a) == (
+        clopper_pearson_upper(10, 200) <= limit + 1e-9
+    )
+    assert clopper_pearson_lower(0, 10) == 0.0
+    assert clopper_pearson_lower(18, 240) == pytest.approx(
+        beta.ppf(0.05, 18, 240 - 18 + 1), rel=1e-6
+    )
+    with pytest.raises(ValueError):
+        calibrate(
+            [], target_error=0.02, min_samples=1, false_disagreement=0.6, false_agreement=0.5
+        )
+
+
+def test_noise_credit_needs_the_tenants_own_evidence() -> None:
+    noisy = [Verdict(0.99 - i * 1e-3, i % 10 != 0) for i in range(200)]  # 10 % disagree
+    assert noise_credit(noisy, 0.049) == 0.049  # capped by the judge's declared rate
+    clean = [Verdict(0.99 - i * 1e-3, True) for i in range(200)]
+    assert noise_credit(clean, 0.049) == 0.0  # a judge that is not noisy here: no credit
+    assert noise_credit(noisy[:100], 0.049) == 0.0  # too few verdicts on top (25 < 30)
+    assert noise_credit(noisy, 0.0) == 0.0
+
+
+def _noisy_run(rng: random.Random, n: int, judge_false_disagreement: float) -> list[Verdict]:
+    """Verdicts from a known error curve, judged by a judge that calls right answers
+    wrong at ``judge_false_disagreement`` and wrong answers right at 1 %."""
+    out = []
+    for _ in range(n):
+        s = rng.uniform(0.5, 1.0)
+        truly_right = rng.random() >= _p_wrong(s)
+        # A right answer is called wrong at the judge's rate, a wrong one right at 1 %.
+        noise = rng.random()
+        agreed = noise >= judge_false_disagreement if truly_right else noise < 0.01
+        out.append(Verdict(similarity=s, agreed=agreed))
+    return out
+
+
+def _p_wrong(s: float) -> float:
+    return max(0.0, min(1.0, (0.85 - s) * 3.0))  # 0 above 0.85, rising below
+
+
+def _true_error(t: float) -> float:
+    """Mean of _p_wrong over uniform s in [t, 1]."""
+    if t >= 0.85:
+        return 0.0
+    return 1.5 * (0.85 - t) ** 2 / (1.0 - t)
+
+
+def test_noise_aware_bound_holds_by_simulation_and_plain_bound_never_recommends() -> None:
+    """A judge that calls 5 % of right answers wrong and 1 % of wrong ones right, and
+    declares 4.9 % and 2 % (the MiniLM answer judge's measured bounds); 400 verdicts per
+    run, a 5 % target. The calibrated threshold's true error (exact, from the curve)
+    exceeds the target in at most ~5 % of runs. The plain bound, which takes every
+    disagreement for a wrong serve, recommends nothing at this volume; the noise-aware
+    one sometimes does (more verdicts, or a less noisy judge, make that more often)."""
+    rng = random.Random(2026)
+    runs, over, recommended, plain_recommended = 60, 0, 0, 0
+    for _ in range(runs):
+        verdicts = _noisy_run(rng, 400, 0.05)
+        credit = noise_credit(verdicts, 0.049)
+        cal = calibrate(
+            verdicts,
+            target_error=0.05,
+            min_samples=200,
+            false_disagreement=credit,
+            false_agreement=0.02,
+        )
+        plain = calibrate(verdicts, target_error=0.05, min_samples=200)
+        plain_recommended += plain.threshold is not None
+        if cal.threshold is not None:
+            recommended += 1
+            over += _true_error(cal.threshold) > 0.05
+    assert over <= 0.08 * runs, f"{over} of {runs} runs broke the target"
+    assert recommended > 2 * plain_recommended

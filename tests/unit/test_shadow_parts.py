@@ -4,28 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from typing import Any
 
 import pytest
 
+from semcache_core import CacheEngine
+from semcache_core.calibration import Calibration, CurvePoint
+from semcache_core.calibrator import BackgroundCalibrator
 from semcache_core.config import build_config
 from semcache_core.embedding import CallableEmbedder
 from semcache_core.errors import ConfigurationError
 from semcache_core.judges import (
+    MINILM_BAR,
     CallableJudge,
     EmbeddingJudge,
     TextEqualityJudge,
     as_judge,
+    default_judge,
+    measure_judge,
     normalize_text,
 )
 from semcache_core.policy import Outcome, semantic_outcome
 from semcache_core.shadow import ShadowLedger
 from semcache_core.tenant_policy import (
     TenantPolicy,
+    check_overrides,
     default_policy,
     effective_policy,
     make_policy,
     parse_stored,
 )
+from tests.rewording import PHRASINGS
 
 
 @pytest.mark.parametrize(
@@ -146,3 +156,130 @@ def test_stored_policy_must_be_known_fields() -> None:
         parse_stored(json.dumps({"bogus": 1}))
     with pytest.raises(ValueError):
         parse_stored("[1, 2]")
+
+
+# -- the default judge, measured bars -----------------------------------------------------
+def test_default_judge_is_the_measured_answer_judge_with_minilm_else_text() -> None:
+    minilm_like = CallableEmbedder(
+        lambda t: [1.0], model_id="sentence-transformers/all-MiniLM-L6-v2"
+    )
+    judge = default_judge(minilm_like)
+    assert isinstance(judge, EmbeddingJudge)
+    assert judge.min_similarity == MINILM_BAR == 0.80
+    assert judge.false_disagreement == pytest.approx(0.049)
+    assert judge.false_agreement == pytest.approx(0.023)
+    # No evidence for another model's bar: the safe text judge.
+    assert isinstance(
+        default_judge(CallableEmbedder(lambda t: [1.0], model_id="other")), TextEqualityJudge
+    )
+    assert isinstance(default_judge(None), TextEqualityJudge)
+
+
+def test_a_reworded_right_answer_agrees_with_the_default_judge(embeddings: Any) -> None:
+    judge = default_judge(embeddings)
+    right = PHRASINGS["cancel_subscription"]
+    wrong = PHRASINGS["pause_subscription"]
+    assert all(judge.agree("q", right[0], other) for other in right[1:])
+    assert not any(judge.agree("q", right[0], other) for other in wrong)
+    assert not TextEqualityJudge().agree("q", right[0], right[1])
+
+
+def test_measure_judge_puts_the_bar_above_every_different_pair() -> None:
+    vectors = {"a": [1.0, 0.0], "a2": [0.95, 0.31], "a3": [0.6, 0.8], "b": [0.8, 0.6]}
+    emb = CallableEmbedder(lambda t: vectors[t], model_id="mine")
+    judge = measure_judge(emb, same=[("a", "a2"), ("a", "a3")], different=[("a", "b")])
+    assert judge.min_similarity == pytest.approx(0.81)  # just above cos(a, b) = 0.8
+    assert judge.agree("q", "a", "a2") and not judge.agree("q", "a", "a3")
+    assert 0.0 < judge.false_disagreement < 0.5 and 0.0 < judge.false_agreement < 0.5
+    with pytest.raises(ConfigurationError):
+        measure_judge(emb, same=[("a", "a3")], different=[("a", "a2")])
+    with pytest.raises(ConfigurationError):
+        measure_judge(emb, same=[], different=[("a", "b")])
+
+
+# -- consistent policies ------------------------------------------------------------------
+def test_promotion_threshold_below_threshold_is_refused_when_explicit() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"promotion_threshold 0\.9 is below threshold 0\.95"
+    ):
+        make_policy(threshold=0.95, promotion_threshold=0.9)
+    with pytest.raises(ConfigurationError, match=r"promotion_threshold >= 0\.9"):
+        build_config(threshold=0.9, promotion_threshold=0.85)
+    config = build_config(threshold=0.9)
+    with pytest.raises(ConfigurationError, match="below threshold"):
+        check_overrides(config, {"promotion_threshold": 0.85})
+    check_overrides(config, {"threshold": 0.99})  # the inherited 0.98 follows it up
+    check_overrides(config, {"promotion_threshold": None})
+
+
+def test_an_inherited_promotion_threshold_follows_the_threshold_up() -> None:
+    config = build_config(threshold=0.99)  # the default promotion_threshold is 0.98
+    assert default_policy(config).promotion_threshold == 0.99
+    eff = effective_policy(build_config(), {"semantic": "shadow", "threshold": 0.995})
+    assert (eff.threshold, eff.promotion_threshold) == (0.995, 0.995)
+    # A base config keeps what was explicit apart from what was inherited.
+    assert build_config(build_config(threshold=0.99), namespace="x").promotion_threshold == 0.98
+
+
+# -- promotion decisions ------------------------------------------------------------------
+def _cal(threshold: float | None, samples: int = 300) -> Calibration:
+    return Calibration(
+        threshold=threshold,
+        served=200,
+        wrong=1,
+        observed_error=0.005,
+        upper_bound=0.02,
+        target_error=0.02,
+        min_samples=200,
+        confidence=0.95,
+        samples=samples,
+        curve=[CurvePoint(0.9, 200, 1, 0.005, 0.02)],
+    )
+
+
+def test_promotion_promotes_recalibrates_up_and_down_and_demotes() -> None:
+    shadow = TenantPolicy(semantic="shadow", promotion_threshold=0.9, auto_promote=True)
+    new, action = CacheEngine._promotion(shadow, _cal(0.93)) or ({}, "")
+    assert action == "promote" and new["semantic"] == "live" and new["threshold"] == 0.93
+    assert new["promotion_threshold"] == 0.93  # never left below the threshold
+    live = TenantPolicy(semantic="live", threshold=0.93, auto_promote=True)
+    assert CacheEngine._promotion(live, _cal(0.931)) == (
+        {**live.overrides(), "threshold": 0.931},
+        "recalibrate",
+    )  # up: any amount
+    assert CacheEngine._promotion(live, _cal(0.928)) is None  # down: jitter ignored
+    down = CacheEngine._promotion(live, _cal(0.91))
+    assert down is not None and down[1] == "recalibrate" and down[0]["threshold"] == 0.91
+    assert CacheEngine._promotion(live, _cal(None)) == (
+        {**live.overrides(), "semantic": "shadow"},
+        "demote",
+    )
+    assert CacheEngine._promotion(live, _cal(None, samples=100)) is None  # too few to judge
+    assert CacheEngine._promotion(shadow, _cal(None)) is None
+
+
+# -- the background calibrator ------------------------------------------------------------
+def test_background_calibrator_runs_every_n_verdicts_on_its_own_thread() -> None:
+    seen: list[tuple[str, str]] = []
+    errors: list[Exception] = []
+
+    def run(tenant: str) -> None:
+        seen.append((tenant, threading.current_thread().name))
+        if tenant == "boom":
+            raise RuntimeError("redis down")
+
+    cal = BackgroundCalibrator(run, errors.append, every=3)
+    for _ in range(5):
+        cal.note("acme")
+    assert cal.drain(5.0)
+    assert seen == [("acme", "semcache-calibrator")]  # once, at the third verdict
+    cal.request("boom")
+    cal.request("globex")
+    assert cal.drain(5.0)
+    assert [t for t, _ in seen] == ["acme", "boom", "globex"]  # a failure does not stop it
+    assert len(errors) == 1 and cal.runs == 3
+    thread = cal._thread
+    cal.close()
+    assert thread is not None and not thread.is_alive()
+    cal.request("late")  # after close: nothing runs
+    assert cal.drain(1.0) and cal.runs == 3
