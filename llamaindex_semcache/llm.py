@@ -182,8 +182,12 @@ class SemanticCacheLLM(LLM):
     arguments (tools, tool choice, response format), the same input except the question
     (system prompt, earlier turns, template text around the question), and either the
     same full input (exact hit) or a question at least ``threshold`` similar (semantic
-    hit). The question is the last user message's text, or, for templated calls such as
-    a query engine's, the template variable named in ``question_vars``.
+    hit) that the engine's verifier accepts. The question is the last user message's
+    text, or, for templated calls (``predict``, ``stream``, ``structured_predict`` and
+    their async twins, a text rendered from one of ``templates``), the first template
+    variable named in ``question_vars``; the template and the other variables are
+    scope, and a templated call without a question variable is exact-only. A question
+    condensed from a conversation is answered only within that conversation.
 
     Served hits carry no token usage and are marked in ``raw`` and ``additional_kwargs``
     as ``{"semcache": {"hit": True, "layer": ..., "similarity": ..., "stale": ...}}``.
@@ -200,6 +204,12 @@ class SemanticCacheLLM(LLM):
             engine's ``stale_grace`` past its TTL) instead, marked ``"stale": True``;
             without one the LLM's exception is raised unchanged.
         question_vars: template variables that hold the question in templated calls.
+        conversation_vars: template variables that hold a conversation (``chat_history``).
+        templates: templates that callers render themselves before ``complete``/``chat``
+            (default: LlamaIndex's condense prompts); such a text is split like a
+            templated call.
+        share_condensed_questions: let a question condensed from one conversation be
+            answered from another conversation's entries (default: never).
         **kwargs: other ``LLM`` fields.
 
     Example:

@@ -1,12 +1,15 @@
 """Split a LlamaIndex call into the parts of a cache request. Pure: no I/O.
 
-- **question**: the text that is embedded. For chat calls it is the text of the last
-  user message; a call that does not end with a user message (an agent step after a tool
-  result) has none and is matched exactly. When the call comes from a prompt template
-  (``llm.predict(template, query_str=...)``, as query engines do), the template variable
-  named in ``question_vars`` is the question and the rest of the rendered text (the
-  retrieved context, the instructions) becomes context, so the embedding is not drowned
-  in retrieved text.
+- **question**: the text that is embedded: what the user varies. For chat calls it is
+  the text of the last user message; a call that does not end with a user message (an
+  agent step after a tool result) has none and is matched exactly. For a templated call
+  (``llm.predict(template, query_str=...)`` as query engines do, or a text rendered from
+  a registered template) it is the value of the question variable only; the template
+  text and every other variable (retrieved context, chat history) are scope. A
+  templated call without a question variable has no question: it is exact-only, never
+  guessed. A question condensed from a conversation (the output of a template with a
+  ``chat_history`` variable) carries that conversation into the scope of the calls it
+  feeds in the same thread or task.
 - **context**: everything else in the input (system prompt, earlier turns, tool results,
   images, the template around the question), matched exactly.
 - **identity**: the wrapped model's class, parameters and metadata, matched exactly.
