@@ -29,6 +29,12 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
 )
+from llama_index.core.chat_engine.condense_plus_context import (
+    DEFAULT_CONDENSE_PROMPT_TEMPLATE as _CONDENSE_PLUS_CONTEXT_TEMPLATE,
+)
+from llama_index.core.chat_engine.condense_question import (
+    DEFAULT_TEMPLATE as _CONDENSE_QUESTION_TEMPLATE,
+)
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
@@ -44,13 +50,18 @@ from semcache_core.request import CacheRequest
 from .events import SemanticCacheHitEvent, SemanticCacheMissEvent
 from .messages import (
     Parts,
+    TemplateCall,
     chat_parts,
     completion_parts,
+    condensed_from,
+    current_template,
+    in_template,
     jsonable,
+    last_user_text,
     llm_identity,
-    prompt_vars,
-    question_hints,
-    template_vars,
+    match_template,
+    remember_condensed,
+    template_call,
 )
 from .serialization import (
     CHAT_CODEC,
@@ -75,7 +86,28 @@ if TYPE_CHECKING:
 dispatcher = get_dispatcher(__name__)
 
 R = TypeVar("R")
-_SCOPE_VERSION = 1
+P = TypeVar("P", bound=BasePromptTemplate)
+_SCOPE_VERSION = 2
+
+#: Template variables that hold the user's question in LlamaIndex's own prompts: query
+#: engines and synthesizers (``query_str``), the condense chat engines (``question``),
+#: query transforms and routers (``query``).
+DEFAULT_QUESTION_VARS: tuple[str, ...] = ("query_str", "question", "query")
+#: Template variables that hold a conversation: scope, and what a template with one
+#: produces (a condensed question) stays tied to that conversation.
+DEFAULT_CONVERSATION_VARS: tuple[str, ...] = ("chat_history",)
+#: Templates that chat engines render themselves and send to ``complete``/``chat``
+#: (so no ``predict`` tells the wrapper the variables): the condense prompts.
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    _CONDENSE_PLUS_CONTEXT_TEMPLATE,
+    _CONDENSE_QUESTION_TEMPLATE,
+)
+
+
+def _unparsed_copy(prompt: P) -> P:
+    """A copy of ``prompt`` for a structured program to set its output parser on
+    (``LLMTextCompletionProgram`` writes it into the template it is given)."""
+    return prompt.model_copy()
 
 
 @dataclass(frozen=True)
@@ -150,8 +182,12 @@ class SemanticCacheLLM(LLM):
     arguments (tools, tool choice, response format), the same input except the question
     (system prompt, earlier turns, template text around the question), and either the
     same full input (exact hit) or a question at least ``threshold`` similar (semantic
-    hit). The question is the last user message's text, or, for templated calls such as
-    a query engine's, the template variable named in ``question_vars``.
+    hit) that the engine's verifier accepts. The question is the last user message's
+    text, or, for templated calls (``predict``, ``stream``, ``structured_predict`` and
+    their async twins, a text rendered from one of ``templates``), the first template
+    variable named in ``question_vars``; the template and the other variables are
+    scope, and a templated call without a question variable is exact-only. A question
+    condensed from a conversation is answered only within that conversation.
 
     Served hits carry no token usage and are marked in ``raw`` and ``additional_kwargs``
     as ``{"semcache": {"hit": True, "layer": ..., "similarity": ..., "stale": ...}}``.
@@ -168,6 +204,12 @@ class SemanticCacheLLM(LLM):
             engine's ``stale_grace`` past its TTL) instead, marked ``"stale": True``;
             without one the LLM's exception is raised unchanged.
         question_vars: template variables that hold the question in templated calls.
+        conversation_vars: template variables that hold a conversation (``chat_history``).
+        templates: templates that callers render themselves before ``complete``/``chat``
+            (default: LlamaIndex's condense prompts); such a text is split like a
+            templated call.
+        share_condensed_questions: let a question condensed from one conversation be
+            answered from another conversation's entries (default: never).
         **kwargs: other ``LLM`` fields.
 
     Example:
@@ -183,8 +225,23 @@ class SemanticCacheLLM(LLM):
         default=True, description="Serve a matching (possibly expired) entry if the LLM fails."
     )
     question_vars: tuple[str, ...] = Field(
-        default=("query_str",),
-        description="Prompt-template variables that hold the question.",
+        default=DEFAULT_QUESTION_VARS,
+        description="Prompt-template variables that hold the question (the first present "
+        "is embedded; without one a templated call is exact-only).",
+    )
+    conversation_vars: tuple[str, ...] = Field(
+        default=DEFAULT_CONVERSATION_VARS,
+        description="Prompt-template variables that hold a conversation.",
+    )
+    templates: tuple[str, ...] = Field(
+        default=DEFAULT_TEMPLATES,
+        description="Templates that callers render themselves before calling complete or "
+        "chat (the condense prompts); a text rendered from one is split into variables.",
+    )
+    share_condensed_questions: bool = Field(
+        default=False,
+        description="Let a question condensed from one conversation be answered from "
+        "another conversation's entries (off: conversations never share answers).",
     )
     _engine: CacheEngine = PrivateAttr()
 
@@ -195,7 +252,10 @@ class SemanticCacheLLM(LLM):
         *,
         tenant: str | None = None,
         stale_if_error: bool = True,
-        question_vars: Sequence[str] = ("query_str",),
+        question_vars: Sequence[str] = DEFAULT_QUESTION_VARS,
+        conversation_vars: Sequence[str] = DEFAULT_CONVERSATION_VARS,
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        share_condensed_questions: bool = False,
         **kwargs: Any,
     ) -> None:
         if isinstance(llm, SemanticCacheLLM):
@@ -224,6 +284,9 @@ class SemanticCacheLLM(LLM):
             "tenant": tenant,
             "stale_if_error": stale_if_error,
             "question_vars": tuple(question_vars),
+            "conversation_vars": tuple(conversation_vars),
+            "templates": tuple(templates),
+            "share_condensed_questions": share_condensed_questions,
         }
         super().__init__(**fields)
         self._engine = engine
@@ -253,17 +316,31 @@ class SemanticCacheLLM(LLM):
         return meta
 
     # -- requests -----------------------------------------------------------------------
-    def _request(self, kind: str, parts: Parts, extra: dict[str, Any]) -> CacheRequest | None:
+    def _request(
+        self,
+        kind: str,
+        parts: Parts,
+        extra: dict[str, Any],
+        template: TemplateCall | None,
+    ) -> CacheRequest | None:
         scope = {
             "adapter": "llamaindex",
             "v": _SCOPE_VERSION,
             "kind": kind,
             "llm": llm_identity(self.llm),
             "context": parts.context,
+            "template": None if template is None else template.scope,
             **extra,
         }
+        if not self.share_condensed_questions:
+            # A question condensed from a conversation is answered for that one only.
+            scope["conversation"] = condensed_from(parts.question)
         return self._engine.request(
-            parts.prompt, question=parts.question or "", scope=scope, tenant=self.tenant
+            parts.prompt,
+            question=parts.question or "",
+            scope=scope,
+            tenant=self.tenant,
+            kind=kind,
         )
 
     def _safely(self, build: Callable[[], CacheRequest | None]) -> CacheRequest | None:
@@ -274,27 +351,44 @@ class SemanticCacheLLM(LLM):
             self._engine.report_error("request", exc, tenant=self.tenant)
             return None
 
+    def _template_call(self, prompt: BasePromptTemplate, args: dict[str, Any]) -> TemplateCall:
+        return template_call(prompt, self, args, self.question_vars, self.conversation_vars)
+
+    def _rendered_call(self, text: str | None) -> TemplateCall | None:
+        """The templated call in progress, or the registered template ``text`` was
+        rendered from."""
+        current = current_template()
+        if current is not None or text is None or not self.templates:
+            return current
+        return match_template(text, self.templates, self.question_vars, self.conversation_vars)
+
     def _chat_request(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> CacheRequest | None:
-        return self._safely(
-            lambda: self._request(
-                "chat",
-                chat_parts(messages, question_hints(self.question_vars)),
-                {"kwargs": jsonable(kwargs)},
+        def build() -> CacheRequest | None:
+            template = self._rendered_call(last_user_text(messages))
+            # Tool-calling steps are their own kind: ``exact_only_kinds=("tools",)``
+            # keeps an agent's steps out of the semantic layer.
+            kind = "tools" if kwargs.get("tools") else "chat"
+            return self._request(
+                kind, chat_parts(messages, template), {"kwargs": jsonable(kwargs)}, template
             )
-        )
+
+        return self._safely(build)
 
     def _completion_request(
         self, prompt: str, formatted: bool, kwargs: dict[str, Any]
     ) -> CacheRequest | None:
-        return self._safely(
-            lambda: self._request(
+        def build() -> CacheRequest | None:
+            template = self._rendered_call(prompt)
+            return self._request(
                 "completion",
-                completion_parts(prompt, question_hints(self.question_vars)),
+                completion_parts(prompt, template),
                 {"formatted": formatted, "kwargs": jsonable(kwargs)},
+                template,
             )
-        )
+
+        return self._safely(build)
 
     def _structured_request(
         self,
@@ -304,16 +398,25 @@ class SemanticCacheLLM(LLM):
         prompt_args: dict[str, Any],
     ) -> CacheRequest | None:
         def build() -> CacheRequest | None:
-            messages = prompt.format_messages(llm=self.llm, **prompt_args)
-            hints = question_hints(self.question_vars, prompt_vars(prompt, self.llm, prompt_args))
+            # Keyed on the caller's template as written, never on an output parser a
+            # structured program added to it: the output schema is scope of its own.
+            clean = _unparsed_copy(prompt)
+            clean.output_parser = None
+            template = template_call(
+                clean, self.llm, prompt_args, self.question_vars, self.conversation_vars
+            )
+            parser = prompt.output_parser
+            messages = clean.format_messages(llm=self.llm, **prompt_args)
             return self._request(
                 "structured",
-                chat_parts(messages, hints),
+                chat_parts(messages, template),
                 {
                     "output_cls": jsonable(output_cls),
                     "output_schema": output_cls.model_json_schema(),
+                    "output_parser": None if parser is None else jsonable(type(parser)),
                     "llm_kwargs": jsonable(llm_kwargs or {}),
                 },
+                template,
             )
 
         return self._safely(build)
@@ -625,25 +728,33 @@ class SemanticCacheLLM(LLM):
             ),
         )
 
-    # -- templated calls: the template variables name the question ----------------------
+    # -- templated calls: only the question variable is embedded ------------------------
     def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
-        """``LLM.predict``, with ``question_vars`` marking the question for the cache."""
-        with template_vars(prompt_vars(prompt, self, prompt_args)):
-            return super().predict(prompt, **prompt_args)
+        """``LLM.predict``: the question variable (``question_vars``) is embedded, the
+        template and every other variable are scope; without a question variable the
+        call is exact-only."""
+        call = self._template_call(prompt, prompt_args)
+        with in_template(call):
+            output = super().predict(prompt, **prompt_args)
+        remember_condensed(call, output)
+        return output
 
     def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenGen:
-        """``LLM.stream``, with ``question_vars`` marking the question for the cache."""
-        with template_vars(prompt_vars(prompt, self, prompt_args)):
+        """``LLM.stream``, split like `predict`."""
+        with in_template(self._template_call(prompt, prompt_args)):
             return super().stream(prompt, **prompt_args)
 
     async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
-        """``LLM.apredict``, with ``question_vars`` marking the question for the cache."""
-        with template_vars(prompt_vars(prompt, self, prompt_args)):
-            return await super().apredict(prompt, **prompt_args)
+        """``LLM.apredict``, split like `predict`."""
+        call = self._template_call(prompt, prompt_args)
+        with in_template(call):
+            output = await super().apredict(prompt, **prompt_args)
+        remember_condensed(call, output)
+        return output
 
     async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
-        """``LLM.astream``, with ``question_vars`` marking the question for the cache."""
-        with template_vars(prompt_vars(prompt, self, prompt_args)):
+        """``LLM.astream``, split like `predict`."""
+        with in_template(self._template_call(prompt, prompt_args)):
             return await super().astream(prompt, **prompt_args)
 
     # -- structured output ----------------------------------------------------------------
@@ -654,10 +765,13 @@ class SemanticCacheLLM(LLM):
         llm_kwargs: dict[str, Any] | None = None,
         **prompt_args: Any,
     ) -> Model:
-        """``LLM.structured_predict``, cached as the output's JSON.
+        """``LLM.structured_predict``, cached as the output's JSON (kind
+        ``"structured"``).
 
-        The key includes the output class's JSON schema; a hit is re-validated into
-        ``output_cls`` (an entry that no longer validates is deleted and missed).
+        Keyed on the template as written plus the output class's JSON schema, split
+        like `predict`; the caller's template is never modified. A hit is the user's
+        own class, re-validated (an entry that no longer validates is deleted and
+        missed): ``semcache_core.last_lookup()`` tells whether it was served.
         """
         request = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
         return self._call(
@@ -665,7 +779,7 @@ class SemanticCacheLLM(LLM):
             request,
             _structured_codec(output_cls),
             lambda: self.llm.structured_predict(
-                output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args
+                output_cls, _unparsed_copy(prompt), llm_kwargs=llm_kwargs, **prompt_args
             ),
         )
 
@@ -683,7 +797,7 @@ class SemanticCacheLLM(LLM):
             request,
             _structured_codec(output_cls),
             lambda: self.llm.astructured_predict(
-                output_cls, prompt, llm_kwargs=llm_kwargs, **prompt_args
+                output_cls, _unparsed_copy(prompt), llm_kwargs=llm_kwargs, **prompt_args
             ),
         )
 

@@ -1,12 +1,15 @@
 """Split a LlamaIndex call into the parts of a cache request. Pure: no I/O.
 
-- **question**: the text that is embedded. For chat calls it is the text of the last
-  user message; a call that does not end with a user message (an agent step after a tool
-  result) has none and is matched exactly. When the call comes from a prompt template
-  (``llm.predict(template, query_str=...)``, as query engines do), the template variable
-  named in ``question_vars`` is the question and the rest of the rendered text (the
-  retrieved context, the instructions) becomes context, so the embedding is not drowned
-  in retrieved text.
+- **question**: the text that is embedded: what the user varies. For chat calls it is
+  the text of the last user message; a call that does not end with a user message (an
+  agent step after a tool result) has none and is matched exactly. For a templated call
+  (``llm.predict(template, query_str=...)`` as query engines do, or a text rendered from
+  a registered template) it is the value of the question variable only; the template
+  text and every other variable (retrieved context, chat history) are scope. A
+  templated call without a question variable has no question: it is exact-only, never
+  guessed. A question condensed from a conversation (the output of a template with a
+  ``chat_history`` variable) carries that conversation into the scope of the calls it
+  feeds in the same thread or task.
 - **context**: everything else in the input (system prompt, earlier turns, tool results,
   images, the template around the question), matched exactly.
 - **identity**: the wrapped model's class, parameters and metadata, matched exactly.
@@ -20,11 +23,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import string
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
@@ -52,21 +57,70 @@ _SKIPPED_FIELDS = frozenset(
     }
 )
 
-# Template variables of the current ``predict``-style call, by name. Set by the wrapper
-# around a templated call and read when the LLM endpoint builds its request.
-_template_vars: ContextVar[Mapping[str, Any] | None] = ContextVar(
-    "semcache_template_vars", default=None
+
+@dataclass(frozen=True)
+class TemplateCall:
+    """What a templated call (``predict``, a registered template) tells the cache.
+
+    Attributes:
+        question: the question variable's value, the only text embedded; ``None``
+            when the template has no question variable (the call is exact-only).
+        scope: the template's identity and every other variable, matched exactly.
+        conversation: a digest of the conversation variables (``chat_history``) when
+            the template has any: what this call produces (a condensed question)
+            stays tied to that conversation.
+    """
+
+    question: str | None
+    scope: Mapping[str, Any]
+    conversation: str | None = None
+
+
+# The templated call in progress. Set by the wrapper around ``predict`` and friends and
+# read when the LLM endpoint it calls builds its request.
+_template_call: ContextVar[TemplateCall | None] = ContextVar(
+    "semcache_template_call", default=None
 )
+# Questions condensed from a conversation in this thread or task: (text, conversation).
+_condensed: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("semcache_condensed", default=())
+_CONDENSED_KEPT = 16
+_MAX_MATCHED_CHARS = 200_000
 
 
 @contextmanager
-def template_vars(values: Mapping[str, Any]) -> Iterator[None]:
-    """Make a templated call's variables visible to the endpoint it calls."""
-    token = _template_vars.set(dict(values))
+def in_template(call: TemplateCall | None) -> Iterator[None]:
+    """Make a templated call visible to the endpoint it calls."""
+    token = _template_call.set(call)
     try:
         yield
     finally:
-        _template_vars.reset(token)
+        _template_call.reset(token)
+
+
+def current_template() -> TemplateCall | None:
+    """The templated call in progress, if any."""
+    return _template_call.get()
+
+
+def remember_condensed(call: TemplateCall | None, output: Any) -> None:
+    """Tie the output of a conversation template (a condensed question) to its
+    conversation, for the calls it feeds in this thread or task."""
+    if call is None or call.conversation is None or not isinstance(output, str):
+        return
+    if not output.strip():
+        return
+    kept = tuple(item for item in _condensed.get() if item[0] != output)
+    _condensed.set(((output, call.conversation), *kept)[:_CONDENSED_KEPT])
+
+
+def condensed_from(question: str | None) -> str | None:
+    """The conversation ``question`` was condensed from in this thread or task."""
+    if not question:
+        return None
+    for text, conversation in _condensed.get():
+        if text == question:
+            return conversation
+    return None
 
 
 def prompt_vars(prompt: Any, llm: Any, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,15 +134,112 @@ def prompt_vars(prompt: Any, llm: Any, args: Mapping[str, Any]) -> dict[str, Any
     return {**(fixed if isinstance(fixed, Mapping) else {}), **args}
 
 
-def question_hints(
-    names: Sequence[str], values: Mapping[str, Any] | None = None
-) -> tuple[str, ...]:
-    """The string values of the template variables named in ``names`` (default: those
-    of the current templated call)."""
-    current = _template_vars.get() if values is None else values
-    if not current:
-        return ()
-    return tuple(v for n in names if isinstance(v := current.get(n), str) and v.strip() != "")
+def template_identity(prompt: Any, llm: Any) -> dict[str, Any]:
+    """What makes a prompt template itself: its class, text (for the LLM it is used
+    with), variable and function mappings, and output parser."""
+    try:
+        text: Any = prompt.get_template(llm=llm)
+    except Exception:
+        text = jsonable(prompt)
+    mappings = getattr(prompt, "function_mappings", None) or {}
+    parser = getattr(prompt, "output_parser", None)
+    return {
+        "class": _qualname(prompt),
+        "text": text,
+        "var_mappings": jsonable(getattr(prompt, "template_var_mappings", None)),
+        "function_mappings": sorted(str(name) for name in mappings),
+        "output_parser": None if parser is None else _qualname(parser),
+    }
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(jsonable(value))).hexdigest()
+
+
+def build_template_call(
+    identity: Any,
+    values: Mapping[str, Any],
+    question_vars: Sequence[str],
+    conversation_vars: Sequence[str],
+) -> TemplateCall:
+    """Split a templated call's variables: the first question variable with text is
+    the question, all others are scope."""
+    name = next(
+        (n for n in question_vars if isinstance(v := values.get(n), str) and v.strip()), None
+    )
+    others = {k: v for k, v in values.items() if k != name}
+    history = {k: others[k] for k in conversation_vars if k in others}
+    return TemplateCall(
+        question=None if name is None else str(values[name]),
+        scope={"template": identity, "question_var": name, "vars": jsonable(others)},
+        conversation=_digest(history) if history else None,
+    )
+
+
+def template_call(
+    prompt: Any,
+    llm: Any,
+    args: Mapping[str, Any],
+    question_vars: Sequence[str],
+    conversation_vars: Sequence[str],
+) -> TemplateCall:
+    """The `TemplateCall` of ``prompt`` formatted with ``args``. A template that cannot
+    be described is exact-only."""
+    try:
+        return build_template_call(
+            template_identity(prompt, llm),
+            prompt_vars(prompt, llm, args),
+            question_vars,
+            conversation_vars,
+        )
+    except Exception as exc:
+        return TemplateCall(question=None, scope={"$error": type(exc).__name__})
+
+
+@lru_cache(maxsize=128)
+def _template_pattern(template: str) -> tuple[re.Pattern[str], tuple[str, ...]] | None:
+    """A regex that recovers the variables of ``template`` (``str.format`` syntax)."""
+    pieces: list[str] = []
+    names: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return None
+    for literal, field, spec, conversion in parsed:
+        pieces.append(re.escape(literal))
+        if field is None:
+            continue
+        if spec or conversion or not field.isidentifier():
+            return None
+        if field in names:
+            pieces.append(f"(?P={field})")
+        else:
+            names.append(field)
+            pieces.append(f"(?P<{field}>.*)")
+    return re.compile("".join(pieces), re.DOTALL), tuple(names)
+
+
+def match_template(
+    text: str,
+    templates: Sequence[str],
+    question_vars: Sequence[str],
+    conversation_vars: Sequence[str],
+) -> TemplateCall | None:
+    """The `TemplateCall` of a text rendered from one of ``templates`` (a chat engine
+    that formats its prompt itself and calls ``complete``), or ``None``."""
+    if len(text) > _MAX_MATCHED_CHARS:
+        return None
+    for template in templates:
+        compiled = _template_pattern(template)
+        if compiled is None:
+            continue
+        found = compiled[0].fullmatch(text)
+        if found is not None:
+            identity = {"registered": template}
+            return build_template_call(
+                identity, found.groupdict(), question_vars, conversation_vars
+            )
+    return None
 
 
 def jsonable(value: Any) -> Any:
@@ -170,17 +321,21 @@ class Parts:
     context: Any
 
 
-def split_question(text: str, hints: Sequence[str]) -> tuple[str, str | None]:
-    """The question inside ``text`` and the text around it (``None``: all of it).
+def split_question(text: str, template: TemplateCall | None) -> tuple[str | None, str | None]:
+    """The question inside ``text`` and the text around it (``None``: nothing around).
 
-    The first hint found in ``text`` (its last occurrence) is the question; without
-    one, the whole text is.
+    Without a templated call the whole text is the question. In one, its question
+    variable's value (last occurrence) is, and the rest of ``text`` is returned with a
+    slot where the question was; when the template has no question variable, or the
+    value is not in ``text``, there is no question: the call is exact-only.
     """
-    for hint in hints:
-        at = text.rfind(hint)
-        if at >= 0:
-            return hint, text[:at] + QUESTION_SLOT + text[at + len(hint) :]
-    return text, None
+    if template is None:
+        return text, None
+    hint = template.question
+    at = -1 if hint is None else text.rfind(hint)
+    if hint is None or at < 0:
+        return None, text
+    return hint, text[:at] + QUESTION_SLOT + text[at + len(hint) :]
 
 
 def message_data(message: ChatMessage) -> dict[str, Any]:
@@ -196,13 +351,21 @@ def _text(value: Any) -> str:
     return canonical_json(value).decode("utf-8", "surrogatepass")
 
 
-def chat_parts(messages: Sequence[ChatMessage], hints: Sequence[str] = ()) -> Parts:
+def last_user_text(messages: Sequence[ChatMessage]) -> str | None:
+    """The text of the last message when it is a user message with text, else ``None``."""
+    if not messages or messages[-1].role != MessageRole.USER:
+        return None
+    texts = [b.text for b in messages[-1].blocks if isinstance(b, TextBlock)]
+    return "\n".join(texts) if texts else None
+
+
+def chat_parts(messages: Sequence[ChatMessage], template: TemplateCall | None = None) -> Parts:
     """Parts of a chat call.
 
     Args:
         messages: the messages as the LLM receives them.
-        hints: candidate question texts (template variables) to look for in the last
-            user message.
+        template: the templated call that rendered them, if any: only its question
+            variable is the question (see `split_question`).
     """
     data = [message_data(m) for m in messages]
     prompt = _text(data)
@@ -212,17 +375,17 @@ def chat_parts(messages: Sequence[ChatMessage], hints: Sequence[str] = ()) -> Pa
     texts = [b.text for b in last.blocks if isinstance(b, TextBlock)]
     if not texts:
         return Parts(prompt=prompt, question=None, context={"messages": data})
-    question, template = split_question("\n".join(texts), hints)
+    question, around = split_question("\n".join(texts), template)
     # Text blocks keep their position, not their text; the rest must match exactly.
     blocks = [
         {"block_type": "text"} if isinstance(b, TextBlock) else jsonable(b) for b in last.blocks
     ]
-    last_data = {**data[-1], "blocks": blocks, "template": template}
+    last_data = {**data[-1], "blocks": blocks, "template": around}
     return Parts(prompt=prompt, question=question, context={"messages": [*data[:-1], last_data]})
 
 
-def completion_parts(prompt: str, hints: Sequence[str] = ()) -> Parts:
-    """Parts of a completion call: the prompt is the question, unless a template
-    variable isolates it (then the rest of the prompt is context)."""
-    question, template = split_question(prompt, hints)
-    return Parts(prompt=prompt, question=question, context={"template": template})
+def completion_parts(prompt: str, template: TemplateCall | None = None) -> Parts:
+    """Parts of a completion call: the prompt is the question, unless it was rendered
+    from a template (then only the question variable is; see `split_question`)."""
+    question, around = split_question(prompt, template)
+    return Parts(prompt=prompt, question=question, context={"template": around})
