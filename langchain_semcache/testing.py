@@ -67,11 +67,13 @@ class FakeSupportChatModel(BaseChatModel):
         model_name: part of LangChain's ``llm_string``, so two names never share entries.
         temperature: likewise.
         latency: seconds each call sleeps (``time.sleep`` / ``asyncio.sleep``).
+        report_usage: ``False`` answers without ``usage_metadata`` (as some providers do).
     """
 
     model_name: str = "fake-support-1"
     temperature: float = 0.0
     latency: float = 0.0
+    report_usage: bool = True
     _calls: int = PrivateAttr(default=0)
 
     @property
@@ -119,14 +121,15 @@ class FakeSupportChatModel(BaseChatModel):
         out_text = message.text or json.dumps(message.tool_calls)
         # The token-detail keys are optional at run time; some langchain-core releases
         # type them as required.
-        message.usage_metadata = cast(
-            UsageMetadata,
-            {
-                "input_tokens": _tokens(prompt_text),
-                "output_tokens": _tokens(out_text),
-                "total_tokens": _tokens(prompt_text) + _tokens(out_text),
-            },
-        )
+        if self.report_usage:
+            message.usage_metadata = cast(
+                UsageMetadata,
+                {
+                    "input_tokens": _tokens(prompt_text),
+                    "output_tokens": _tokens(out_text),
+                    "total_tokens": _tokens(prompt_text) + _tokens(out_text),
+                },
+            )
         message.response_metadata = {"model_name": self.model_name, "finish_reason": "stop"}
         return ChatResult(generations=[ChatGeneration(message=message)])
 
