@@ -101,7 +101,7 @@ class SemanticCache(BaseCache):
     def _request(self, prompt: str, llm_string: str) -> CacheRequest:
         parsed = parse_prompt(prompt)
         return self.engine.request(
-            prompt,
+            parsed.key,
             question=parsed.question or "",
             scope={"llm_string": llm_string, "kind": parsed.kind, "context": parsed.context},
             tenant=self.tenant,

@@ -3,8 +3,9 @@
 It answers the questions of `semcache_core.workload` with their intent's answer, and any
 other question with a fixed text derived from it. It reports token usage like a real
 provider, can sleep to simulate provider latency, supports ``bind_tools`` (it calls the
-first tool with the question) and ``with_structured_output(method="json_schema")`` (it
-answers with JSON that fits the schema), and counts the calls that reached it.
+first tool with the question, and answers in text once a tool result is the last
+message) and ``with_structured_output(method="json_schema")`` (it answers with JSON
+that fits the schema), and counts the calls that reached it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
@@ -104,7 +105,10 @@ class FakeSupportChatModel(BaseChatModel):
         answer = self.answer(question)
         tools = kwargs.get("tools") or []
         response_format = kwargs.get("response_format")
-        if tools:
+        if tools and isinstance(messages[-1], ToolMessage):
+            # An agent step after a tool ran: answer with what the tool said.
+            message = AIMessage(content=f"The tool says: {messages[-1].text}")
+        elif tools:
             name = tools[0]["function"]["name"]
             params = tools[0]["function"].get("parameters", {"type": "object"})
             args = _fill(params, question)
