@@ -178,8 +178,11 @@ class FakeSupportChatModel(BaseChatModel):
         method: str = "json_schema",
         include_raw: bool = False,
         **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, BaseModel]:
-        if method != "json_schema" or include_raw:
+    ) -> Runnable[LanguageModelInput, Any]:
+        """JSON-schema structured output, marked for tracing the way providers mark it
+        (``ls_structured_output_format``); ``include_raw=True`` returns
+        ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``."""
+        if method != "json_schema":
             raise NotImplementedError("the fake model supports method='json_schema' only")
         response_format = {
             "type": "json_schema",
@@ -189,5 +192,22 @@ class FakeSupportChatModel(BaseChatModel):
                 "strict": True,
             },
         }
-        bound = self.bind(response_format=response_format, **kwargs)
-        return bound | RunnableLambda(lambda msg: schema.model_validate_json(msg.text))
+        bound = self.bind(
+            response_format=response_format,
+            ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
+            **kwargs,
+        )
+
+        def parse(msg: BaseMessage) -> BaseModel:
+            return schema.model_validate_json(msg.text)
+
+        if not include_raw:
+            return bound | RunnableLambda(parse)
+
+        def with_raw(msg: BaseMessage) -> dict[str, Any]:
+            try:
+                return {"raw": msg, "parsed": parse(msg), "parsing_error": None}
+            except ValueError as exc:
+                return {"raw": msg, "parsed": None, "parsing_error": exc}
+
+        return bound | RunnableLambda(with_raw)
