@@ -32,7 +32,6 @@ from .serialization import (
     generations_usage,
 )
 
-
 # LangChain's llm_string ends with ``str(sorted(call_kwargs.items()))``; a bound
 # ``response_format`` (JSON mode, JSON schema) is structured output.
 _RESPONSE_FORMAT = re.compile(r"""\(['"]response_format['"], """)

@@ -201,13 +201,13 @@ class SemcacheRunHandler(BaseCallbackHandler):
             token = _ROOT.set(cell)
             with self._lock:
                 self._roots[run_id] = (cell, token)
-        if kwargs.get("run_type") == "prompt" and parent_run_id is not None:
-            if isinstance(inputs, Mapping):
-                with self._lock:
-                    self._prompts[parent_run_id] = inputs
-                    self._prompts.move_to_end(parent_run_id)
-                    while len(self._prompts) > _MAX_TRACKED:
-                        self._prompts.popitem(last=False)
+        prompt_run = kwargs.get("run_type") == "prompt" and isinstance(inputs, Mapping)
+        if prompt_run and parent_run_id is not None:
+            with self._lock:
+                self._prompts[parent_run_id] = inputs
+                self._prompts.move_to_end(parent_run_id)
+                while len(self._prompts) > _MAX_TRACKED:
+                    self._prompts.popitem(last=False)
 
     def _chain_end(self, run_id: UUID) -> None:
         with self._lock:
