@@ -1,0 +1,152 @@
+"""What a LangChain run tells the cache: the tenant from run metadata (every entry
+point, child runs, LangGraph), structured output as a request kind, and the question
+declared for templated prompts (explicitly, or from the prompt's variables)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
+
+from langchain_semcache import CachedStreamingChatModel, SemanticCache, cache_context, tenant
+from langchain_semcache.streaming_testing import FakeStreamingChatModel
+from langchain_semcache.testing import FakeSupportChatModel
+from semcache_core import CacheEngine, ConfigurationError
+from tests.conftest import constant_embedder
+
+Q = "How do I reset my password?"
+TENANTS = ("acme", "globex", "initech")
+
+
+def cfg(tenant_id: Any) -> RunnableConfig:
+    return {"metadata": {"semcache_tenant": tenant_id}}
+
+
+def layer(message: BaseMessage) -> str | None:
+    marker = message.response_metadata.get("semcache")
+    return marker["layer"] if marker else None
+
+
+def streamed(chunks: list[Any]) -> Any:
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    return total
+
+
+@tool
+def order_status(order_id: str) -> str:
+    """Look up the status of an order."""
+    return f"order {order_id!r} shipped yesterday"
+
+
+@pytest.fixture
+def engine(make_engine: Callable[..., CacheEngine]) -> CacheEngine:
+    # Every question has the same vector: any entry of a tenant is a semantic candidate
+    # for any request of that tenant, so only the tenant keeps answers apart.
+    return make_engine(embedder=constant_embedder(), threshold=0.5)
+
+
+@pytest.fixture
+def cache(engine: CacheEngine) -> SemanticCache:
+    return SemanticCache(engine=engine)
+
+
+def test_run_metadata_tenant_sync_entry_points(cache: SemanticCache, engine: CacheEngine) -> None:
+    model = FakeSupportChatModel(cache=cache)
+    streaming = CachedStreamingChatModel(model=FakeStreamingChatModel(), cache=cache)
+    for t in TENANTS:  # each tenant's first ask is a miss: nothing crosses tenants
+        assert layer(model.invoke(Q, config=cfg(t))) is None
+    assert model.calls == 3
+    for t in TENANTS:
+        assert layer(model.invoke(Q, config=cfg(t))) == "exact"
+    # batch: one config per input, each its own tenant
+    out = model.batch([Q, Q], config=[cfg("acme"), cfg("umbrella")])
+    assert [layer(m) for m in out] == ["exact", None] and model.calls == 4
+    # stream: served from the tenant's entry written by invoke, never another's
+    for t in TENANTS:
+        assert layer(streamed(list(streaming.stream(Q, config=cfg(t))))) == "exact"
+    assert layer(streamed(list(streaming.stream(Q, config=cfg("hooli"))))) is None
+    # the run's metadata wins over an ambient tenant() block, and goes to child runs
+    with tenant("acme"):
+        assert layer(model.invoke(Q, config=cfg("soylent"))) is None
+    chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | model
+    assert layer(chain.invoke({"q": Q}, config=cfg("soylent"))) == "exact"
+    assert layer(chain.invoke({"q": Q}, config=cfg("tyrell"))) is None
+    for t in (*TENANTS, "umbrella", "hooli", "soylent", "tyrell"):
+        assert engine.count(tenant=t) == 1, t
+    # no metadata: the default tenant, which has nothing yet
+    assert layer(model.invoke(Q)) is None
+
+
+async def test_run_metadata_tenant_async_entry_points(
+    cache: SemanticCache, engine: CacheEngine
+) -> None:
+    model = FakeSupportChatModel(cache=cache)
+    streaming = CachedStreamingChatModel(model=FakeStreamingChatModel(), cache=cache)
+    first = await asyncio.gather(*(model.ainvoke(Q, config=cfg(t)) for t in TENANTS))
+    assert [layer(m) for m in first] == [None, None, None] and model.calls == 3
+    again = await model.abatch([Q] * 3, config=[cfg(t) for t in TENANTS])
+    assert [layer(m) for m in again] == ["exact"] * 3
+    for t in TENANTS:
+        chunks = [c async for c in streaming.astream(Q, config=cfg(t))]
+        assert layer(streamed(chunks)) == "exact"
+    chunks = [c async for c in streaming.astream(Q, config=cfg("hooli"))]
+    assert layer(streamed(chunks)) is None
+    assert all(engine.count(tenant=t) == 1 for t in (*TENANTS, "hooli"))
+
+
+@pytest.mark.parametrize("bad", ["", 42, None, ["acme"]])
+def test_invalid_run_metadata_tenant_raises(cache: SemanticCache, bad: Any) -> None:
+    model = FakeSupportChatModel(cache=cache)
+    with pytest.raises(ConfigurationError, match="semcache_tenant"):
+        model.invoke(Q, config=cfg(bad))
+    streaming = CachedStreamingChatModel(model=FakeStreamingChatModel(), cache=cache)
+    with pytest.raises(ConfigurationError, match="semcache_tenant"):
+        list(streaming.stream(Q, config=cfg(bad)))
+    assert model.calls == 0
+
+
+async def test_invalid_run_metadata_tenant_raises_async(cache: SemanticCache) -> None:
+    model = FakeSupportChatModel(cache=cache)
+    with pytest.raises(ConfigurationError, match="semcache_tenant"):
+        await model.ainvoke(Q, config=cfg(""))
+
+
+def test_run_metadata_tenant_through_a_langgraph_agent(
+    cache: SemanticCache, engine: CacheEngine
+) -> None:
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    model = FakeSupportChatModel(cache=cache)
+    bound = model.bind_tools([order_status])
+
+    def call_model(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        # no config passed on: LangGraph's run context carries the metadata down
+        return {"messages": [bound.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", call_model)
+    graph.add_node("tools", ToolNode([order_status]))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition)
+    graph.add_edge("tools", "agent")
+    agent = graph.compile()
+
+    def ask(t: str) -> list[AIMessage]:
+        state = agent.invoke({"messages": [("user", "Where is order A-17?")]}, config=cfg(t))
+        return [m for m in state["messages"] if isinstance(m, AIMessage)]
+
+    first = ask("acme")
+    assert len(first) == 2 and model.calls == 2
+    assert [layer(m) for m in ask("globex")] == [None, None] and model.calls == 4
+    assert [layer(m) for m in ask("acme")] == ["exact", "exact"] and model.calls == 4
+    assert engine.count(tenant="acme") == 2 and engine.count(tenant="globex") == 2
+    assert engine.count(tenant="default") == 0
