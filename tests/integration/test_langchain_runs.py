@@ -13,14 +13,16 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
+from pydantic import BaseModel
 
 from langchain_semcache import CachedStreamingChatModel, SemanticCache, cache_context, tenant
 from langchain_semcache.streaming_testing import FakeStreamingChatModel
 from langchain_semcache.testing import FakeSupportChatModel
-from semcache_core import CacheEngine, ConfigurationError
+from semcache_core import CacheEngine, ConfigurationError, Outcome, last_lookup
 from tests.conftest import constant_embedder
 
 Q = "How do I reset my password?"
+PARAPHRASE = "I forgot my password, how can I reset it?"
 TENANTS = ("acme", "globex", "initech")
 
 
@@ -150,3 +152,86 @@ def test_run_metadata_tenant_through_a_langgraph_agent(
     assert [layer(m) for m in ask("acme")] == ["exact", "exact"] and model.calls == 4
     assert engine.count(tenant="acme") == 2 and engine.count(tenant="globex") == 2
     assert engine.count(tenant="default") == 0
+
+
+# -- structured output ---------------------------------------------------------------
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def test_structured_extraction_near_miss_is_refused_by_the_verifier(
+    make_engine: Callable[..., CacheEngine], embeddings: Any
+) -> None:
+    cache = SemanticCache(engine=make_engine(embedder=embeddings, threshold=0.9))
+    model = FakeSupportChatModel(cache=cache)
+    extract = model.with_structured_output(Person)
+    first = extract.invoke("Alice is 30 years old")
+    assert isinstance(first, Person)
+    second = extract.invoke("Alice is 31 years old")  # 0.985 similar: was served Person(30)
+    assert model.calls == 2
+    looked = last_lookup()
+    assert looked is not None and not looked.hit and looked.outcome is Outcome.GUARDED
+    # a hit returns the user's class; last_lookup() says where it came from
+    again = extract.invoke("Alice is 31 years old")
+    assert again == second and model.calls == 2
+    looked = last_lookup()
+    assert looked is not None and looked.hit and looked.layer == "exact"
+
+
+async def test_structured_hit_marker_async_with_include_raw(
+    make_engine: Callable[..., CacheEngine], embeddings: Any
+) -> None:
+    # Async chains end their runs in a shielded task (a copied context), so the async
+    # way to see a structured hit is the raw message's marker.
+    cache = SemanticCache(engine=make_engine(embedder=embeddings))
+    model = FakeSupportChatModel(cache=cache)
+    extract = model.with_structured_output(Person, include_raw=True)
+    first = await extract.ainvoke("Bob is 40 years old")
+    again = await extract.ainvoke("Bob is 40 years old")
+    assert model.calls == 1 and again["parsed"] == first["parsed"]
+    assert again["raw"].response_metadata["semcache"]["layer"] == "exact"
+    guarded = await extract.ainvoke("Bob is 41 years old")
+    assert model.calls == 2 and "semcache" not in guarded["raw"].response_metadata
+
+
+def test_include_raw_carries_the_hit_marker(
+    make_engine: Callable[..., CacheEngine], embeddings: Any
+) -> None:
+    cache = SemanticCache(engine=make_engine(embedder=embeddings))
+    extract = FakeSupportChatModel(cache=cache).with_structured_output(Person, include_raw=True)
+    first = extract.invoke("Carol is 52 years old")
+    assert "semcache" not in first["raw"].response_metadata
+    again = extract.invoke("Carol is 52 years old")
+    assert again["parsed"] == first["parsed"] and isinstance(again["parsed"], Person)
+    assert again["raw"].response_metadata["semcache"]["layer"] == "exact"
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_structured_requests_are_a_kind_exact_only_kinds_can_keep_exact(
+    make_engine: Callable[..., CacheEngine], embeddings: Any, marked: bool
+) -> None:
+    engine = make_engine(embedder=embeddings, threshold=0.8, exact_only_kinds=("structured",))
+    cache = SemanticCache(engine=engine)
+    model = FakeSupportChatModel(cache=cache)
+
+    class Answer(BaseModel):
+        answer: str
+
+    if marked:  # with_structured_output: marked on the run (ls_structured_output_format)
+        structured: Any = model.with_structured_output(Answer)
+    else:  # a bare response_format binding: read from the llm_string
+        structured = model.bind(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "Answer", "schema": Answer.model_json_schema()},
+            }
+        )
+    structured.invoke(Q)
+    structured.invoke(PARAPHRASE)
+    assert model.calls == 2  # no semantic hit for a structured request
+    structured.invoke(Q)
+    assert model.calls == 2  # exact hits still served
+    # plain chat requests on the same engine still hit semantically
+    model.invoke(Q)
+    assert layer(model.invoke(PARAPHRASE)) == "semantic"
