@@ -235,3 +235,88 @@ def test_structured_requests_are_a_kind_exact_only_kinds_can_keep_exact(
     # plain chat requests on the same engine still hit semantically
     model.invoke(Q)
     assert layer(model.invoke(PARAPHRASE)) == "semantic"
+
+
+# -- templated prompts: the declared question ----------------------------------------
+INSTRUCTION = (
+    "You are a careful scheduling assistant for a dental practice. Read the patient's "
+    "message below and extract the appointment date it asks for, as an ISO date; answer "
+    "with the date only, and with 'none' if the message names no date. "
+    "Extract the appointment date from this message: {text}"
+)
+MESSAGE = "Could I book a cleaning on March 3rd?"
+REWORDED = "Is it possible to book a cleaning for March 3rd?"
+OTHER_DATE = "Could I book a cleaning on March 4th?"
+
+
+def test_declared_question_through_a_prompt_template_chain(
+    make_engine: Callable[..., CacheEngine], embeddings: Any
+) -> None:
+    cache = SemanticCache(engine=make_engine(embedder=embeddings, threshold=0.8))
+    model = FakeSupportChatModel(cache=cache)
+    chain = ChatPromptTemplate.from_messages([("human", INSTRUCTION)]) | model
+
+    def ask(text: str, declared: bool = True) -> BaseMessage:
+        if not declared:
+            return chain.invoke({"text": text})
+        with cache_context(question=text):
+            return chain.invoke({"text": text})
+
+    ask(MESSAGE)
+    assert layer(ask(REWORDED)) == "semantic" and model.calls == 1
+    assert layer(ask(OTHER_DATE)) is None and model.calls == 2  # never another date
+    assert layer(ask(OTHER_DATE)) == "exact"
+    # a different instruction around the same text is another scope
+    other = ChatPromptTemplate.from_messages([("human", "Translate to French: {text}")]) | model
+    with cache_context(question=MESSAGE):
+        assert layer(other.invoke({"text": MESSAGE})) is None
+
+
+def test_question_vars_take_the_question_from_the_prompt_template_run(
+    make_engine: Callable[..., CacheEngine], counting_embeddings: Any
+) -> None:
+    cache = SemanticCache(
+        engine=make_engine(embedder=counting_embeddings, threshold=0.8, dims=384),
+        question_vars=("text",),
+    )
+    model = FakeSupportChatModel(cache=cache)
+    chain = ChatPromptTemplate.from_messages([("human", INSTRUCTION)]) | model
+    chain.invoke({"text": MESSAGE})
+    # only the variable's value was embedded, never the instruction around it
+    assert counting_embeddings.texts == [MESSAGE]
+    assert layer(chain.invoke({"text": REWORDED})) == "semantic" and model.calls == 1
+    assert layer(chain.invoke({"text": OTHER_DATE})) is None and model.calls == 2
+    # the template's other variables are part of the scope (they stay in the template)
+    translate = ChatPromptTemplate.from_messages([("human", "Translate to {lang}: {text}")])
+    tchain = translate | model
+    tchain.invoke({"lang": "French", "text": MESSAGE})
+    assert layer(tchain.invoke({"lang": "German", "text": MESSAGE})) is None
+    assert layer(tchain.invoke({"lang": "French", "text": REWORDED})) == "semantic"
+    # a model call without a prompt run is unaffected: its last human message is the question
+    model.invoke("How do I reset my password?")
+    assert counting_embeddings.texts[-1] == "How do I reset my password?"
+
+
+async def test_question_vars_async(
+    make_engine: Callable[..., CacheEngine], embeddings: Any
+) -> None:
+    cache = SemanticCache(
+        engine=make_engine(embedder=embeddings, threshold=0.8), question_vars=("text",)
+    )
+    model = FakeSupportChatModel(cache=cache)
+    chain = ChatPromptTemplate.from_messages([("human", INSTRUCTION)]) | model
+    await chain.ainvoke({"text": MESSAGE})
+    assert layer(await chain.ainvoke({"text": REWORDED})) == "semantic"
+    assert layer(await chain.ainvoke({"text": OTHER_DATE})) is None and model.calls == 2
+
+
+def test_without_a_declared_question_the_long_instruction_dominates(
+    make_engine: Callable[..., CacheEngine], embeddings: Any
+) -> None:
+    cache = SemanticCache(engine=make_engine(embedder=embeddings, threshold=0.8))
+    model = FakeSupportChatModel(cache=cache)
+    chain = ChatPromptTemplate.from_messages([("human", INSTRUCTION)]) | model
+    chain.invoke({"text": MESSAGE})
+    out = chain.invoke({"text": OTHER_DATE})
+    # whole-prompt similarity is near 1 here; only the verifier keeps the date apart
+    assert layer(out) is None and model.calls == 2
