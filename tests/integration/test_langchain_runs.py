@@ -143,7 +143,8 @@ def test_run_metadata_tenant_through_a_langgraph_agent(
     agent = graph.compile()
 
     def ask(t: str) -> list[AIMessage]:
-        state = agent.invoke({"messages": [("user", "Where is order A-17?")]}, config=cfg(t))
+        start: Any = {"messages": [("user", "Where is order A-17?")]}
+        state = agent.invoke(start, config=cfg(t))
         return [m for m in state["messages"] if isinstance(m, AIMessage)]
 
     first = ask("acme")
