@@ -8,16 +8,21 @@ All decisions and all Redis I/O are the engine's.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.outputs import ChatGeneration, Generation
 
 from semcache_core import CacheEngine, LookupResult
+from semcache_core.config import check_tenant_id
 from semcache_core.errors import ConfigurationError, SerializationError
 from semcache_core.request import CacheRequest
-from semcache_core.tenancy import UNSET, _Unset
+from semcache_core.tenancy import UNSET, _Unset, cache_context, current_context
 
+from . import runs
 from .prompt import parse_prompt
 from .serialization import (
     CODEC,
@@ -26,6 +31,29 @@ from .serialization import (
     generations_text,
     generations_usage,
 )
+
+# LangChain's llm_string ends with ``str(sorted(call_kwargs.items()))``; a bound
+# ``response_format`` (JSON mode, JSON schema) is structured output.
+_RESPONSE_FORMAT = re.compile(r"""\(['"]response_format['"], """)
+
+
+def is_structured(llm_string: str, run: runs.RunInfo | None = None) -> bool:
+    """Whether a LangChain call asks for structured output: a ``response_format`` in its
+    ``llm_string``, or ``with_structured_output``'s marker on the run (any method,
+    tool calling included)."""
+    return bool(run is not None and run.structured) or bool(_RESPONSE_FORMAT.search(llm_string))
+
+
+def _run_tenant(run: runs.RunInfo | None) -> str | None:
+    if run is None or not run.has_tenant:
+        return None
+    try:
+        return check_tenant_id(run.tenant)
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"run metadata {runs.TENANT_KEY!r}: {exc}; pass e.g. "
+            f'config={{"metadata": {{"{runs.TENANT_KEY}": "acme"}}}}'
+        ) from exc
 
 
 class SemanticCache(BaseCache):
@@ -42,8 +70,16 @@ class SemanticCache(BaseCache):
         namespace: one index per namespace.
         threshold: cosine similarity in [0, 1] a semantic hit needs.
         ttl: default entry TTL in seconds (``None``: never expire; ``0``: do not cache).
-        tenant: serve and store for this tenant only; default: the `tenant` context,
-            else the engine's default tenant.
+        tenant: serve and store for this tenant only; default: the run's metadata
+            ``semcache_tenant`` (``config={"metadata": {"semcache_tenant": "acme"}}``,
+            inherited by child runs), else the `tenant` context, else the engine's
+            default tenant.
+        question_vars: prompt-template variables that hold the user's question, in
+            order of preference (e.g. ``("text", "question")``). When a model call
+            follows a ``ChatPromptTemplate`` run that had one of them (``prompt |
+            model``), only that variable's value is embedded and compared; the
+            template around it must match exactly. Off by default; an explicit
+            ``cache_context(question=...)`` wins.
         engine: share an existing `CacheEngine` (e.g. with LlamaIndex components);
             then pass no other engine settings.
         **settings: any other `CacheConfig` field.
@@ -64,8 +100,17 @@ class SemanticCache(BaseCache):
         ttl: float | _Unset | None = UNSET,
         tenant: str | None = None,
         engine: CacheEngine | None = None,
+        question_vars: Sequence[str] = (),
         **settings: Any,
     ) -> None:
+        if isinstance(question_vars, str) or not all(
+            isinstance(v, str) and v for v in question_vars
+        ):
+            raise ConfigurationError(
+                f"question_vars must be a sequence of variable names, got {question_vars!r}"
+            )
+        if tenant is not None:
+            check_tenant_id(tenant)
         if engine is not None:
             given = (
                 [
@@ -97,15 +142,40 @@ class SemanticCache(BaseCache):
                 **settings,
             )
         self.tenant = tenant
+        self.question_vars = tuple(question_vars)
+        runs.install()
+
+    def _declared_question(self, run: runs.RunInfo | None) -> str | None:
+        """The value of the first `question_vars` variable of the prompt template run
+        that fed this model call, unless the caller declared the question already."""
+        if not self.question_vars or run is None or run.prompt_inputs is None:
+            return None
+        if current_context().question is not None:
+            return None
+        for name in self.question_vars:
+            value = run.prompt_inputs.get(name)
+            if isinstance(value, str) and value.strip():
+                return value
+        return None
 
     def _request(self, prompt: str, llm_string: str) -> CacheRequest:
         parsed = parse_prompt(prompt)
-        return self.engine.request(
-            prompt,
-            question=parsed.question or "",
-            scope={"llm_string": llm_string, "kind": parsed.kind, "context": parsed.context},
-            tenant=self.tenant,
-        )
+        run = runs.current_run()
+        tenant = self.tenant if self.tenant is not None else _run_tenant(run)
+        kind = "structured" if is_structured(llm_string, run) else parsed.kind
+        question = self._declared_question(run)
+        with cache_context(question=question) if question is not None else nullcontext():
+            return self.engine.request(
+                parsed.key,
+                question=parsed.question or "",
+                scope={"llm_string": llm_string, "kind": parsed.kind, "context": parsed.context},
+                tenant=tenant,
+                kind=kind,
+            )
+
+    def _looked_up(self, result: LookupResult) -> list[Generation] | None:
+        runs.note_lookup(result)
+        return self._served(result)
 
     @staticmethod
     def _served(result: LookupResult) -> list[Generation] | None:
@@ -145,7 +215,7 @@ class SemanticCache(BaseCache):
         result = self.engine.lookup(
             self._request(prompt, llm_string), decode=decode_generations, text_of=generations_text
         )
-        return self._served(result)
+        return self._looked_up(result)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store the model's answer; faults are counted and logged, never raised."""
@@ -179,7 +249,7 @@ class SemanticCache(BaseCache):
         result = await self.engine.alookup(
             self._request(prompt, llm_string), decode=decode_generations, text_of=generations_text
         )
-        return self._served(result)
+        return self._looked_up(result)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Async `update`."""

@@ -5,6 +5,12 @@ every prompt look alike (same boilerplate), so the question is the text of the l
 human message, and everything else (system prompt, earlier turns, tool messages, images)
 is context that must match exactly. Legacy LLMs pass a plain string: that is the
 question, with no further context.
+
+Bookkeeping never enters a key: an AI message replayed from the cache carries the hit
+marker ``response_metadata["semcache"]`` and LangChain's ``usage_metadata["total_cost"]``
+(added to every hit); when such a message is sent back as history (an agent loop, a
+chat), both are removed before the prompt is keyed, so the next step's key is the one
+the first run stored.
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _HUMAN = {"human", "HumanMessage", "HumanMessageChunk"}
+_AI = {"ai", "AIMessage", "AIMessageChunk"}
+# What the cache and LangChain's cache path add to a replayed AI message.
+_MARKER = "semcache"
+_FRAMEWORK_USAGE = ("total_cost",)
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,7 @@ class ParsedPrompt:
     question: str | None
     context: Any
     kind: str  # "chat" or "text"
+    key: str = ""  # the prompt for the exact key, bookkeeping removed
 
 
 def _serialized_messages(prompt: str) -> list[dict[str, Any]] | None:
@@ -45,9 +56,37 @@ def _serialized_messages(prompt: str) -> list[dict[str, Any]] | None:
     return value
 
 
+def _type(message: dict[str, Any]) -> Any:
+    return message["kwargs"].get("type") or (message["id"][-1] if message["id"] else None)
+
+
 def _is_human(message: dict[str, Any]) -> bool:
-    kind = message["kwargs"].get("type") or (message["id"][-1] if message["id"] else None)
-    return kind in _HUMAN
+    return _type(message) in _HUMAN
+
+
+def _without_bookkeeping(message: dict[str, Any]) -> dict[str, Any]:
+    """An AI message as the model produced it: no hit marker, no cost LangChain adds to
+    a hit; metadata left empty by that is dropped (the original may have had none)."""
+    if _type(message) not in _AI:
+        return message
+    kwargs = dict(message["kwargs"])
+    meta = kwargs.get("response_metadata")
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in meta.items() if k != _MARKER}
+        if meta:
+            kwargs["response_metadata"] = meta
+        else:
+            kwargs.pop("response_metadata")
+    usage = kwargs.get("usage_metadata")
+    if isinstance(usage, dict):
+        usage = {k: v for k, v in usage.items() if k not in _FRAMEWORK_USAGE}
+        if usage:
+            kwargs["usage_metadata"] = usage
+        else:
+            kwargs.pop("usage_metadata")
+    elif "usage_metadata" in kwargs and usage is None:
+        kwargs.pop("usage_metadata")
+    return {**message, "kwargs": kwargs}
 
 
 def _split_content(content: Any) -> tuple[str, Any]:
@@ -78,16 +117,19 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
     The semantic layer is used only when the conversation ends with a human message: a
     prompt that ends with a tool result or an AI turn is an agent step, matched exactly.
     """
-    messages = _serialized_messages(prompt)
-    if messages is None:
-        return ParsedPrompt(question=prompt, context=None, kind="text")
+    raw = _serialized_messages(prompt)
+    if raw is None:
+        return ParsedPrompt(question=prompt, context=None, kind="text", key=prompt)
+    messages = [_without_bookkeeping(m) for m in raw]
+    key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
     last = messages[-1]
     if not _is_human(last):
-        return ParsedPrompt(question=None, context={"messages": messages}, kind="chat")
+        return ParsedPrompt(question=None, context={"messages": messages}, kind="chat", key=key)
     text, rest = _split_content(last["kwargs"].get("content"))
     last_without_text = {**last, "kwargs": {**last["kwargs"], "content": rest}}
     return ParsedPrompt(
         question=text if text.strip() else None,
         context={"messages": [*messages[:-1], last_without_text]},
         kind="chat",
+        key=key,
     )

@@ -61,6 +61,19 @@ def _pieces(text: str, size: int) -> list[str]:
     return out
 
 
+_TOKEN_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+def _chunk_usage(usage: Any) -> Any:
+    """Usage a chunk can carry. A hit's usage has LangChain's ``total_cost: 0`` added
+    (``_convert_cached_generations``); for a model that reported no usage that is all
+    there is, which a chunk's ``UsageMetadata`` rejects (token counts are required).
+    No token counts: no usage. Some counts: the missing ones are zero."""
+    if not usage or not any(k in usage for k in _TOKEN_COUNTS):
+        return None
+    return {**{k: 0 for k in _TOKEN_COUNTS}, **usage}
+
+
 def replay_chunks(message: BaseMessage, chunk_chars: int = 24) -> list[AIMessageChunk]:
     """A finished AI message as the chunks a provider could have streamed.
 
@@ -93,7 +106,7 @@ def replay_chunks(message: BaseMessage, chunk_chars: int = 24) -> list[AIMessage
             )
             chunks.append(AIMessageChunk(content=empty, tool_call_chunks=[part]))
             index += 1
-    usage = message.usage_metadata if isinstance(message, AIMessage) else None
+    usage = _chunk_usage(message.usage_metadata if isinstance(message, AIMessage) else None)
     chunks.append(
         AIMessageChunk(
             content=empty,

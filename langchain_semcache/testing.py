@@ -3,8 +3,9 @@
 It answers the questions of `semcache_core.workload` with their intent's answer, and any
 other question with a fixed text derived from it. It reports token usage like a real
 provider, can sleep to simulate provider latency, supports ``bind_tools`` (it calls the
-first tool with the question) and ``with_structured_output(method="json_schema")`` (it
-answers with JSON that fits the schema), and counts the calls that reached it.
+first tool with the question, and answers in text once a tool result is the last
+message) and ``with_structured_output(method="json_schema")`` (it answers with JSON
+that fits the schema), and counts the calls that reached it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda
@@ -67,11 +68,13 @@ class FakeSupportChatModel(BaseChatModel):
         model_name: part of LangChain's ``llm_string``, so two names never share entries.
         temperature: likewise.
         latency: seconds each call sleeps (``time.sleep`` / ``asyncio.sleep``).
+        report_usage: ``False`` answers without ``usage_metadata`` (as some providers do).
     """
 
     model_name: str = "fake-support-1"
     temperature: float = 0.0
     latency: float = 0.0
+    report_usage: bool = True
     _calls: int = PrivateAttr(default=0)
 
     @property
@@ -102,7 +105,10 @@ class FakeSupportChatModel(BaseChatModel):
         answer = self.answer(question)
         tools = kwargs.get("tools") or []
         response_format = kwargs.get("response_format")
-        if tools:
+        if tools and isinstance(messages[-1], ToolMessage):
+            # An agent step after a tool ran: answer with what the tool said.
+            message = AIMessage(content=f"The tool says: {messages[-1].text}")
+        elif tools:
             name = tools[0]["function"]["name"]
             params = tools[0]["function"].get("parameters", {"type": "object"})
             args = _fill(params, question)
@@ -119,14 +125,15 @@ class FakeSupportChatModel(BaseChatModel):
         out_text = message.text or json.dumps(message.tool_calls)
         # The token-detail keys are optional at run time; some langchain-core releases
         # type them as required.
-        message.usage_metadata = cast(
-            UsageMetadata,
-            {
-                "input_tokens": _tokens(prompt_text),
-                "output_tokens": _tokens(out_text),
-                "total_tokens": _tokens(prompt_text) + _tokens(out_text),
-            },
-        )
+        if self.report_usage:
+            message.usage_metadata = cast(
+                UsageMetadata,
+                {
+                    "input_tokens": _tokens(prompt_text),
+                    "output_tokens": _tokens(out_text),
+                    "total_tokens": _tokens(prompt_text) + _tokens(out_text),
+                },
+            )
         message.response_metadata = {"model_name": self.model_name, "finish_reason": "stop"}
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -171,8 +178,11 @@ class FakeSupportChatModel(BaseChatModel):
         method: str = "json_schema",
         include_raw: bool = False,
         **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, BaseModel]:
-        if method != "json_schema" or include_raw:
+    ) -> Runnable[LanguageModelInput, Any]:
+        """JSON-schema structured output, marked for tracing the way providers mark it
+        (``ls_structured_output_format``); ``include_raw=True`` returns
+        ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``."""
+        if method != "json_schema":
             raise NotImplementedError("the fake model supports method='json_schema' only")
         response_format = {
             "type": "json_schema",
@@ -182,5 +192,22 @@ class FakeSupportChatModel(BaseChatModel):
                 "strict": True,
             },
         }
-        bound = self.bind(response_format=response_format, **kwargs)
-        return bound | RunnableLambda(lambda msg: schema.model_validate_json(msg.text))
+        bound = self.bind(
+            response_format=response_format,
+            ls_structured_output_format={"kwargs": {"method": method}, "schema": schema},
+            **kwargs,
+        )
+
+        def parse(msg: BaseMessage) -> BaseModel:
+            return schema.model_validate_json(msg.text)
+
+        if not include_raw:
+            return bound | RunnableLambda(parse)
+
+        def with_raw(msg: BaseMessage) -> dict[str, Any]:
+            try:
+                return {"raw": msg, "parsed": parse(msg), "parsing_error": None}
+            except ValueError as exc:
+                return {"raw": msg, "parsed": None, "parsing_error": exc}
+
+        return bound | RunnableLambda(with_raw)

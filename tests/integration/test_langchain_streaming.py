@@ -217,3 +217,27 @@ def test_replay_chunks_add_up_to_the_message() -> None:
     assert total.usage_metadata == message.usage_metadata
     assert total.response_metadata == message.response_metadata
     assert len(chunks) > 5
+
+
+def test_stream_replays_a_hit_of_a_model_that_reports_no_usage(cache: SemanticCache) -> None:
+    inner = FakeStreamingChatModel(report_usage=False)
+    model = CachedStreamingChatModel(model=inner, cache=cache)
+    first = _total(list(model.stream(QUESTION)))
+    again = _total(list(model.stream(QUESTION)))
+    assert inner.streams == 1
+    assert again.content == first.content
+    assert again.response_metadata["semcache"]["layer"] == "exact"
+    assert again.usage_metadata is None
+    invoked = model.invoke(QUESTION)
+    assert invoked.content == first.content and inner.calls == 1
+
+
+async def test_astream_replays_a_hit_of_a_model_that_reports_no_usage(
+    cache: SemanticCache,
+) -> None:
+    inner = FakeStreamingChatModel(report_usage=False)
+    model = CachedStreamingChatModel(model=inner, cache=cache)
+    first = _total([c async for c in model.astream(QUESTION)])
+    again = _total([c async for c in model.astream(QUESTION)])
+    assert inner.streams == 1 and again.content == first.content
+    assert again.response_metadata["semcache"]["layer"] == "exact"

@@ -57,3 +57,41 @@ def test_legacy_string_prompt() -> None:
     # JSON-looking strings that are not LangChain messages stay text
     assert parse_prompt('["a", "b"]').kind == "text"
     assert parse_prompt("[not json").kind == "text"
+
+
+def test_cache_bookkeeping_on_a_replayed_ai_message_never_changes_the_key() -> None:
+    call = {"name": "order_status", "args": {"order_id": "A-17"}, "id": "call_1"}
+    produced = AIMessage(
+        "",
+        tool_calls=[call],
+        response_metadata={"model_name": "m", "finish_reason": "stop"},
+        usage_metadata={"input_tokens": 3, "output_tokens": 5, "total_tokens": 8},
+    )
+    replayed = produced.model_copy(
+        update={
+            "response_metadata": {**produced.response_metadata, "semcache": {"hit": True}},
+            "usage_metadata": {**(produced.usage_metadata or {}), "total_cost": 0},
+        }
+    )
+    tool_result = ToolMessage("shipped", tool_call_id="call_1")
+    first = parse_prompt(dumps([HumanMessage("Where is A-17?"), produced, tool_result]))
+    again = parse_prompt(dumps([HumanMessage("Where is A-17?"), replayed, tool_result]))
+    assert again.key == first.key and again.context == first.context
+    # a model that reports no usage and no metadata: the replay carries only bookkeeping
+    bare = AIMessage("hello")
+    bare_replay = bare.model_copy(
+        update={
+            "response_metadata": {"semcache": {"hit": True}},
+            "usage_metadata": {"total_cost": 0},
+        }
+    )
+    follow = HumanMessage("and then?")
+    assert (
+        parse_prompt(dumps([HumanMessage("hi"), bare_replay, follow])).key
+        == parse_prompt(dumps([HumanMessage("hi"), bare, follow])).key
+    )
+    # what the model said still counts
+    other = produced.model_copy(update={"tool_calls": [{**call, "args": {"order_id": "B-2"}}]})
+    assert (
+        parse_prompt(dumps([HumanMessage("Where is A-17?"), other, tool_result])).key != first.key
+    )
