@@ -163,8 +163,29 @@ def read_totals(
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hgetall(key)
+    return _totals(pipe.execute())
+
+
+async def aread_totals(
+    client: aredis.Redis, prefix: str, namespace: str, tenant: str | None = None
+) -> dict[str, dict[str, float]]:
+    """The async twin of `read_totals`."""
+    if tenant is not None:
+        keys = [stats_key(prefix, namespace, tenant)]
+    else:
+        keys = [
+            k.decode() if isinstance(k, bytes) else k
+            async for k in client.scan_iter(match=stats_pattern(prefix, namespace), count=1000)
+        ]
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+    return _totals(await pipe.execute())
+
+
+def _totals(replies: list[Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for raw in pipe.execute():
+    for raw in replies:
         parsed = _parse(raw or {})
         if parsed is not None:
             out[parsed[0]] = parsed[1]

@@ -32,7 +32,7 @@ from .calibrator import BackgroundCalibrator
 from .coalesce import Coalescer
 from .config import CacheConfig, build_config, redacted_url
 from .core.verify import Verification
-from .counters import PendingCounts, flush_async, flush_sync, read_totals
+from .counters import PendingCounts, aread_totals, flush_async, flush_sync, read_totals
 from .embedding import CachedEmbedder, Embedder, as_embedder, token_window
 from .entry import CorruptEntry, StoredEntry, entry_fields, parse_entry, vector_bytes
 from .errors import (
@@ -1946,6 +1946,46 @@ class CacheEngine:
             tenant: only this tenant.
             totals: also read the persisted totals (one flush and a few reads).
         """
+        snap = self._local_snapshot(tenant)
+        if totals and self._pending is not None:
+            self._maybe_flush_sync(force=True)
+            try:
+                raw = read_totals(
+                    self._store.client, self.config.key_prefix, self.config.namespace, tenant
+                )
+                snap["totals"] = {t: summarize(c) for t, c in raw.items()}
+                snap["index"] = _index_summary(self._store.index_info())
+                for t, view in snap["totals"].items():
+                    view["entries"] = self._entries_of(t)
+            except Exception as exc:
+                snap["totals"] = None
+                snap["totals_error"] = str(_translate(exc, self.config.redis_url))
+        return snap
+
+    async def astats(self, tenant: str | None = None, *, totals: bool = True) -> dict[str, Any]:
+        """The async twin of `stats` (redis.asyncio; the event loop is never blocked)."""
+        snap = self._local_snapshot(tenant)
+        if totals and self._pending is not None:
+            try:
+                store = await self._astore()
+                if self._breaker.allow_write():
+                    await flush_async(
+                        store.client, self.config.key_prefix, self.config.namespace, self._pending
+                    )
+                raw = await aread_totals(
+                    store.client, self.config.key_prefix, self.config.namespace, tenant
+                )
+                snap["totals"] = {t: summarize(c) for t, c in raw.items()}
+                snap["index"] = _index_summary(await store.index_info())
+                for t, view in snap["totals"].items():
+                    view["entries"] = await self._aentries_of(store, t)
+            except Exception as exc:
+                snap["totals"] = None
+                snap["totals_error"] = str(_translate(exc, self.config.redis_url))
+        return snap
+
+    def _local_snapshot(self, tenant: str | None) -> dict[str, Any]:
+        """This process's counters (no I/O)."""
         snap = self._stats.snapshot(tenant)
         snap["breaker"] = self._breaker.state.value
         snap["embedder_calls"] = (
@@ -1965,20 +2005,15 @@ class CacheEngine:
                 "takeovers": local.takeovers,
                 "errors": self._coalescer.errors,
             }
-        if totals and self._pending is not None:
-            self._maybe_flush_sync(force=True)
-            try:
-                raw = read_totals(
-                    self._store.client, self.config.key_prefix, self.config.namespace, tenant
-                )
-                snap["totals"] = {t: summarize(c) for t, c in raw.items()}
-                snap["index"] = self._index_summary()
-                for t, view in snap["totals"].items():
-                    view["entries"] = self._entries_of(t)
-            except Exception as exc:
-                snap["totals"] = None
-                snap["totals_error"] = str(_translate(exc, self.config.redis_url))
         return snap
+
+    async def _aentries_of(self, store: AsyncStore, tenant: str) -> int:
+        try:
+            return int(await store.count(query.tag_any("tenant", [tenant_digest(tenant)])))
+        except redis.ResponseError as exc:
+            if is_missing_index(exc):
+                return 0
+            raise
 
     def _entries_of(self, tenant: str) -> int:
         """Entries of one tenant; 0 when the index is gone (dropped, or Redis emptied)."""
@@ -1988,29 +2023,6 @@ class CacheEngine:
             if is_missing_index(exc):
                 return 0
             raise
-
-    def _index_summary(self) -> dict[str, Any]:
-        info = self._store.index_info()
-        if info is None:
-            return {"entries": 0, "memory_mb": 0.0}
-        if isinstance(info, dict):
-            pairs = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in info.items()}
-        else:
-            pairs = {
-                (info[i].decode() if isinstance(info[i], bytes) else str(info[i])): info[i + 1]
-                for i in range(0, len(info) - 1, 2)
-            }
-
-        def num(name: str) -> float:
-            value = pairs.get(name)
-            try:
-                return float(value.decode() if isinstance(value, bytes) else value)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                return 0.0
-
-        # total_index_memory_sz_mb leaves the vector index out (RediSearch 2.10).
-        memory = num("total_index_memory_sz_mb") + num("vector_index_sz_mb")
-        return {"entries": int(num("num_docs")), "memory_mb": round(memory, 3)}
 
     def count(self, tenant: str | None = None) -> int:
         """How many entries the index holds (for one tenant, or all)."""
@@ -2048,6 +2060,30 @@ async def _close_at_loop_shutdown(store: AsyncStore, *, own: bool) -> AsyncGener
     finally:
         if own:
             await store.close()
+
+
+def _index_summary(info: Any) -> dict[str, Any]:
+    """Entries and memory of the index from FT.INFO (``None``: no index)."""
+    if info is None:
+        return {"entries": 0, "memory_mb": 0.0}
+    if isinstance(info, dict):
+        pairs = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in info.items()}
+    else:
+        pairs = {
+            (info[i].decode() if isinstance(info[i], bytes) else str(info[i])): info[i + 1]
+            for i in range(0, len(info) - 1, 2)
+        }
+
+    def num(name: str) -> float:
+        value = pairs.get(name)
+        try:
+            return float(value.decode() if isinstance(value, bytes) else value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return 0.0
+
+    # total_index_memory_sz_mb leaves the vector index out (RediSearch 2.10).
+    memory = num("total_index_memory_sz_mb") + num("vector_index_sz_mb")
+    return {"entries": int(num("num_docs")), "memory_mb": round(memory, 3)}
 
 
 def _translate(exc: BaseException, url: str | None = None) -> BaseException:

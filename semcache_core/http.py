@@ -24,11 +24,11 @@ Unknown layers answer 404, an unreachable Redis 503, both with ``{"error": ...}`
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -145,6 +145,42 @@ def statistics_response(
     engine: Any, path: str, query: str, *, mounted: bool = False
 ) -> tuple[int, dict[str, Any]] | None:
     """Status and JSON body for a request path; ``None`` when the path is not a
+    statistics route. Blocks on Redis (the exporter's threads); `astatistics_response`
+    is the async twin.
+    """
+    route = _route(path, query, mounted)
+    if not isinstance(route, _Route):
+        return route
+    return _render(engine, engine.stats(route.tenant), route)
+
+
+async def astatistics_response(
+    engine: Any, path: str, query: str, *, mounted: bool = False
+) -> tuple[int, dict[str, Any]] | None:
+    """The async twin of `statistics_response` (``engine.astats``)."""
+    route = _route(path, query, mounted)
+    if not isinstance(route, _Route):
+        return route
+    return _render(engine, await engine.astats(route.tenant), route)
+
+
+@dataclass(frozen=True)
+class _Route:
+    tenant: str | None
+    layer: str | None
+
+
+def _render(engine: Any, snap: dict[str, Any], route: _Route) -> tuple[int, dict[str, Any]]:
+    totals = snap.get("totals")
+    if totals is None:
+        reason = snap.get("totals_error") or "cannot read the totals"
+        return 503, {"error": f"Redis unavailable: {reason}"}
+    body = statistics(totals, route.tenant, route.layer)
+    return 200, {"namespace": engine.config.namespace, **body}
+
+
+def _route(path: str, query: str, mounted: bool) -> _Route | tuple[int, dict[str, Any]] | None:
+    """Status and JSON body for a request path; ``None`` when the path is not a
     statistics route. Blocks on Redis.
 
     Args:
@@ -168,13 +204,7 @@ def statistics_response(
     tenant = params["tenant"][-1] if params.get("tenant") else None
     if tenant == "":
         return 400, {"error": "tenant must be a non-empty string"}
-    snap = engine.stats(tenant)
-    totals = snap.get("totals")
-    if totals is None:
-        reason = snap.get("totals_error") or "cannot read the totals"
-        return 503, {"error": f"Redis unavailable: {reason}"}
-    body = statistics(totals, tenant, layer)
-    return 200, {"namespace": engine.config.namespace, **body}
+    return _Route(tenant, layer)
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:
@@ -186,7 +216,7 @@ def statistics_app(engine: Any) -> Callable[[Scope, Receive, Send], Awaitable[No
 
     Mount it where you like; paths are taken relative to the mount point (``/`` and
     ``/exact``, ``/semantic``), and the full ``/metrics/cache/statistics[/layer]`` paths
-    work too. Redis is read on a worker thread, never on the event loop.
+    work too. Redis is read with redis.asyncio (``engine.astats``): the loop never blocks.
 
     Args:
         engine: the `CacheEngine` whose namespace to report.
@@ -218,9 +248,7 @@ def statistics_app(engine: Any) -> Callable[[Scope, Receive, Send], Awaitable[No
         else:
             query = scope.get("query_string", b"").decode("latin-1")
             try:
-                found = await asyncio.to_thread(
-                    statistics_response, engine, path, query, mounted=True
-                )
+                found = await astatistics_response(engine, path, query, mounted=True)
             except BackendUnavailableError as exc:
                 found = 503, {"error": str(exc)}
             status, body = found if found is not None else (404, {"error": "not found"})

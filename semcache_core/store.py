@@ -255,6 +255,16 @@ def make_async_client(config: CacheConfig) -> aredis.Redis:
     return aredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
+def count_args(layout: Layout, expr: str) -> list[Any]:
+    return ["FT.SEARCH", layout.index_name, expr, "NOCONTENT", "LIMIT", 0, 0, "DIALECT", 2]
+
+
+def count_reply(reply: Any) -> int:
+    if isinstance(reply, dict):
+        return int(reply.get(b"total_results", reply.get("total_results")) or 0)
+    return int(reply[0])
+
+
 def _exec(client: redis.Redis, *args: Any) -> Any:
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
@@ -444,21 +454,7 @@ class SyncStore:
         return total + self.unlink(batch)
 
     def count(self, expr: str = "*") -> int:
-        reply = _exec(
-            self.client,
-            "FT.SEARCH",
-            self.layout.index_name,
-            expr,
-            "NOCONTENT",
-            "LIMIT",
-            0,
-            0,
-            "DIALECT",
-            2,
-        )
-        if isinstance(reply, dict):
-            return int(reply.get(b"total_results", reply.get("total_results")) or 0)
-        return int(reply[0])
+        return count_reply(_exec(self.client, *count_args(self.layout, expr)))
 
     # -- policies, verdicts, audit -------------------------------------------------------
     def read_policy(self, tenant: str) -> Any:
@@ -589,6 +585,9 @@ class AsyncStore:
         for key in keys:
             pipe.unlink(key)
         return sum(int(n) for n in await pipe.execute())
+
+    async def count(self, expr: str = "*") -> int:
+        return count_reply(await _aexec(self.client, *count_args(self.layout, expr)))
 
     async def delete_matching(self, expr: str) -> int:
         total = 0

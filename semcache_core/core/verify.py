@@ -432,8 +432,17 @@ for _line in _SYNONYM_SETS:
 
 # fmt: off
 _LANG_STOPWORDS = {
+    "en": frozenset({
+        "the", "and", "is", "are", "of", "to", "in", "what", "how", "why", "who", "which",
+        "you", "your", "with", "for", "this", "it", "can", "do", "does", "my",
+    }),
+    "fr": frozenset({
+        "le", "la", "les", "des", "est", "et", "une", "un", "pour", "que", "qui", "dans",
+        "avec", "vous", "pas", "sur", "quel", "quelle", "il", "à", "du", "au", "ce", "ne",
+    }),
     "es": frozenset({
         "el", "los", "las", "es", "y", "una", "un", "para", "que", "en", "con", "por",
+        "esta", "qué", "cómo",
         "como", "del", "cual", "donde",
     }),
     "de": frozenset({
@@ -683,12 +692,14 @@ def features(text: str) -> _Features:
             is_proper = tok[0].isupper() and (
                 not sentence_start or (tok.isupper() and len(tok) > 1) or _inner_capital(tok)
             )
-            if is_proper and low not in _STOPWORDS and low not in _NEGATIONS:
+            calendar = low in _MONTHS or low in _MONTH_NAMES or low in _WEEKDAYS
+            calendar = calendar or low in _WEEKDAY_ABBR or low in _LANGUAGES
+            if is_proper and not calendar and low not in _STOPWORDS and low not in _NEGATIONS:
                 entities.add(_stem(low))
             stem = _stem(low)
             words.add(stem)
             words.add(low)
-            if not number and low not in _STOPWORDS and low not in _NEGATIONS:
+            if not number and not calendar and low not in _STOPWORDS and low not in _NEGATIONS:
                 mapped = _SYNONYM.get(low) or _SYNONYM.get(stem) or stem
                 content.append(mapped)
                 sequence.append(mapped)

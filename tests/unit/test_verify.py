@@ -1,0 +1,123 @@
+"""The built-in verifier, with no Redis: what it refuses, what it lets through.
+
+The refusals are the wrong serves a new user met with similarity alone (each scored 0.98
+or more with all-MiniLM-L6-v2); the passes are rewordings that must still hit.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from semcache_core.core.verify import RuleVerifier, features, verify
+from semcache_core.errors import ConfigurationError
+from semcache_core.verifiers import as_verifier
+
+REFUSED = [
+    # (query, candidate, the rule that must refuse)
+    ("Extract the appointment date: 04/05/2024", "Extract the appointment date: 05/04/2024", "date"),
+    ("What is the status of invoice #7781?", "What is the status of invoice #7787?", "num"),
+    ("Call me back on 555 0142", "Call me back on 555 0124", "num"),
+    ("Rename user_id to account_id in the orders table",
+     "Rename account_id to user_id in the orders table", "order"),
+    ("Cheapest flights from Boston to Denver", "Cheapest flights from Denver to Boston", "order"),
+    ("Patient age 67, is the dose safe?", "Patient age 76, is the dose safe?", "num"),
+    ("Summarize the contract ending in 2025", "Summarize the contract ending in 2026", "num"),
+    ("Extract name and age as JSON: Alice is 31 years old",
+     "Extract name and age as JSON: Alice is 30 years old", "num"),
+    ("Is ibuprofen safe during pregnancy?", "Is ibuprofen not safe during pregnancy?", "negation"),
+    ("Should I take the pill before the meal?", "Should I take the pill after the meal?", "antonym"),
+    ("Alice owes Bob $50. Who pays?", "Bob owes Alice $50. Who pays?", "order"),
+    ("Translate 'good morning' into French", "Translate 'good morning' into German", "lang"),
+    ("How do I cancel my Premium subscription?", "How do I pause my Premium subscription?",
+     "substitution"),
+    ("Convert 5 km to miles", "Convert 5 miles to km", "order"),
+    ("Sort the list ascending", "Sort the list descending", "antonym"),
+    ("What's the weather in Paris tomorrow?", "What's the weather in Paris today?", "when"),
+    ("Send the report to bob@example.com", "Send the report to rob@example.com", "email"),
+    ('Find rows where status = "active"', 'Find rows where status = "archived"', "quote"),
+    ("Compute 2 times 3 plus 4", "Compute 3 times 4", "num"),
+    ("Quelle heure est-il à Paris ?", "What time is it in Paris?", "language"),
+]  # fmt: skip
+
+AGREED = [
+    ("How do I reset my password?", "how can i reset my password"),
+    ("How do I cancel my subscription?", "How can I cancel my subscription, please?"),
+    ("Why can't I log in to the app?", "why cannot i log in to the app"),
+    ("What is the capital of France?", "What's the capital of France?"),
+    ("How long does shipping to Europe take?", "How many days does delivery to Europe take?"),
+    ("Book a table for 4 at 7pm", "Book a table for four at 7 pm"),
+    ("Summarize in 3 bullet points", "Summarize in three bullet points"),
+    ("Meeting on 9 September at 10:00", "Meeting on 9 Sep at 10am"),
+    ("How do I delete my account?", "How do I remove my account?"),
+    ("Je voudrais réserver une table", "je voudrais reserver une table"),
+    ("Is there a student discount?", "Do you offer discounts for students?"),
+]
+
+
+@pytest.mark.parametrize(("query", "candidate", "rule"), REFUSED)
+def test_near_misses_are_refused_by_the_rule_that_sees_them(
+    query: str, candidate: str, rule: str
+) -> None:
+    result = verify(query, candidate)
+    assert not result.ok, (query, candidate)
+    assert result.reason == rule
+    assert not verify(candidate, query).ok  # symmetric
+
+
+@pytest.mark.parametrize(("query", "candidate"), AGREED)
+def test_rewordings_pass(query: str, candidate: str) -> None:
+    result = verify(query, candidate)
+    assert result.ok, result.reason
+    assert verify(candidate, query).ok
+
+
+def test_identical_texts_always_pass() -> None:
+    assert verify("  Extract  the date: 04/05/2024 ", "Extract the date: 04/05/2024").ok
+
+
+def test_strictness_orders_the_rules() -> None:
+    swap = ("Flights from Boston to Denver", "Flights from Denver to Boston")
+    assert verify(*swap, "lenient").ok  # lenient checks details and polarity only
+    assert not verify(*swap, "balanced").ok
+    reworded = ("How do I reset my password?", "What is the way to reset my password?")
+    assert verify(*reworded, "balanced").ok
+    assert verify("How do I quickly reset my password?", reworded[0], "strict").ok  # a filler
+    assert not verify("How do I reset my email password?", reworded[0], "strict").ok
+    with pytest.raises(ValueError, match="strictness"):
+        RuleVerifier("loose")  # type: ignore[arg-type]
+
+
+def test_long_shared_context_with_another_question_is_refused() -> None:
+    context = " ".join(
+        f"Clause {i}: the tenant pays the rent on the first day." for i in range(40)
+    )
+    a = f"Context: {context}\nQuestion: Who pays for repairs to the boiler?"
+    b = f"Context: {context}\nQuestion: When does the lease end and can it be renewed?"
+    assert not verify(a, b).ok
+
+
+def test_features_normalise_numbers_times_and_currency() -> None:
+    f = features("Book 3 rooms at 3pm for $50 on 9 Sep")
+    g = features("book three rooms at 15:00 for 50 dollars on 9 September")
+    assert f.protected == g.protected
+
+
+def test_as_verifier_accepts_callables_and_names() -> None:
+    assert as_verifier(None).verify("a b", "a b").ok
+    assert not as_verifier(lambda q, c: False).verify("x", "y").ok
+    assert as_verifier("strict").name == "RuleVerifier('strict')"
+    with pytest.raises(ConfigurationError, match="verifier"):
+        as_verifier("bogus")
+    with pytest.raises(ConfigurationError, match="verifier"):
+        as_verifier(42)
+
+
+async def test_async_verifiers_are_awaited_and_refused_in_sync_calls() -> None:
+    async def agree(query: str, candidate: str) -> bool:
+        return query.lower() == candidate.lower()
+
+    checker = as_verifier(agree)
+    assert (await checker.averify("Hi", "hi")).ok
+    assert not (await checker.averify("Hi", "ho")).ok
+    with pytest.raises(ConfigurationError, match="async"):
+        checker.verify("Hi", "hi")
