@@ -193,6 +193,15 @@ _AXES: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
         ("age", "old older", "new newer young younger"),
         ("when", "early", "late"),
         ("sets", "union", "intersection"),
+        ("parity", "even", "odd"),
+        ("rw", "read load", "write save"),
+        (
+            "effect",
+            "help helps benefit benefits improve improves",
+            "hurt hurts harm harms damage damages worsen worsens",
+        ),
+        ("stance", "for pro favor favour support supports", "against anti oppose opposes"),
+        ("motion", "to into towards toward", "from"),
         ("legal", "legal", "illegal"),
         ("safe", "safe", "dangerous unsafe"),
     )
@@ -492,7 +501,7 @@ _TOKEN = re.compile(
     r"|(?P<ident>[A-Za-z_][\w]*(?:(?:\.|::|->|/)[A-Za-z_][\w]*)+(?:\(\))?"
     r"|[A-Za-z_]+_[\w]*|[a-z]+[A-Z][\w]*|[A-Za-z]*\d[\w\-]*|\w+\(\))"
     r"|(?P<word>[^\W\d_]+(?:[\-'’][^\W\d_]+)*)"
-    r"|(?P<sym>[$€£¥₹%#@&+=<>])"
+    r"|(?P<sym>[$€£¥₹%#@&+=<>()\[\]])"
 )
 _SENTENCE_END = re.compile(r"[.!?:;\n]\s*$")
 
@@ -647,7 +656,7 @@ def features(text: str) -> _Features:
         elif kind == "sym":
             if tok in _CURRENCY_SYMBOLS:
                 protected["unit:" + _CURRENCY_SYMBOLS[tok]] += 1
-            elif tok in "<>+=&":
+            elif tok in "<>+=&()[]":
                 protected["sym:" + tok] += 1
         else:
             low = tok.casefold().replace("’", "'")
@@ -681,6 +690,7 @@ def features(text: str) -> _Features:
                 protected[f"when:{prev_word}_{base}"] += 1
             if low in _LANGUAGES:
                 protected["lang:" + low] += 1
+                sequence.append("lang:" + low)
             if low in _NEGATIONS and not (
                 low == "no" and re.match(r"\.?\s*#?\d", expanded[m.end() : m.end() + 4])
             ):
@@ -694,7 +704,13 @@ def features(text: str) -> _Features:
             )
             calendar = low in _MONTHS or low in _MONTH_NAMES or low in _WEEKDAYS
             calendar = calendar or low in _WEEKDAY_ABBR or low in _LANGUAGES
-            if is_proper and not calendar and low not in _STOPWORDS and low not in _NEGATIONS:
+            shouted = tok.isupper() and len(tok) > 1  # "US" is not "us"
+            if (
+                is_proper
+                and not calendar
+                and (shouted or low not in _STOPWORDS)
+                and (low not in _NEGATIONS)
+            ):
                 entities.add(_stem(low))
             stem = _stem(low)
             words.add(stem)
@@ -899,6 +915,10 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
     only_a, only_b = _differing(fa.content, fb.content)
     if strictness == "strict":
         return Verification(False, "wording") if only_a or only_b else AGREE
+    if any(_AXIS_OF.get(w) for w in (*only_a, *only_b)):
+        # A direction word added or dropped ("in the first 48 hours" / "after the first
+        # 48 hours"): the question changed its direction.
+        return Verification(False, "antonym")
     if only_a and only_b and _shared_ratio(fa.content, fb.content) >= 0.5:
         # Content words replaced in otherwise shared text ("cancel" for "pause", another
         # question about the same long context): the user's input changed.
