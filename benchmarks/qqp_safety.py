@@ -130,8 +130,6 @@ def compute_serves(
                 if mode == "off" or verify_mod.verify(data.texts[q], data.texts[c], mode).ok:  # type: ignore[arg-type]
                     src[qi], sim[qi] = c, sims[qi, j]
                     break
-            if mode == "off":
-                continue
         group = np.asarray(data.group)
         right = (src >= 0) & (group[np.maximum(src, 0)] == group[np.asarray(asked)])
         out[mode] = Serves(src, sim, right)
