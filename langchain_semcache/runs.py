@@ -38,7 +38,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.tracers.context import register_configure_hook
 
 from semcache_core import LookupResult
-from semcache_core.engine import _LAST  # see _publish
+from semcache_core.engine import remember_lookup  # see _publish
 
 TENANT_KEY = "semcache_tenant"
 """The run-metadata key that names the tenant: ``config={"metadata": {TENANT_KEY: id}}``."""
@@ -96,7 +96,7 @@ def note_lookup(result: LookupResult) -> None:
 def _publish(result: LookupResult) -> None:
     # The core keeps the latest lookup in a context variable of its own; setting it in
     # the caller's context is exactly what a lookup made there would have done.
-    _LAST.set(result)
+    remember_lookup(result)
 
 
 class SemcacheRunHandler(BaseCallbackHandler):

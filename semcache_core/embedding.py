@@ -226,7 +226,8 @@ class SentenceTransformerEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text`` (special tokens included)."""
-        return len(self._model.tokenizer(text, add_special_tokens=True)["input_ids"])
+        encoded = self._model.tokenizer(text, add_special_tokens=True, verbose=False)
+        return len(encoded["input_ids"])
 
     def embed(self, text: str) -> list[float]:
         vec = self._model.encode(text, normalize_embeddings=True, show_progress_bar=False)

@@ -218,6 +218,12 @@ def last_lookup() -> LookupResult | None:
     return _LAST.get()
 
 
+def remember_lookup(result: LookupResult) -> None:
+    """Make ``result`` what `last_lookup` returns in the current context: for adapters
+    whose framework runs the lookup in a copied context (LangChain's runnables)."""
+    _LAST.set(result)
+
+
 @dataclass(frozen=True)
 class LookupResult:
     """What a lookup found. A miss is a value, never an exception.

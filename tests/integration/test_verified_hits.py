@@ -209,3 +209,19 @@ def test_corpus_near_misses_are_not_served(
         set_llm_cache(None)
     assert len(rows) >= 150
     assert len(served) <= 0.01 * len(rows), served
+
+
+def test_guarded_lookups_reach_prometheus(
+    make_engine: Callable[..., CacheEngine], embeddings: Any
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from semcache_core import PrometheusMetrics
+
+    registry = CollectorRegistry()
+    engine = make_engine(embedder=embeddings, metrics=PrometheusMetrics(registry))
+    engine.store(engine.request("Flights from Boston to Denver", tenant="t"), b"x")
+    result = engine.lookup(engine.request("Flights from Denver to Boston", tenant="t"))
+    assert result.outcome == Outcome.GUARDED and result.guard == "order"
+    labels = {"namespace": engine.config.namespace, "layer": "semantic", "outcome": "guarded"}
+    assert registry.get_sample_value("semcache_requests_total", labels) == 1.0
