@@ -66,8 +66,8 @@ _NUMBER_WORDS: dict[str, float | str] = {
     "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
     "million": 1_000_000, "billion": 1_000_000_000, "dozen": 12, "half": 0.5,
     "quarter": 0.25, "couple": 2, "twice": 2, "thrice": 3,
-    "first": "1ord", "second": "2ord", "third": "3ord", "fourth": "4ord", "fifth": "5ord",
-    "sixth": "6ord", "seventh": "7ord", "eighth": "8ord", "ninth": "9ord", "tenth": "10ord",
+    "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5",
+    "sixth": "6", "seventh": "7", "eighth": "8", "ninth": "9", "tenth": "10",
 }  # fmt: skip
 _MONTHS = {
     "jan": "january", "feb": "february", "mar": "march", "apr": "april", "jun": "june",
@@ -128,7 +128,8 @@ _LANGUAGES = {
 _NEGATIONS = {
     "not", "no", "never", "none", "nobody", "nothing", "nowhere", "neither", "nor",
     "without", "cannot", "unable", "except", "excluding", "lack", "lacks", "non", "fail",
-    "fails", "failed", "refuse",
+    "fails", "failed", "refuse", "cant", "dont", "doesnt", "didnt", "isnt", "arent",
+    "wasnt", "werent", "wont", "wouldnt", "shouldnt", "couldnt", "hasnt", "havent", "hadnt",
 }  # fmt: skip
 # Antonym axes: a word's axis and side. Synonyms share a side, so a paraphrase that says
 # "raise" for "increase" keeps the same feature.
@@ -140,9 +141,9 @@ _AXES: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
             "amount",
             "increase raise more higher larger bigger greater maximum max most highest "
             "largest biggest longest maximize grow gain exceed above ascending asc "
-            "upgrade",
+            "upgrade top",
             "decrease reduce lower less fewer smaller minimum min least lowest smallest "
-            "shortest minimize shrink lose below descending desc downgrade",
+            "shortest minimize shrink lose below descending desc downgrade bottom",
         ),
         (
             "switch",
@@ -166,7 +167,7 @@ _AXES: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
         ("travel", "arrive arrival arriving", "depart departure departing leave"),
         ("compass", "north east", "south west"),
         ("side", "left", "right"),
-        ("rank", "first top best oldest earliest", "last bottom worst newest latest"),
+        ("rank", "first best oldest earliest", "last worst newest latest"),
         ("truth", "true yes valid correct", "false invalid incorrect wrong"),
         (
             "sex",
@@ -520,7 +521,7 @@ def _norm_number(text: str) -> str:
     if re.fullmatch(r"\d+\.\d*?0+", body):
         body = body.rstrip("0").rstrip(".")
     if suffix:
-        return body.lstrip("0") + "ord"  # "3rd" and "third" are the same ordinal
+        return body.lstrip("0")  # "May 3rd" is "May 3" (and "third" is 3)
     if body.isdigit() and len(body) > 1 and body.startswith("0"):
         pass  # "0142": digits of a phone number or an id keep their zeros
     return body + ("%" if pct else "")
@@ -915,7 +916,9 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
     only_a, only_b = _differing(fa.content, fb.content)
     if strictness == "strict":
         return Verification(False, "wording") if only_a or only_b else AGREE
-    if any(_AXIS_OF.get(w) for w in (*only_a, *only_b)):
+    axes_a = Counter(a for w in only_a if (a := _AXIS_OF.get(w)) is not None)
+    axes_b = Counter(b for w in only_b if (b := _AXIS_OF.get(w)) is not None)
+    if axes_a != axes_b:
         # A direction word added or dropped ("in the first 48 hours" / "after the first
         # 48 hours"): the question changed its direction.
         return Verification(False, "antonym")
