@@ -42,7 +42,8 @@ def ask(
 
 def shadow_days(engine: CacheEngine, llm: RewordingLLM, days: range) -> list[dict[str, Any]]:
     """Replay the workload (held-out paraphrases excluded) once per day, the cache empty
-    at the start of each day; calibrate (dry run) after each day."""
+    at the start of each day; calibrate (dry run) after each day, and stop at the first
+    day it recommends (as ``auto_promote`` would promote then)."""
     log = []
     requests = 0
     for day in days:
@@ -64,6 +65,8 @@ def shadow_days(engine: CacheEngine, llm: RewordingLLM, days: range) -> list[dic
                 "f": cal.false_disagreement,
             }
         )
+        if cal.threshold is not None:
+            break
     return log
 
 
@@ -75,7 +78,7 @@ def test_rewording_llm_shadow_calibrate_promote_and_serve_within_target(
     assert isinstance(judge, EmbeddingJudge)  # the default with MiniLM
     engine.set_policy(TENANT, semantic="shadow", target_error=TARGET)
     llm = RewordingLLM(seed=1)
-    log = shadow_days(engine, llm, range(5))
+    log = shadow_days(engine, llm, range(6))
     first = next((row for row in log if row["threshold"] is not None), None)
     assert first is not None, [(r["verdicts"], r["reason"], r["bound"]) for r in log]
     # A few hundred verdicts suffice (min_samples=200 counts all of them).
