@@ -195,6 +195,11 @@ _AXES: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
         ("when", "early", "late"),
         ("sets", "union", "intersection"),
         ("parity", "even", "odd"),
+        (
+            "quality",
+            "good great excellent nice love loved amazing awesome",
+            "bad terrible awful poor hate hated horrible",
+        ),
         ("rw", "read load", "write save"),
         (
             "effect",
