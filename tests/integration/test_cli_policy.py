@@ -11,6 +11,7 @@ from semcache_core import CacheEngine
 from semcache_core.calibration import Verdict
 from semcache_core.cli import app
 from semcache_core.request import tenant_digest
+from semcache_core.shadow import PendingCandidate
 
 runner = CliRunner()
 
@@ -82,7 +83,7 @@ def test_calibrate_dry_run_and_apply(
         v = Verdict(similarity=s, agreed=s >= 0.9 or rng.random() < 0.5)
         store.add_verdict(
             tenant_digest("acme"),
-            engine._verdict_fields(v.similarity, v.agreed, "k"),
+            engine._verdict_fields(PendingCandidate("k", v.similarity, "", "", 0.0), v.agreed),
         )
     code, out, _ = _cli(redis_url, namespace, "calibrate", "--tenant", "acme")
     assert code == 0 and "Recommended threshold" in out and "Dry run" in out

@@ -14,7 +14,8 @@ from semcache_core.verifiers import as_verifier
 
 REFUSED = [
     # (query, candidate, the rule that must refuse)
-    ("Extract the appointment date: 04/05/2024", "Extract the appointment date: 05/04/2024", "date"),
+    ("Extract the appointment date: 04/05/2024",
+     "Extract the appointment date: 05/04/2024", "date"),
     ("What is the status of invoice #7781?", "What is the status of invoice #7787?", "num"),
     ("Call me back on 555 0142", "Call me back on 555 0124", "num"),
     ("Rename user_id to account_id in the orders table",
@@ -25,7 +26,8 @@ REFUSED = [
     ("Extract name and age as JSON: Alice is 31 years old",
      "Extract name and age as JSON: Alice is 30 years old", "num"),
     ("Is ibuprofen safe during pregnancy?", "Is ibuprofen not safe during pregnancy?", "negation"),
-    ("Should I take the pill before the meal?", "Should I take the pill after the meal?", "antonym"),
+    ("Should I take the pill before the meal?",
+     "Should I take the pill after the meal?", "antonym"),
     ("Alice owes Bob $50. Who pays?", "Bob owes Alice $50. Who pays?", "order"),
     ("Translate 'good morning' into French", "Translate 'good morning' into German", "lang"),
     ("How do I cancel my Premium subscription?", "How do I pause my Premium subscription?",
