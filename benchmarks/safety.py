@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     RESULTS_DIR,
     argv_line,
     machine,
@@ -53,11 +53,11 @@ from common import (  # noqa: E402
     private_redis,
     save_console,
 )
-from rich.progress import Progress  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.progress import Progress
+from rich.table import Table
 
-from semcache_core import CacheConfig, CacheEngine, Outcome, cache_context, last_lookup  # noqa: E402
-from semcache_core.embedding import minilm  # noqa: E402
+from semcache_core import CacheConfig, CacheEngine, Outcome, cache_context, last_lookup
+from semcache_core.embedding import minilm
 
 CORPUS = sorted((Path(__file__).resolve().parent / "corpus").glob("pairs_*.jsonl"))
 RAG_TEMPLATE = (

@@ -13,8 +13,12 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SerializeAsAny
 
+from semcache_core.embedding import SentenceTransformerEmbedder, minilm
 from semcache_core.embedding_store import DEFAULT_EMBEDDING_TTL, EmbeddingStore
 from semcache_core.engine import CacheEngine
+from semcache_core.errors import ConfigurationError
+
+from .tenancy import call_tenant
 
 # Large enough that one `get_text_embedding_batch` call is one Redis round trip and one
 # inner call for the misses; the inner model still splits by its own batch size.
@@ -87,6 +91,17 @@ class CachedEmbedding(BaseEmbedding):
         model_id: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if engine is not None and (redis_url is not None or namespace is not None):
+            raise ConfigurationError(
+                "CachedEmbedding: pass either engine= or redis_url=/namespace=, not both; "
+                "a shared engine keeps its own Redis and namespace"
+            )
+        if not isinstance(embed_model, BaseEmbedding):
+            raise ConfigurationError(
+                f"embed_model must be a LlamaIndex BaseEmbedding, got "
+                f"{type(embed_model).__name__} (semcache_core.minilm(): wrap it in "
+                "MiniLMEmbedding())"
+            )
         kwargs.setdefault("model_name", embed_model.model_name)
         kwargs.setdefault("embed_batch_size", _OUTER_BATCH)
         fields: dict[str, Any] = {
@@ -115,6 +130,10 @@ class CachedEmbedding(BaseEmbedding):
         """The Redis store (for `EmbeddingStore.stats` and `EmbeddingStore.clear`)."""
         return self._store
 
+    def _tenant(self) -> str | None:
+        """With ``per_tenant``, the tenant from the ``semcache_tenant`` tag or context."""
+        return call_tenant(None) if self.per_tenant else None
+
     # -- sync -----------------------------------------------------------------------------
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._store.embed_many(
@@ -122,6 +141,7 @@ class CachedEmbedding(BaseEmbedding):
             "query",
             [query],
             lambda texts: [self.embed_model.get_query_embedding(texts[0])],
+            tenant=self._tenant(),
         )[0]
 
     def _get_text_embedding(self, text: str) -> Embedding:
@@ -130,11 +150,16 @@ class CachedEmbedding(BaseEmbedding):
             "text",
             [text],
             lambda texts: [self.embed_model.get_text_embedding(texts[0])],
+            tenant=self._tenant(),
         )[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return self._store.embed_many(
-            self.model_id, "text", texts, self.embed_model.get_text_embedding_batch
+            self.model_id,
+            "text",
+            texts,
+            self.embed_model.get_text_embedding_batch,
+            tenant=self._tenant(),
         )
 
     # -- async ----------------------------------------------------------------------------
@@ -142,15 +167,66 @@ class CachedEmbedding(BaseEmbedding):
         async def compute(texts: list[str]) -> list[Embedding]:
             return [await self.embed_model.aget_query_embedding(texts[0])]
 
-        return (await self._store.aembed_many(self.model_id, "query", [query], compute))[0]
+        return (
+            await self._store.aembed_many(
+                self.model_id, "query", [query], compute, tenant=self._tenant()
+            )
+        )[0]
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
         async def compute(texts: list[str]) -> list[Embedding]:
             return [await self.embed_model.aget_text_embedding(texts[0])]
 
-        return (await self._store.aembed_many(self.model_id, "text", [text], compute))[0]
+        return (
+            await self._store.aembed_many(
+                self.model_id, "text", [text], compute, tenant=self._tenant()
+            )
+        )[0]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await self._store.aembed_many(
-            self.model_id, "text", texts, self.embed_model.aget_text_embedding_batch
+            self.model_id,
+            "text",
+            texts,
+            self.embed_model.aget_text_embedding_batch,
+            tenant=self._tenant(),
         )
+
+
+class MiniLMEmbedding(BaseEmbedding):
+    """The bundled offline all-MiniLM-L6-v2 (`semcache_core.minilm`) as a LlamaIndex
+    embedding model: for ``Settings.embed_model``, an index, an ``IngestionPipeline``.
+
+    The same model object as ``minilm()`` (loaded once per process), so a LlamaIndex
+    index and the cache's semantic layer share it. Needs no network.
+
+    Example:
+        >>> Settings.embed_model = CachedEmbedding(MiniLMEmbedding(), redis_url=url)
+    """
+
+    _model: SentenceTransformerEmbedder = PrivateAttr()
+
+    def __init__(self, **kwargs: Any) -> None:
+        model = minilm()
+        kwargs.setdefault("model_name", model.model_id)
+        super().__init__(**kwargs)
+        self._model = model
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "SemcacheMiniLMEmbedding"
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self._model.embed(query)
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._model.embed(text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self._model.embed_many(texts)
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await self._model.aembed(query)
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return await self._model.aembed(text)

@@ -47,6 +47,7 @@ from semcache_core.config import check_tenant_id
 from semcache_core.errors import ConfigurationError
 from semcache_core.request import CacheRequest
 
+from .building import build_engine, engine_settings
 from .events import SemanticCacheHitEvent, SemanticCacheMissEvent
 from .messages import (
     Parts,
@@ -79,6 +80,7 @@ from .serialization import (
     response_usage,
     without_usage,
 )
+from .tenancy import call_tenant
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -101,6 +103,20 @@ DEFAULT_CONVERSATION_VARS: tuple[str, ...] = ("chat_history",)
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     _CONDENSE_PLUS_CONTEXT_TEMPLATE,
     _CONDENSE_QUESTION_TEMPLATE,
+)
+
+#: ``LLM`` fields a wrapper accepts and passes on (``callback_manager``, ...).
+_LLM_FIELDS: frozenset[str] = frozenset(LLM.model_fields)
+#: The wrapper's own options.
+_WRAPPER_OPTIONS: frozenset[str] = frozenset(
+    {
+        "tenant",
+        "stale_if_error",
+        "question_vars",
+        "conversation_vars",
+        "templates",
+        "share_condensed_questions",
+    }
 )
 
 
@@ -266,6 +282,20 @@ class SemanticCacheLLM(LLM):
             raise ConfigurationError(f"engine must be a CacheEngine, got {type(engine).__name__}")
         if tenant is not None:
             check_tenant_id(tenant)
+        unknown = sorted(set(kwargs) - _LLM_FIELDS)
+        if unknown:
+            engine_only = [name for name in unknown if name in engine_settings()]
+            if engine_only:
+                raise ConfigurationError(
+                    f"{engine_only} are engine settings, and this wrapper uses the engine "
+                    "it is given: set them on that CacheEngine, or build through "
+                    "wrap(llm, redis_url=..., embed_model=..., "
+                    f"{', '.join(f'{n}=...' for n in engine_only)})"
+                )
+            raise ConfigurationError(
+                f"{type(self).__name__} got unknown argument(s) {unknown}; it takes "
+                f"{', '.join(sorted(_WRAPPER_OPTIONS | _LLM_FIELDS))}"
+            )
         # The wrapper formats templated calls itself (LLM.predict), so it must format
         # them as the wrapped LLM would.
         inherited = {
@@ -339,12 +369,14 @@ class SemanticCacheLLM(LLM):
             parts.prompt,
             question=parts.question or "",
             scope=scope,
-            tenant=self.tenant,
+            tenant=call_tenant(self.tenant),
             kind=kind,
         )
 
     def _safely(self, build: Callable[[], CacheRequest | None]) -> CacheRequest | None:
-        """Build a request; any fault is counted and the call bypasses the cache."""
+        """Build a request; any fault is counted and the call bypasses the cache. An
+        invalid tenant is a configuration error and raises."""
+        call_tenant(self.tenant)
         try:
             return build()
         except Exception as exc:
@@ -870,22 +902,46 @@ class SemanticCacheFunctionCallingLLM(SemanticCacheLLM, FunctionCallingLLM):
         )
 
 
-def wrap(llm: LLM, engine: CacheEngine, **options: Any) -> SemanticCacheLLM:
+def wrap(llm: LLM, engine: CacheEngine | None = None, **options: Any) -> SemanticCacheLLM:
     """Put the cache in front of ``llm``, keeping its abilities.
+
+    Either share an engine (``engine=``, e.g. the one a LangChain ``SemanticCache`` uses)
+    or let ``wrap`` build one from engine settings; never both.
 
     Args:
         llm: any LlamaIndex LLM; a ``FunctionCallingLLM`` gets the function-calling twin.
-        engine: the `CacheEngine`.
-        **options: `SemanticCacheLLM` options (``tenant``, ``stale_if_error``,
-            ``question_vars``) and ``LLM`` fields.
+        engine: a shared `CacheEngine`. Then no engine setting may be given: a threshold
+            or namespace passed here could not apply to it, so it raises.
+        **options: wrapper options: ``tenant``, ``stale_if_error``, ``question_vars``,
+            ``conversation_vars``, ``templates``, ``share_condensed_questions``, and
+            ``LLM`` fields (``callback_manager``...). Without ``engine``, also engine
+            settings: ``redis_url`` (default: env ``SEMCACHE_REDIS_URL``),
+            ``embed_model`` (a LlamaIndex ``BaseEmbedding``, ``semcache_core.minilm()``,
+            any embedder `CacheEngine` takes; without one only exact hits),
+            ``threshold``, ``namespace``, ``ttl``, any other `CacheConfig` field,
+            ``judge``, ``verifier``, ``metrics``, ``prices``.
 
     Returns:
         A `SemanticCacheFunctionCallingLLM` if ``llm`` is a ``FunctionCallingLLM``, else
-        a `SemanticCacheLLM`.
+        a `SemanticCacheLLM`. ``.engine`` is its engine (close it when you built it).
+
+    Raises:
+        ConfigurationError: an unknown keyword, engine settings together with
+            ``engine=``, or an invalid value.
 
     Example:
-        >>> Settings.llm = wrap(OpenAI(model="gpt-4o-mini"), CacheEngine(url, embedder=emb))
+        >>> Settings.llm = wrap(OpenAI(model="gpt-4o-mini"), redis_url=url,
+        ...                     embed_model=minilm(), threshold=0.85)
+        >>> Settings.llm = wrap(OpenAI(model="gpt-4o-mini"), engine=shared_engine)
     """
-    if isinstance(llm, FunctionCallingLLM):
-        return SemanticCacheFunctionCallingLLM(llm, engine, **options)
-    return SemanticCacheLLM(llm, engine, **options)
+    settings = {k: v for k, v in options.items() if k not in _WRAPPER_OPTIONS | _LLM_FIELDS}
+    rest = {k: v for k, v in options.items() if k not in settings}
+    built = build_engine(engine, settings, "wrap()", allowed=_WRAPPER_OPTIONS | _LLM_FIELDS)
+    try:
+        if isinstance(llm, FunctionCallingLLM):
+            return SemanticCacheFunctionCallingLLM(llm, built, **rest)
+        return SemanticCacheLLM(llm, built, **rest)
+    except Exception:
+        if built is not engine:
+            built.close()
+        raise

@@ -36,6 +36,9 @@ from semcache_core.errors import ConfigurationError, SerializationError
 from semcache_core.request import CacheRequest
 from semcache_core.tenancy import UNSET, _Unset
 
+from .building import build_engine, legacy_embedder
+from .tenancy import call_tenant
+
 logger = logging.getLogger("semcache")
 
 RESPONSE_CODEC = "llamaindex-response/1"
@@ -218,7 +221,7 @@ class _Cached:
         *,
         engine: CacheEngine | None,
         redis_url: str | None,
-        embedder: Any,
+        embed_model: Any,
         namespace: str | None,
         threshold: float | None,
         ttl: float | _Unset | None,
@@ -226,39 +229,25 @@ class _Cached:
         tags: Sequence[str] | None,
         scope: Mapping[str, Any] | None,
         settings: dict[str, Any],
+        what: str,
     ) -> None:
         if not isinstance(index_version, str) or not index_version:
             raise ConfigurationError(
                 "index_version must be a non-empty string naming the index build, e.g. "
                 "'docs-2024-06-01'; change it whenever the index, LLM or prompts change"
             )
-        if engine is not None:
-            given = [
-                name
-                for name, value in (
-                    ("redis_url", redis_url),
-                    ("embedder", embedder),
-                    ("namespace", namespace),
-                    ("threshold", threshold),
-                )
-                if value is not None
-            ]
-            given += list(settings) + (["ttl"] if ttl is not UNSET else [])
-            if given:
-                raise ConfigurationError(
-                    f"pass either engine= or engine settings, not both (got {given}); "
-                    "configure the shared CacheEngine instead"
-                )
-            self.engine = engine
-        else:
-            self.engine = CacheEngine(
-                redis_url,
-                embedder=embedder,
-                namespace=namespace,
-                threshold=threshold,
-                ttl=ttl,
+        self.engine = build_engine(
+            engine,
+            {
+                "redis_url": redis_url,
+                "embed_model": embed_model,
+                "namespace": namespace,
+                "threshold": threshold,
+                "ttl": ttl,
                 **settings,
-            )
+            },
+            what,
+        )
         self.index_version = index_version
         self.tenant = tenant
         self._kind = kind
@@ -287,7 +276,7 @@ class _Cached:
             bundle.query_str,
             question=bundle.query_str,
             scope=scope,
-            tenant=self.tenant,
+            tenant=call_tenant(self.tenant),
             tags=self._tags,
         )
 
@@ -331,12 +320,15 @@ class SemanticCacheQueryEngine(_Cached, BaseQueryEngine):
             are never served, and `invalidate` deletes this version's entries.
         engine: share an existing `CacheEngine`; then pass no other engine settings.
         redis_url: where Redis is (default: env ``SEMCACHE_REDIS_URL``).
-        embedder: embeds questions for the semantic layer (LlamaIndex ``BaseEmbedding``,
-            LangChain ``Embeddings``, callable...); without it only exact hits.
+        embed_model: embeds questions for the semantic layer (LlamaIndex
+            ``BaseEmbedding``, ``semcache_core.minilm()``, LangChain ``Embeddings``,
+            callable...); without it only exact hits. As in `wrap` and LlamaIndex.
+        embedder: deprecated name of ``embed_model`` (warns).
         namespace: one index per namespace.
         threshold: cosine similarity in [0, 1] a semantic hit needs.
         ttl: entry TTL in seconds (``None``: never expire; ``0``: do not cache).
-        tenant: serve and store for this tenant only; default: the `tenant` context.
+        tenant: serve and store for this tenant only; default: the ``semcache_tenant``
+            instrumentation tag or the `tenant` context (see `llamaindex_semcache.tenancy`).
         tags: extra tags on every entry.
         scope: extra context that must match exactly (e.g. a user's access level).
         callback_manager: LlamaIndex callbacks; default: the wrapped engine's.
@@ -344,7 +336,7 @@ class SemanticCacheQueryEngine(_Cached, BaseQueryEngine):
 
     Example:
         >>> cached = SemanticCacheQueryEngine(
-        ...     index.as_query_engine(), index_version="docs-v3", embedder=embed_model
+        ...     index.as_query_engine(), index_version="docs-v3", embed_model=embed_model
         ... )
         >>> with tenant("acme"):
         ...     cached.query("How do refunds work?")
@@ -357,6 +349,7 @@ class SemanticCacheQueryEngine(_Cached, BaseQueryEngine):
         index_version: str,
         engine: CacheEngine | None = None,
         redis_url: str | None = None,
+        embed_model: Any = None,
         embedder: Any = None,
         namespace: str | None = None,
         threshold: float | None = None,
@@ -374,7 +367,7 @@ class SemanticCacheQueryEngine(_Cached, BaseQueryEngine):
             index_version,
             engine=engine,
             redis_url=redis_url,
-            embedder=embedder,
+            embed_model=legacy_embedder(embed_model, embedder, type(self).__name__),
             namespace=namespace,
             threshold=threshold,
             ttl=ttl,
@@ -382,6 +375,7 @@ class SemanticCacheQueryEngine(_Cached, BaseQueryEngine):
             tags=tags,
             scope=scope,
             settings=settings,
+            what=type(self).__name__,
         )
         super().__init__(callback_manager or query_engine.callback_manager)
 
@@ -452,7 +446,7 @@ class SemanticCacheRetriever(_Cached, BaseRetriever):
 
     Example:
         >>> retriever = SemanticCacheRetriever(
-        ...     index.as_retriever(), index_version="docs-v3", embedder=embed_model
+        ...     index.as_retriever(), index_version="docs-v3", embed_model=embed_model
         ... )
     """
 
@@ -463,6 +457,7 @@ class SemanticCacheRetriever(_Cached, BaseRetriever):
         index_version: str,
         engine: CacheEngine | None = None,
         redis_url: str | None = None,
+        embed_model: Any = None,
         embedder: Any = None,
         namespace: str | None = None,
         threshold: float | None = None,
@@ -480,7 +475,7 @@ class SemanticCacheRetriever(_Cached, BaseRetriever):
             index_version,
             engine=engine,
             redis_url=redis_url,
-            embedder=embedder,
+            embed_model=legacy_embedder(embed_model, embedder, type(self).__name__),
             namespace=namespace,
             threshold=threshold,
             ttl=ttl,
@@ -488,6 +483,7 @@ class SemanticCacheRetriever(_Cached, BaseRetriever):
             tags=tags,
             scope=scope,
             settings=settings,
+            what=type(self).__name__,
         )
         super().__init__(callback_manager=callback_manager or retriever.callback_manager)
 
