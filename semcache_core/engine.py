@@ -9,6 +9,7 @@ counted and logged at a bounded rate. Misconfiguration raises at construction.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import dataclasses
 import functools
@@ -30,7 +31,7 @@ from . import calibration, policy, query, tracing
 from .calibration import Calibration, Verdict
 from .calibrator import BackgroundCalibrator
 from .coalesce import Coalescer
-from .config import CacheConfig, build_config, redacted_url
+from .config import CacheConfig, build_config, check_tenant_id, redacted_url
 from .core.verify import Verification
 from .counters import PendingCounts, aread_totals, flush_async, flush_sync, read_totals
 from .embedding import CachedEmbedder, Embedder, as_embedder, token_window
@@ -174,6 +175,16 @@ def _ainstrumented(
         return wrapper
 
     return decorate
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[CacheEngine]) -> None:
+    engine = ref()
+    if engine is None or engine._pending is None:
+        return
+    try:
+        engine._maybe_flush_sync(force=True)
+    except Exception:  # exiting: nothing to fail open into
+        logger.warning("semcache: could not write pending counts at exit")
 
 
 def _approx_tokens(text: str) -> int:
@@ -408,6 +419,9 @@ class CacheEngine:
         self._async_stores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
         ] = weakref.WeakKeyDictionary()
+        # Counts not yet written would be lost when a short script or a notebook exits
+        # without close(): write them at interpreter exit (weakly: no leak, no I/O if gone).
+        atexit.register(_flush_at_exit, weakref.ref(self))
         if validate:
             self._validate_now()
 
@@ -598,7 +612,9 @@ class CacheEngine:
             else:
                 embedded = ""  # the declared question is not in this request: exact only
         return CacheRequest.build(
-            tenant=tenant or ctx.tenant or self.config.default_tenant,
+            # An explicit tenant is checked, never replaced: "" is an error, not the
+            # default tenant.
+            tenant=tenant if tenant is not None else ctx.tenant or self.config.default_tenant,
             namespace=self.config.namespace,
             prompt=prompt,
             question=embedded,
@@ -1817,6 +1833,7 @@ class CacheEngine:
             raise ConfigurationError(f"match must be 'any' or 'all', got {match!r}")
         clauses = []
         if tenant is not None:
+            check_tenant_id(tenant)
             clauses.append(query.tag_any("tenant", [tenant_digest(tenant)]))
         if scope is not None:
             clauses.append(query.tag_any("scope", [scope_digest(scope)]))

@@ -73,8 +73,8 @@ class Usage:
                 output_tokens=max(0, int(data.get("out") or 0)),
                 model=str(model) if model else None,
             )
-        except (ValueError, TypeError, AttributeError):
-            return None
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            return None  # {"in": 1e999} included: a malformed usage is no usage
 
 
 class PriceTable:

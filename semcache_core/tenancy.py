@@ -105,6 +105,12 @@ def cache_context(
         raise ConfigurationError(f"semantic must be True, False or None, got {semantic!r}")
     if question is not None and (not isinstance(question, str) or not question.strip()):
         raise ConfigurationError(f"question must be a non-empty string, got {question!r}")
+    if scope is not None:
+        if not isinstance(scope, Mapping):
+            raise ConfigurationError(f"scope must be a mapping, got {type(scope).__name__}")
+        from .request import scope_digest  # request.py imports this module
+
+        scope_digest({**outer.scope, **scope})  # JSON-serializable, str keys, no NaN
     merged_tags = outer.tags + tuple(t for t in (tags or ()) if t not in outer.tags)
     for t in merged_tags:
         if not isinstance(t, str):
