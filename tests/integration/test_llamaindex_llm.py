@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -83,25 +83,8 @@ class Recorder(BaseEventHandler):
 
 
 @pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    root = get_dispatcher()
-    handler = Recorder()
-    root.add_event_handler(handler)
-    yield handler
-    root.event_handlers.remove(handler)
-
-
-@pytest.fixture
 def engine(make_engine: Callable[..., CacheEngine], embeddings: Any) -> CacheEngine:
     return make_engine(embedder=embeddings, threshold=0.8)
-
-
-@pytest.fixture
-def settings() -> Iterator[None]:
-    saved = (Settings._llm, Settings._embed_model, Settings._callback_manager)
-    yield
-    Settings._llm, Settings._embed_model, Settings._callback_manager = saved
-    close_llamaindex_loop()
 
 
 def close_llamaindex_loop() -> None:

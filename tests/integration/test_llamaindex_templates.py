@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -23,7 +23,6 @@ from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.memory import ChatMemoryBuffer
 from llama_index.core.prompts import ChatPromptTemplate, PromptTemplate
 from llama_index.core.tools import FunctionTool
-from llama_index_instrumentation import get_dispatcher
 from pydantic import BaseModel
 
 from llamaindex_semcache.llm import SemanticCacheFunctionCallingLLM, wrap
@@ -33,7 +32,6 @@ from tests.conftest import CountingEmbeddings
 from tests.integration.test_llamaindex_llm import (
     WORKFLOWS_INSPECT,
     Recorder,
-    close_llamaindex_loop,
     mark,
     user,
 )
@@ -42,23 +40,6 @@ from tests.integration.test_llamaindex_llm import (
 def accept_all(query: str, candidate: str) -> bool:
     """A verifier that serves every candidate near enough: only the scope protects."""
     return True
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    root = get_dispatcher()
-    handler = Recorder()
-    root.add_event_handler(handler)
-    yield handler
-    root.event_handlers.remove(handler)
-
-
-@pytest.fixture
-def settings() -> Iterator[None]:
-    saved = (Settings._llm, Settings._embed_model, Settings._callback_manager)
-    yield
-    Settings._llm, Settings._embed_model, Settings._callback_manager = saved
-    close_llamaindex_loop()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ no ``with tenant()`` block: through a query engine, `SemanticCacheQueryEngine` a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from llamaindex_semcache import (
 )
 from llamaindex_semcache.testing import FakeFunctionCallingLLM, FakeLLM
 from semcache_core import CacheEngine, ConfigurationError, tenant
-from tests.integration.test_llamaindex_llm import Recorder, close_llamaindex_loop
+from tests.integration.test_llamaindex_llm import Recorder
 from tests.integration.test_llamaindex_query_engine import CountingQueryEngine
 
 Q = "How do I reset my password?"
@@ -35,25 +35,6 @@ TENANTS = ("acme", "globex")
 @pytest.fixture
 def engine(make_engine: Callable[..., CacheEngine], embeddings: Any) -> CacheEngine:
     return make_engine(embedder=embeddings, threshold=0.8)
-
-
-@pytest.fixture
-def recorder() -> Iterator[Recorder]:
-    from llama_index_instrumentation import get_dispatcher
-
-    root = get_dispatcher()
-    handler = Recorder()
-    root.add_event_handler(handler)
-    yield handler
-    root.event_handlers.remove(handler)
-
-
-@pytest.fixture
-def settings() -> Iterator[None]:
-    saved = (Settings._llm, Settings._embed_model, Settings._callback_manager)
-    yield
-    Settings._llm, Settings._embed_model, Settings._callback_manager = saved
-    close_llamaindex_loop()
 
 
 def _served_tenants(recorder: Recorder) -> list[tuple[str, str]]:
