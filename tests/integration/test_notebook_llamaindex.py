@@ -5,7 +5,6 @@ GitHub sees the plots."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from tests.integration.notebook_output import outputs, summary
 
 ROOT = Path(__file__).parents[2]
 NOTEBOOK = ROOT / "notebooks" / "02_llamaindex.ipynb"
@@ -40,25 +41,12 @@ def executed(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> nbform
     return notebook
 
 
-def _outputs(notebook: nbformat.NotebookNode) -> list[dict[str, Any]]:
-    return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
-
-
-def _summary(notebook: nbformat.NotebookNode) -> dict[str, Any]:
-    for out in _outputs(notebook):
-        if out.get("output_type") == "stream":
-            for line in out["text"].splitlines():
-                if line.startswith("SUMMARY "):
-                    return json.loads(line.removeprefix("SUMMARY "))  # type: ignore[no-any-return]
-    raise AssertionError("the notebook printed no SUMMARY line")
-
-
 def _images(notebook: nbformat.NotebookNode) -> list[dict[str, Any]]:
-    return [out for out in _outputs(notebook) if "image/png" in out.get("data", {})]
+    return [out for out in outputs(notebook) if "image/png" in out.get("data", {})]
 
 
 def test_notebook_runs_without_errors(executed: nbformat.NotebookNode) -> None:
-    errors = [out for out in _outputs(executed) if out.get("output_type") == "error"]
+    errors = [out for out in outputs(executed) if out.get("output_type") == "error"]
     assert errors == []
 
 
@@ -67,7 +55,7 @@ def test_notebook_draws_the_latency_and_token_plots(executed: nbformat.NotebookN
 
 
 def test_query_engine_figures(executed: nbformat.NotebookNode) -> None:
-    s = _summary(executed)
+    s = summary(executed)
     assert s["llm_calls_uncached"] == s["questions"] == 72
     assert 0 < s["llm_calls_cached"] <= s["questions"] // 2  # every repeat hits at least
     assert 0 < s["tokens_cached"] < s["tokens_uncached"]
@@ -78,15 +66,15 @@ def test_query_engine_figures(executed: nbformat.NotebookNode) -> None:
 
 
 def test_agent_chat_ingestion_and_tenant_figures(executed: nbformat.NotebookNode) -> None:
-    s = _summary(executed)
+    s = summary(executed)
     assert s["agent_first_run_llm_calls"] == 2 and s["agent_second_run_llm_calls"] == 0
     assert s["conversations_shared"] == 0 and s["conversation_replay_hits"] > 0
     assert s["ingestion_first_run_embedded"] > 0 and s["ingestion_second_run_embedded"] == 0
     assert s["cross_tenant_serves"] == 0
 
 
-def test_the_committed_notebook_keeps_its_outputs() -> None:
+def test_the_committed_notebook_keeps_itsoutputs() -> None:
     stored = nbformat.read(NOTEBOOK, as_version=4)
     assert len(_images(stored)) == 2
-    assert _summary(stored)["cross_tenant_serves"] == 0
-    assert not [out for out in _outputs(stored) if out.get("output_type") == "error"]
+    assert summary(stored)["cross_tenant_serves"] == 0
+    assert not [out for out in outputs(stored) if out.get("output_type") == "error"]

@@ -4,13 +4,13 @@ within the tenant's target (nbclient, a real kernel, as in test_notebooks.py).""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from tests.integration.notebook_output import outputs, summary
 
 NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "03_shadow_and_promotion.ipynb"
 
@@ -30,33 +30,20 @@ def executed(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> nbform
     return notebook
 
 
-def _outputs(notebook: nbformat.NotebookNode) -> list[dict[str, Any]]:
-    return [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
-
-
-def _summary(notebook: nbformat.NotebookNode) -> dict[str, Any]:
-    for out in _outputs(notebook):
-        if out.get("output_type") == "stream":
-            for line in out["text"].splitlines():
-                if line.startswith("SUMMARY "):
-                    return json.loads(line.removeprefix("SUMMARY "))  # type: ignore[no-any-return]
-    raise AssertionError("the notebook printed no SUMMARY line")
-
-
 def test_notebook_runs_without_errors(executed: nbformat.NotebookNode) -> None:
-    errors = [out for out in _outputs(executed) if out.get("output_type") == "error"]
+    errors = [out for out in outputs(executed) if out.get("output_type") == "error"]
     assert errors == []
 
 
 def test_notebook_draws_both_plots(executed: nbformat.NotebookNode) -> None:
-    images = [out for out in _outputs(executed) if "image/png" in out.get("data", {})]
+    images = [out for out in outputs(executed) if "image/png" in out.get("data", {})]
     assert len(images) == 2  # the verdict histogram and the threshold-versus-error curve
 
 
 def test_calibration_found_a_threshold_on_enough_evidence(
     executed: nbformat.NotebookNode,
 ) -> None:
-    s = _summary(executed)
+    s = summary(executed)
     assert s["threshold"] is not None
     # Above every cross-intent pair of the workload would be too strict to be useful,
     # and the near-miss intents start near 0.82: the threshold must sit between.
@@ -65,7 +52,7 @@ def test_calibration_found_a_threshold_on_enough_evidence(
 
 
 def test_promotion_is_applied_and_audited(executed: nbformat.NotebookNode) -> None:
-    s = _summary(executed)
+    s = summary(executed)
     assert s["policy_semantic"] == "live"
     assert s["audit_action"] == "promote"
     assert s["audit_threshold"] == s["threshold"]
@@ -73,7 +60,7 @@ def test_promotion_is_applied_and_audited(executed: nbformat.NotebookNode) -> No
 
 
 def test_live_wrong_serves_stay_within_the_target(executed: nbformat.NotebookNode) -> None:
-    s = _summary(executed)
+    s = summary(executed)
     assert s["live_hits"] > 0
     assert s["live_wrong"] <= s["target_error"] * s["live_hits"]
     # The calibrated tenant serves at least as much as the static 0.90 one.
