@@ -50,7 +50,10 @@ TIMEOUT = 0.1  # the default socket_timeout
 SLACK = 0.1  # thread/task scheduling on a loaded 2-core machine, on top of one timeout
 # ... plus the p99 of the cache's time in the healthy phase of the same run: under asyncio,
 # a task whose reply has arrived waits for the other tasks' turns, fault or no fault.
-OPEN_BUDGET = 0.001  # median added latency per call while the breaker is open
+# Median added latency per call while the breaker is open. An open breaker's bypass does
+# no Redis I/O, so what it buys is not paying the socket timeout: the bound is a tenth of
+# it, not a micro-benchmark (4 threads on 2 loaded cores put the median near 1 ms).
+OPEN_BUDGET = TIMEOUT / 10
 WARM = 0.6  # seconds of healthy traffic before the fault
 HOLD = 1.2  # seconds the fault lasts
 RESUME_BUDGET = COOLDOWN + 4.0  # caching must resume within this after recovery
