@@ -6,6 +6,7 @@ thin adapters over it.
 
 from .calibration import Calibration, CurvePoint, Verdict
 from .config import CacheConfig
+from .core.rules import Outcome
 from .embedded import EmbeddedRedis, start_embedded_redis
 from .embedding import CachedEmbedder, CallableEmbedder, Embedder, as_embedder, minilm
 from .embedding_store import DEFAULT_EMBEDDING_TTL, EmbeddingStore
@@ -20,7 +21,6 @@ from .errors import (
     SerializationError,
 )
 from .judges import CallableJudge, EmbeddingJudge, Judge, TextEqualityJudge, as_judge
-from .policy import Outcome
 from .pricing import Price, PriceTable, Usage
 from .prometheus import PrometheusMetrics, start_metrics_server
 from .request import CacheRequest

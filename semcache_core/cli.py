@@ -90,9 +90,9 @@ def _guarded(action: Callable[[], T]) -> T:
     try:
         return action()
     except (SemcacheError, redis_py.RedisError) as exc:
-        from .engine import _translate  # a path that did not translate its error
+        from .storage.errors import translate  # a path that did not translate its error
 
-        error = _translate(exc)
+        error = translate(exc)
         message = " ".join(str(error).split()) or type(error).__name__
         Console(stderr=True, soft_wrap=True).print(
             f"[bold red]Error:[/] [red]{escape(message)}[/]"

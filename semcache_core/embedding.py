@@ -110,6 +110,20 @@ def token_window(obj: Any) -> tuple[int, Callable[[str], int]] | None:
     return None
 
 
+def declared_dims(obj: Any) -> int | None:
+    """The vector size an embedder declares without being called (``dims``,
+    ``dimensions`` or ``embed_dim``), looking through wrappers; ``None`` if it does not."""
+    seen = 0
+    while obj is not None and seen < 8:
+        for name in ("dims", "dimensions", "embed_dim"):
+            value = getattr(obj, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        obj = getattr(obj, "inner", None) or getattr(obj, "_obj", None)
+        seen += 1
+    return None
+
+
 def as_embedder(obj: Any) -> Embedder:
     """Adapt a LangChain, LlamaIndex or RedisVL embedder, or a callable.
 

@@ -56,7 +56,13 @@ class StoredEntry:
 
 
 class CorruptEntry(ValueError):
-    """An entry's fields are missing or malformed."""
+    """An entry's fields are missing or malformed, or its payload is not readable data:
+    the entry is deleted."""
+
+
+class DecodeFailed(Exception):
+    """The decoder failed on readable data (a framework error, not the entry's): the
+    lookup is an error and the entry is kept."""
 
 
 def vector_bytes(vector: Sequence[float], datatype: str) -> bytes:

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
-import redis.asyncio as aredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -43,11 +42,6 @@ logger = logging.getLogger("semcache.l1")
 Policy = Literal["lru", "lfu"]
 _TOMBSTONES = 4096
 _PREFIX_TOMBSTONES = 64
-
-
-def l1_channel(key_prefix: str, namespace: str) -> str:
-    """The pub/sub channel of a namespace's local tiers: ``<prefix>:__l1__:<ns>``."""
-    return f"{key_prefix}:__l1__:{namespace}"
 
 
 def drop_message(keys: Iterable[str]) -> str:
@@ -407,47 +401,6 @@ class LocalTier:
         if self._tombstones.get(key, 0) > since:
             return True
         return any(seq > since and key.startswith(p) for p, seq in self._prefix_tombstones)
-
-
-# -- publishing -------------------------------------------------------------------------
-def publish(client: redis.Redis, channel: str, message: str) -> int:
-    """PUBLISH a coherence message; returns how many subscribers received it."""
-    return int(client.publish(channel, message))
-
-
-async def apublish(client: aredis.Redis, channel: str, message: str) -> int:
-    """The async twin of `publish`."""
-    return int(await client.publish(channel, message))
-
-
-def publish_drop(client: redis.Redis, channel: str, keys: Iterable[str]) -> int:
-    """Tell every process to drop these keys (after an overwrite or a deletion)."""
-    return publish(client, channel, drop_message(keys))
-
-
-async def apublish_drop(client: aredis.Redis, channel: str, keys: Iterable[str]) -> int:
-    """The async twin of `publish_drop`."""
-    return await apublish(client, channel, drop_message(keys))
-
-
-def publish_drop_prefix(client: redis.Redis, channel: str, prefix: str) -> int:
-    """Tell every process to drop every key under ``prefix`` (a tenant-wide invalidation)."""
-    return publish(client, channel, drop_prefix_message(prefix))
-
-
-async def apublish_drop_prefix(client: aredis.Redis, channel: str, prefix: str) -> int:
-    """The async twin of `publish_drop_prefix`."""
-    return await apublish(client, channel, drop_prefix_message(prefix))
-
-
-def publish_clear(client: redis.Redis, channel: str) -> int:
-    """Tell every process to drop everything of this namespace."""
-    return publish(client, channel, clear_message())
-
-
-async def apublish_clear(client: aredis.Redis, channel: str) -> int:
-    """The async twin of `publish_clear`."""
-    return await apublish(client, channel, clear_message())
 
 
 # -- the subscriber ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from langchain_semcache import SemanticCache, tenant
 from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine
-from semcache_core.store import SyncStore
+from semcache_core.storage._sync.store import SyncStore
 from semcache_core.workload import INTENTS, answer_for
 from tests.conftest import CountingEmbeddings
 

@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from semcache_core import CacheEngine, Outcome
 from semcache_core.cli import app
-from semcache_core.counters import delete_totals
 from semcache_core.prometheus import TotalsCollector
-from tests.conftest import hashed_embedder
+from tests.conftest import delete_totals, hashed_embedder
 
 runner = CliRunner()
 
@@ -96,7 +95,7 @@ def test_export_then_import_gives_the_same_lookups(
 
     # An index with other dimensions refuses the import with a fix-it message.
     other = f"import-{uuid.uuid4().hex[:8]}"
-    make_engine(embedder=hashed_embedder(dims=8), namespace=other)
+    make_engine(embedder=hashed_embedder(dims=8), namespace=other, dims=8)
     result = runner.invoke(app, ["import", str(dump), *_args(redis_url, other)])
     assert result.exit_code == 1 and "was built" in result.stderr
 

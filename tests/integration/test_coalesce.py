@@ -1,7 +1,8 @@
 """Request coalescing against the real Redis, in threads, tasks and processes.
 
 The flow under test is the one the engine runs once wired (``_procs.coalesced_lookup``):
-lookup miss -> `Coalescer.begin`; the leader calls the "LLM", stores and finishes;
+lookup miss -> `begin` (`semcache_core._async.coalescing` and its sync twin); the
+leader calls the "LLM", stores and finishes;
 waiters `join` and look up again. Claims: 16 threads, 50 tasks, and 4 processes x 4
 threads asking one cold key make exactly one LLM call while the leader stores within
 ``wait_timeout``; a leader that dies (SIGKILL) holds nobody past ``wait_timeout`` plus
@@ -27,8 +28,14 @@ import pytest
 import redis
 
 from semcache_core import CacheEngine
-from semcache_core.coalesce import Coalescer, Joined, Role, SingleFlight, lock_key
-from tests.integration._procs import acoalesced_lookup, coalesced_lookup
+from semcache_core.coalesce import Joined, Role, SingleFlight
+from semcache_core.storage.layout import Layout
+from tests.integration._procs import Coalescer, acoalesced_lookup, coalesced_lookup
+
+
+def lock_key(key: str, prefix: str, namespace: str) -> str:
+    return Layout(prefix, namespace).lock_key(key)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 LLM_SECONDS = 0.3

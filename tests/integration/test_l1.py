@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -28,17 +29,41 @@ from semcache_core.embedded import start_embedded_redis
 from semcache_core.l1 import (
     L1Coherence,
     LocalTier,
-    apublish_clear,
-    apublish_drop,
-    apublish_drop_prefix,
     clear_message,
     drop_message,
     drop_prefix_message,
-    l1_channel,
-    publish,
-    publish_drop,
-    publish_drop_prefix,
 )
+from tests.integration._procs import l1_channel
+
+
+# What another process's store publishes (storage.AsyncStore.publish), sent by hand.
+def publish(client: Any, channel: str, message: str) -> int:
+    return int(client.publish(channel, message))
+
+
+def publish_drop(client: Any, channel: str, keys: list[str]) -> int:
+    return publish(client, channel, drop_message(keys))
+
+
+def publish_drop_prefix(client: Any, channel: str, prefix: str) -> int:
+    return publish(client, channel, drop_prefix_message(prefix))
+
+
+async def apublish(client: Any, channel: str, message: str) -> int:
+    return int(await client.publish(channel, message))
+
+
+async def apublish_drop(client: Any, channel: str, keys: list[str]) -> int:
+    return await apublish(client, channel, drop_message(keys))
+
+
+async def apublish_drop_prefix(client: Any, channel: str, prefix: str) -> int:
+    return await apublish(client, channel, drop_prefix_message(prefix))
+
+
+async def apublish_clear(client: Any, channel: str) -> int:
+    return await apublish(client, channel, clear_message())
+
 
 ROOT = Path(__file__).resolve().parents[2]
 COHERENCE_BOUND = 1.0

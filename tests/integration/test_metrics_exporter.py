@@ -20,10 +20,9 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from semcache_core import CacheEngine
-from semcache_core.counters import delete_totals
 from semcache_core.http import statistics_app
 from semcache_core.request import tenant_digest
-from tests.conftest import hashed_embedder
+from tests.conftest import delete_totals, hashed_embedder
 
 ROOT = Path(__file__).resolve().parents[2]
 _SERVING = re.compile(r"on http://(?P<host>[^:/\s]+|\[[^\]]+\]):(?P<port>\d+)/metrics")

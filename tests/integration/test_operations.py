@@ -16,10 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from langchain_semcache import SemanticCache
 from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, Outcome, tenant
-from semcache_core.counters import delete_totals
 from semcache_core.pricing import PriceTable, Usage
 from semcache_core.prometheus import PrometheusMetrics
-from tests.conftest import hashed_embedder
+from tests.conftest import delete_totals, hashed_embedder
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

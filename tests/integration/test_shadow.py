@@ -342,8 +342,8 @@ def test_calibration_never_runs_inside_a_users_call(
     assert engine.drain_calibration(10.0)
     assert threads == ["semcache-calibrator"] * 4  # every 5 verdicts, never the caller's
     engine.close()
-    assert engine._calibrator._thread is not None
-    assert not engine._calibrator._thread.is_alive()  # close() stops it
+    assert engine._state.calibrator._thread is not None
+    assert not engine._state.calibrator._thread.is_alive()  # close() stops it
 
 
 def test_auto_promote_keeps_learning_after_promotion(

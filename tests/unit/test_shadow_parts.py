@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from semcache_core import CacheEngine
 from semcache_core.calibration import Calibration, CurvePoint
 from semcache_core.calibrator import BackgroundCalibrator
 from semcache_core.config import build_config
+from semcache_core.core.rules import Outcome, semantic_outcome
 from semcache_core.embedding import CallableEmbedder
 from semcache_core.errors import ConfigurationError
 from semcache_core.judges import (
@@ -25,8 +25,8 @@ from semcache_core.judges import (
     measure_judge,
     normalize_text,
 )
-from semcache_core.policy import Outcome, semantic_outcome
 from semcache_core.shadow import ShadowLedger
+from semcache_core.state import EngineState
 from semcache_core.tenant_policy import (
     TenantPolicy,
     check_overrides,
@@ -239,23 +239,23 @@ def _cal(threshold: float | None, samples: int = 300) -> Calibration:
 
 def test_promotion_promotes_recalibrates_up_and_down_and_demotes() -> None:
     shadow = TenantPolicy(semantic="shadow", promotion_threshold=0.9, auto_promote=True)
-    new, action = CacheEngine._promotion(shadow, _cal(0.93)) or ({}, "")
+    new, action = EngineState.promotion(shadow, _cal(0.93)) or ({}, "")
     assert action == "promote" and new["semantic"] == "live" and new["threshold"] == 0.93
     assert new["promotion_threshold"] == 0.93  # never left below the threshold
     live = TenantPolicy(semantic="live", threshold=0.93, auto_promote=True)
-    assert CacheEngine._promotion(live, _cal(0.931)) == (
+    assert EngineState.promotion(live, _cal(0.931)) == (
         {**live.overrides(), "threshold": 0.931},
         "recalibrate",
     )  # up: any amount
-    assert CacheEngine._promotion(live, _cal(0.928)) is None  # down: jitter ignored
-    down = CacheEngine._promotion(live, _cal(0.91))
+    assert EngineState.promotion(live, _cal(0.928)) is None  # down: jitter ignored
+    down = EngineState.promotion(live, _cal(0.91))
     assert down is not None and down[1] == "recalibrate" and down[0]["threshold"] == 0.91
-    assert CacheEngine._promotion(live, _cal(None)) == (
+    assert EngineState.promotion(live, _cal(None)) == (
         {**live.overrides(), "semantic": "shadow"},
         "demote",
     )
-    assert CacheEngine._promotion(live, _cal(None, samples=100)) is None  # too few to judge
-    assert CacheEngine._promotion(shadow, _cal(None)) is None
+    assert EngineState.promotion(live, _cal(None, samples=100)) is None  # too few to judge
+    assert EngineState.promotion(shadow, _cal(None)) is None
 
 
 # -- the background calibrator ------------------------------------------------------------
