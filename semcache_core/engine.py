@@ -60,6 +60,13 @@ def _flush_at_exit(ref: weakref.ReferenceType[CacheEngine]) -> None:
         logger.warning("semcache: could not write pending counts at exit")
 
 
+def _calibrate(ref: weakref.ReferenceType[CacheEngine], tenant: str) -> None:
+    """One run of the background calibrator (its thread, the sync driver)."""
+    engine = ref()
+    if engine is not None:
+        engine.calibrate(tenant)
+
+
 class CacheEngine(AdminCalls):
     """Tenant-isolated exact and semantic cache on Redis.
 
@@ -177,8 +184,9 @@ class CacheEngine(AdminCalls):
         )
         self._admin = SyncAdmin(state, self._cache)
         self._aadmin = AsyncAdmin(state, self._acache)
+        me = weakref.ref(self)
         state.calibrator = BackgroundCalibrator(
-            self._admin.calibrate,
+            lambda tenant: _calibrate(me, tenant),
             lambda exc: state.fault("calibrate", None, exc),
             config.calibrate_every,
         )

@@ -33,7 +33,7 @@ from .core.verify import Verification
 from .counters import PendingCounts
 from .embedding import CachedEmbedder, Embedder, declared_dims
 from .entry import StoredEntry, vector_bytes
-from .errors import BackendRefusedError, ConfigurationError
+from .errors import BackendRefusedError, ConfigurationError, SchemaMismatchError
 from .judges import Judge
 from .l1 import L1Coherence, LocalTier, drop_message
 from .metrics import LocalStats
@@ -45,6 +45,7 @@ from .resilience import CircuitBreaker, RateLimitedLog
 from .shadow import PendingCandidate, ShadowLedger
 from .storage.errors import REDIS_FAULTS, is_missing_index, translate
 from .storage.layout import Layout
+from .storage.schema import META_MIGRATION
 from .tenant_policy import TenantPolicy, default_policy, effective_policy, parse_stored
 from .verifiers import CandidateVerifier
 
@@ -350,9 +351,12 @@ class EngineState:
 
     def vector_bytes(self, vector: Sequence[float]) -> bytes:
         if self.dims is not None and len(vector) != self.dims:
-            raise ConfigurationError(
-                f"the embedder returned {len(vector)} dimensions but the index has "
-                f"{self.dims}; use the embedding model the index was built with"
+            raise SchemaMismatchError(
+                f"index {self.layout.index_name!r} was built with dims={self.dims} but "
+                f"this engine's embedder produces dims={len(vector)}: your embedder "
+                "produces a different vector size than the one the index was built for "
+                "(did the embedding model change?). Pass dims= to find out at "
+                f"construction. Otherwise {META_MIGRATION}"
             )
         return vector_bytes(vector, self.config.datatype)
 

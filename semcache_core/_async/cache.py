@@ -94,15 +94,18 @@ class AsyncCache:
         check_meta(state.layout, meta, meta_document(state.config, dims))
         await store.create_index(index_schema_dict(state.config, dims))
 
-    async def _index_for(self, store: AsyncStore, vector: list[float]) -> None:
-        """The first vector of an engine whose dims were unknown creates the index."""
+    async def _learn_dims(self, store: AsyncStore, vector: list[float], create: bool) -> None:
+        """An engine whose dims were unknown learns them from its first vector: from an
+        index another process made meanwhile, or (``create``: a store) by creating it.
+        Concurrent first calls may all create: creation is idempotent."""
         state = self.state
-        if state.dims is None:
-            with state.setup_lock:
-                if state.dims is None:
-                    state.dims = len(vector)
-            await self._create_index(store, state.dims)
-            state.ready = True
+        meta_raw = await store.read_meta()
+        if meta_raw is not None:
+            meta = parse_meta(meta_raw, state.layout)
+            state.dims = meta.get("dims")
+        elif create:
+            await self._create_index(store, len(vector))
+            state.dims = len(vector)
 
     # -- lookup --------------------------------------------------------------------------
     async def lookup(
@@ -245,7 +248,7 @@ class AsyncCache:
     ) -> read.ReadDecision:
         state = self.state
         vector = await self.embed(request, pol)
-        if vector is None or state.dims is None:
+        if vector is None:
             return read.ReadDecision(Outcome.MISS)
         candidates = []
         hits = await store.search(request.partition, vector, state.config.search_candidates)
@@ -297,9 +300,11 @@ class AsyncCache:
         """See `CacheEngine.store`."""
         state = self.state
         key = state.key(request)
-        with state.span("semcache.store", request):
+        with state.span("semcache.store", request) as span:
             try:
                 written = await self._store_once(request, payload, codec, text, usage)
+                if span is not None:
+                    span.set_attribute("semcache.stored", written)
             finally:
                 # Written, skipped or failed: this process's L1 copy is stale (other
                 # processes hear it from the write itself), and the key's coalesced
@@ -329,7 +334,7 @@ class AsyncCache:
             pol = await self.policy(store, request.tenant)
             write, ttl = state.store_ttl(request, pol)
             if write:
-                vector = await self.embed(request, pol)
+                vector = await self.embed(request, pol, create=True)
                 fields = entry_fields(
                     request,
                     payload=payload,
@@ -386,8 +391,11 @@ class AsyncCache:
             pol = self.state.cache_policy(tenant, await store.read_policy(tenant))
         return pol
 
-    async def embed(self, request: CacheRequest, pol: TenantPolicy) -> bytes | None:
-        """The request's question as index bytes; ``None`` when it is not embedded."""
+    async def embed(
+        self, request: CacheRequest, pol: TenantPolicy, *, create: bool = False
+    ) -> bytes | None:
+        """The request's question as index bytes; ``None`` when it is not embedded.
+        ``create``: a store may create the index from its first vector."""
         state = self.state
         if not state.wants_vector(request, pol):
             return None
@@ -398,7 +406,9 @@ class AsyncCache:
             state.embed_failed(request, exc)
             return None
         if state.dims is None:
-            await self._index_for(await self.stores.get(), list(vector))
+            await self._learn_dims(await self.stores.get(), list(vector), create)
+            if state.dims is None:
+                return None  # no index yet: nothing to find, and a lookup creates nothing
         return state.vector_bytes(vector)
 
     async def drop_l1(self, keys: list[str]) -> None:

@@ -96,15 +96,18 @@ class SyncCache:
         check_meta(state.layout, meta, meta_document(state.config, dims))
         store.create_index(index_schema_dict(state.config, dims))
 
-    def _index_for(self, store: SyncStore, vector: list[float]) -> None:
-        """The first vector of an engine whose dims were unknown creates the index."""
+    def _learn_dims(self, store: SyncStore, vector: list[float], create: bool) -> None:
+        """An engine whose dims were unknown learns them from its first vector: from an
+        index another process made meanwhile, or (``create``: a store) by creating it.
+        Concurrent first calls may all create: creation is idempotent."""
         state = self.state
-        if state.dims is None:
-            with state.setup_lock:
-                if state.dims is None:
-                    state.dims = len(vector)
-            self._create_index(store, state.dims)
-            state.ready = True
+        meta_raw = store.read_meta()
+        if meta_raw is not None:
+            meta = parse_meta(meta_raw, state.layout)
+            state.dims = meta.get("dims")
+        elif create:
+            self._create_index(store, len(vector))
+            state.dims = len(vector)
 
     # -- lookup --------------------------------------------------------------------------
     def lookup(
@@ -247,7 +250,7 @@ class SyncCache:
     ) -> read.ReadDecision:
         state = self.state
         vector = self.embed(request, pol)
-        if vector is None or state.dims is None:
+        if vector is None:
             return read.ReadDecision(Outcome.MISS)
         candidates = []
         hits = store.search(request.partition, vector, state.config.search_candidates)
@@ -299,9 +302,11 @@ class SyncCache:
         """See `CacheEngine.store`."""
         state = self.state
         key = state.key(request)
-        with state.span("semcache.store", request):
+        with state.span("semcache.store", request) as span:
             try:
                 written = self._store_once(request, payload, codec, text, usage)
+                if span is not None:
+                    span.set_attribute("semcache.stored", written)
             finally:
                 # Written, skipped or failed: this process's L1 copy is stale (other
                 # processes hear it from the write itself), and the key's coalesced
@@ -331,7 +336,7 @@ class SyncCache:
             pol = self.policy(store, request.tenant)
             write, ttl = state.store_ttl(request, pol)
             if write:
-                vector = self.embed(request, pol)
+                vector = self.embed(request, pol, create=True)
                 fields = entry_fields(
                     request,
                     payload=payload,
@@ -386,8 +391,11 @@ class SyncCache:
             pol = self.state.cache_policy(tenant, store.read_policy(tenant))
         return pol
 
-    def embed(self, request: CacheRequest, pol: TenantPolicy) -> bytes | None:
-        """The request's question as index bytes; ``None`` when it is not embedded."""
+    def embed(
+        self, request: CacheRequest, pol: TenantPolicy, *, create: bool = False
+    ) -> bytes | None:
+        """The request's question as index bytes; ``None`` when it is not embedded.
+        ``create``: a store may create the index from its first vector."""
         state = self.state
         if not state.wants_vector(request, pol):
             return None
@@ -398,7 +406,9 @@ class SyncCache:
             state.embed_failed(request, exc)
             return None
         if state.dims is None:
-            self._index_for(self.stores.get(), list(vector))
+            self._learn_dims(self.stores.get(), list(vector), create)
+            if state.dims is None:
+                return None  # no index yet: nothing to find, and a lookup creates nothing
         return state.vector_bytes(vector)
 
     def drop_l1(self, keys: list[str]) -> None:

@@ -107,8 +107,16 @@ def test_redis_without_search_module_raises_even_without_require_redis(
 # -- 2. an index built for another embedder ----------------------------------------------------
 def test_dims_mismatch_raises_schema_mismatch(make_engine: MakeEngine, namespace: str) -> None:
     first = make_engine(embedder=hashed_embedder(16))
+    assert first.store(first.request("makes the index"), b"x")  # dims from the first vector
+    # Declared dims: the mismatch fails construction.
+    with pytest.raises(SchemaMismatchError) as declared:
+        make_engine(embedder=hashed_embedder(8), dims=8)
+    assert "dims=16" in str(declared.value) and "dims=8" in str(declared.value)
+    # Undeclared: construction never calls the embedder, so the first call fails loudly
+    # (a misconfiguration is not served as a miss).
+    second = make_engine(embedder=hashed_embedder(8))
     with pytest.raises(SchemaMismatchError) as info:
-        make_engine(embedder=hashed_embedder(8))
+        second.lookup(second.request("another model's vectors"))
     message = str(info.value)
     assert namespace in message
     assert "dims=16" in message and "dims=8" in message

@@ -427,8 +427,8 @@ def test_engine_l1_is_coherent(redis_url: str, namespace: str) -> None:
     b = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100)
     try:
         # The subscriber starts on first use; until it is subscribed, L1 holds nothing.
-        assert b._l1_tier() is not None and b._l1_sub is not None
-        assert b._l1_sub.wait_connected(5.0)
+        assert b._state.l1_tier() is not None and b._state.l1_sub is not None
+        assert b._state.l1_sub.wait_connected(5.0)
         req = a.request("What is the refund window?", tenant="acme")
         assert a.store(req, b"30 days")
         assert b.lookup(req).value == b"30 days"  # B reads Redis, keeps it in L1

@@ -161,7 +161,8 @@ def _naive_tokens(monkeypatch: pytest.MonkeyPatch, *, escape: bool) -> None:
     original = request_module.CacheRequest.build
     monkeypatch.setattr(request_module.CacheRequest, "build", staticmethod(raw_build))
     monkeypatch.setattr(request_module, "tenant_digest", lambda t: t)
-    monkeypatch.setattr("semcache_core.engine.tenant_digest", lambda t: t)
+    for module in ("_async.admin", "_sync.admin", "storage.layout"):
+        monkeypatch.setattr(f"semcache_core.{module}.tenant_digest", lambda t: t)
     if not escape:
         monkeypatch.setattr(query_module, "escape_tag", lambda v: v)
 
