@@ -21,8 +21,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from . import calibration, tracing
-from .calibration import Calibration, Verdict
+from . import tracing
 from .calibrator import BackgroundCalibrator
 from .coalesce import SingleFlight
 from .config import CacheConfig, redacted_url
@@ -56,9 +55,6 @@ TextOf = Callable[[Any], str]
 # Disagreeing verdicts raise the candidate entry's floor just above the similarity at
 # which it answered a different question.
 FLOOR_STEP = 1e-4
-# A live tenant's recalibrated threshold moves down only by at least this much (up: any
-# amount), so the audit log is not a stream of jitter.
-RECALIBRATE_STEP = 0.005
 POLICY_CACHE_MAX = 100_000
 DEFAULT_EXACT_ONLY_DIMS = 384
 
@@ -419,60 +415,6 @@ class EngineState:
         self.stats.record(request.tenant, "verdicts_agreed" if agreed else "verdicts_disagreed")
         if pol.auto_promote and pol.semantic in ("shadow", "live") and self.calibrator:
             self.calibrator.note(request.tenant)
-
-    @staticmethod
-    def parse_verdicts(records: list[dict[str, Any]]) -> list[Verdict]:
-        out = []
-        for r in records:
-            try:
-                out.append(
-                    Verdict(
-                        similarity=float(r["s"]),
-                        agreed=r["a"] in (b"1", "1"),
-                        at=float(r["t"]),
-                        candidate=r["c"].decode() if isinstance(r.get("c"), bytes) else None,
-                        guarded=r.get("g") in (b"1", "1"),
-                    )
-                )
-            except (KeyError, ValueError):
-                continue  # a malformed record is skipped, not fatal
-        return out
-
-    def recommend(self, pol: TenantPolicy, verdicts: list[Verdict]) -> Calibration:
-        """Calibrate, crediting the judge's measured noise only as far as this tenant's
-        own most similar verdicts show it (`calibration.noise_credit`)."""
-        declared = float(getattr(self.judge, "false_disagreement", 0.0))
-        served = [v for v in verdicts if not v.guarded]  # guarded: never served at any threshold
-        guarded = len(verdicts) - len(served)
-        return calibration.calibrate(
-            served,
-            target_error=pol.target_error,
-            # min_samples counts all the tenant's verdicts, guarded ones included.
-            min_samples=max(1, pol.min_samples - guarded),
-            confidence=self.config.confidence,
-            false_disagreement=calibration.noise_credit(served, declared),
-            false_agreement=float(getattr(self.judge, "false_agreement", 0.0)),
-        )
-
-    @staticmethod
-    def promotion(pol: TenantPolicy, cal: Calibration) -> tuple[dict[str, Any], str] | None:
-        """The new overrides a calibration applies and the audit action (``promote``:
-        shadow to live; ``recalibrate``: a live threshold moves; ``demote``: live back to
-        shadow, no threshold holds any more), or ``None`` when nothing changes."""
-        old = pol.overrides()
-        if cal.threshold is None:
-            if pol.semantic == "live" and cal.samples >= cal.min_samples and cal.curve:
-                return {**old, "semantic": "shadow"}, "demote"
-            return None
-        new = {**old, "semantic": "live", "threshold": cal.threshold}
-        pt = old.get("promotion_threshold")
-        if pt is not None and pt < cal.threshold:
-            new["promotion_threshold"] = cal.threshold  # never below the threshold
-        if pol.semantic != "live":
-            return new, "promote"
-        if cal.threshold > pol.threshold or cal.threshold <= pol.threshold - RECALIBRATE_STEP:
-            return new, "recalibrate"
-        return None
 
     # -- introspection -------------------------------------------------------------------
     def local_snapshot(self, tenant: str | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from .. import query
 from ..calibration import Calibration, Verdict
 from ..config import check_tenant_id
+from ..core.promotion import parse_verdicts, promotion, recommend
 from ..counters import totals
 from ..errors import ConfigurationError, SemcacheError
 from ..l1 import clear_message, drop_prefix_message
@@ -131,7 +132,7 @@ class AsyncAdmin:
         """See `CacheEngine.verdicts`."""
         try:
             store = await self.stores.get()
-            return self.state.parse_verdicts(await store.read_verdicts(tenant_digest(tenant)))
+            return parse_verdicts(await store.read_verdicts(tenant_digest(tenant)))
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
 
@@ -147,9 +148,9 @@ class AsyncAdmin:
         """See `CacheEngine.calibrate`."""
         state = self.state
         pol = await self.get_policy(tenant)
-        cal = state.recommend(pol, await self.verdicts(tenant))
+        cal = recommend(state.judge, state.config, pol, await self.verdicts(tenant))
         if apply if apply is not None else pol.auto_promote:
-            change = state.promotion(pol, cal)
+            change = promotion(pol, cal)
             if change is not None:
                 await self._write_policy(
                     tenant, pol.overrides(), change[0], change[1], cal.evidence()

@@ -24,7 +24,7 @@ from ..errors import ConfigurationError
 from ..l1 import drop_message
 from ..pricing import Usage
 from ..request import CacheRequest
-from ..state import FLOOR_STEP, Decoder, EngineState, TextOf, default_text, identity
+from ..state import Decoder, EngineState, TextOf, identity
 from ..storage.schema import (
     NO_SEARCH_MODULE,
     check_index_info,
@@ -35,6 +35,7 @@ from ..storage.schema import (
 )
 from ..tenant_policy import TenantPolicy
 from .coalescing import AsyncCoalescing
+from .verdicts import judge
 
 if TYPE_CHECKING:
     from ..storage._async.store import AsyncStore
@@ -351,37 +352,10 @@ class AsyncCache:
             state.write_fault("store", request, exc)
             return False
         state.breaker.record_success()
-        await self.judge(store, request, pol, payload, text)
+        await judge(state, store, request, pol, payload, text)
         if write:
             state.stats.record(request.tenant, "stores")
         return write
-
-    async def judge(
-        self,
-        store: AsyncStore,
-        request: CacheRequest,
-        pol: TenantPolicy,
-        payload: bytes,
-        text: str | None,
-    ) -> None:
-        """Judge the candidate this request's lookup parked against the fresh answer,
-        and record the verdict."""
-        state = self.state
-        candidate = state.ledger.take(state.key(request))
-        if candidate is None:
-            return
-        try:
-            fresh = text if text is not None else default_text(payload)
-            agreed = await state.judge.aagree(candidate.question, candidate.text, fresh)
-            await store.add_verdict(request.tenant_token, state.verdict_fields(candidate, agreed))
-            if not agreed and state.config.entry_floors and not candidate.guarded:
-                evidence = state.config.floor_evidence
-                await store.add_disagreement(
-                    candidate.key, candidate.similarity, evidence, FLOOR_STEP
-                )
-            state.counted_verdict(request, pol, agreed)
-        except Exception as exc:
-            state.fault("verdict", request, exc)
 
     # -- shared steps --------------------------------------------------------------------
     async def policy(self, store: AsyncStore, tenant: str) -> TenantPolicy:

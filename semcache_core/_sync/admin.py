@@ -16,6 +16,7 @@ from typing import Any
 from .. import query
 from ..calibration import Calibration, Verdict
 from ..config import check_tenant_id
+from ..core.promotion import parse_verdicts, promotion, recommend
 from ..counters import totals
 from ..errors import ConfigurationError, SemcacheError
 from ..l1 import clear_message, drop_prefix_message
@@ -133,7 +134,7 @@ class SyncAdmin:
         """See `CacheEngine.verdicts`."""
         try:
             store = self.stores.get()
-            return self.state.parse_verdicts(store.read_verdicts(tenant_digest(tenant)))
+            return parse_verdicts(store.read_verdicts(tenant_digest(tenant)))
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
 
@@ -149,9 +150,9 @@ class SyncAdmin:
         """See `CacheEngine.calibrate`."""
         state = self.state
         pol = self.get_policy(tenant)
-        cal = state.recommend(pol, self.verdicts(tenant))
+        cal = recommend(state.judge, state.config, pol, self.verdicts(tenant))
         if apply if apply is not None else pol.auto_promote:
-            change = state.promotion(pol, cal)
+            change = promotion(pol, cal)
             if change is not None:
                 self._write_policy(tenant, pol.overrides(), change[0], change[1], cal.evidence())
         return cal

@@ -12,6 +12,7 @@ import pytest
 from semcache_core.calibration import Calibration, CurvePoint
 from semcache_core.calibrator import BackgroundCalibrator
 from semcache_core.config import build_config
+from semcache_core.core.promotion import promotion
 from semcache_core.core.rules import Outcome, semantic_outcome
 from semcache_core.embedding import CallableEmbedder
 from semcache_core.errors import ConfigurationError
@@ -26,7 +27,6 @@ from semcache_core.judges import (
     normalize_text,
 )
 from semcache_core.shadow import ShadowLedger
-from semcache_core.state import EngineState
 from semcache_core.tenant_policy import (
     TenantPolicy,
     check_overrides,
@@ -239,23 +239,23 @@ def _cal(threshold: float | None, samples: int = 300) -> Calibration:
 
 def test_promotion_promotes_recalibrates_up_and_down_and_demotes() -> None:
     shadow = TenantPolicy(semantic="shadow", promotion_threshold=0.9, auto_promote=True)
-    new, action = EngineState.promotion(shadow, _cal(0.93)) or ({}, "")
+    new, action = promotion(shadow, _cal(0.93)) or ({}, "")
     assert action == "promote" and new["semantic"] == "live" and new["threshold"] == 0.93
     assert new["promotion_threshold"] == 0.93  # never left below the threshold
     live = TenantPolicy(semantic="live", threshold=0.93, auto_promote=True)
-    assert EngineState.promotion(live, _cal(0.931)) == (
+    assert promotion(live, _cal(0.931)) == (
         {**live.overrides(), "threshold": 0.931},
         "recalibrate",
     )  # up: any amount
-    assert EngineState.promotion(live, _cal(0.928)) is None  # down: jitter ignored
-    down = EngineState.promotion(live, _cal(0.91))
+    assert promotion(live, _cal(0.928)) is None  # down: jitter ignored
+    down = promotion(live, _cal(0.91))
     assert down is not None and down[1] == "recalibrate" and down[0]["threshold"] == 0.91
-    assert EngineState.promotion(live, _cal(None)) == (
+    assert promotion(live, _cal(None)) == (
         {**live.overrides(), "semantic": "shadow"},
         "demote",
     )
-    assert EngineState.promotion(live, _cal(None, samples=100)) is None  # too few to judge
-    assert EngineState.promotion(shadow, _cal(None)) is None
+    assert promotion(live, _cal(None, samples=100)) is None  # too few to judge
+    assert promotion(shadow, _cal(None)) is None
 
 
 # -- the background calibrator ------------------------------------------------------------
