@@ -235,6 +235,11 @@ class SentenceTransformerEmbedder:
     async def aembed(self, text: str) -> list[float]:
         return await self._queue.submit(text)
 
+    @property
+    def batches(self) -> int:
+        """Model calls `aembed` has made (each for every caller waiting then)."""
+        return self._queue.batches
+
     async def _embed_in_worker(self, texts: list[str]) -> list[list[float]]:
         # Inference has no async form. Inline, 200 concurrent lookups would block the loop
         # for a second and starve every Redis socket on it; so one worker thread computes
