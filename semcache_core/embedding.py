@@ -243,8 +243,8 @@ class SentenceTransformerEmbedder:
     async def _embed_in_worker(self, texts: list[str]) -> list[list[float]]:
         # Inference has no async form. Inline, 200 concurrent lookups would block the loop
         # for a second and starve every Redis socket on it; so one worker thread computes
-        # while the loop keeps serving (CPU-bound work, not I/O made to look async).
-        return await asyncio.to_thread(self.embed_many, texts)
+        # while the loop keeps serving.
+        return await asyncio.to_thread(self.embed_many, texts)  # cpu-bound, not I/O
 
 
 _minilm: SentenceTransformerEmbedder | None = None
