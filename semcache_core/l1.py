@@ -28,12 +28,12 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
+from cachetools import FIFOCache, LFUCache, LRUCache
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -82,72 +82,31 @@ class L1Stats:
     size: int
 
 
-class _Lru:
-    """Recency order: the first key is the next victim."""
-
-    def __init__(self) -> None:
-        self._order: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, key: str) -> None:
-        self._order[key] = None
-        self._order.move_to_end(key)
-
-    def touch(self, key: str) -> None:
-        self._order.move_to_end(key)
-
-    def remove(self, key: str) -> None:
-        self._order.pop(key, None)
-
-    def victim(self) -> str:
-        return next(iter(self._order))
-
-    def clear(self) -> None:
-        self._order.clear()
+# An entry: the fields, and when they expire (monotonic seconds; None: never).
+_Entry = tuple[dict[str, Any], float | None]
 
 
-class _Lfu:
-    """Frequency buckets, O(1) per operation; ties go to the least recently used."""
+class _Tombstones(FIFOCache[str, int]):
+    """Invalidated keys (or prefixes) and the sequence of their last invalidation, bounded.
 
-    def __init__(self) -> None:
-        self._freq: dict[str, int] = {}
-        self._buckets: dict[int, OrderedDict[str, None]] = {}
-        self._min = 0
+    Forgetting the oldest one raises `floor` to its sequence, so a put whose read began
+    before the floor is refused: it may have raced an invalidation no longer remembered.
+    cachetools evicts through `popitem`, which is where the floor rises.
+    """
 
-    def add(self, key: str) -> None:
-        self.remove(key)
-        self._freq[key] = 1
-        self._buckets.setdefault(1, OrderedDict())[key] = None
-        self._min = 1
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.floor = 0
 
-    def touch(self, key: str) -> None:
-        f = self._freq[key]
-        bucket = self._buckets[f]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[f]
-            if self._min == f:
-                self._min = f + 1
-        self._freq[key] = f + 1
-        self._buckets.setdefault(f + 1, OrderedDict())[key] = None
+    def mark(self, key: str, seq: int) -> None:
+        """Record an invalidation of ``key``; a repeat moves it to the newest end."""
+        self.pop(key, None)
+        self[key] = seq
 
-    def remove(self, key: str) -> None:
-        f = self._freq.pop(key, None)
-        if f is None:
-            return
-        bucket = self._buckets[f]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[f]
-
-    def victim(self) -> str:
-        if self._min not in self._buckets:
-            self._min = min(self._buckets)  # after removals; rare
-        return next(iter(self._buckets[self._min]))
-
-    def clear(self) -> None:
-        self._freq.clear()
-        self._buckets.clear()
-        self._min = 0
+    def popitem(self) -> tuple[str, int]:
+        key, seq = super().popitem()
+        self.floor = max(self.floor, seq)
+        return key, seq
 
 
 class LocalTier:
@@ -188,16 +147,19 @@ class LocalTier:
         self.ttl = ttl
         self.policy: Policy = policy
         self._timer = timer
-        self._lock = threading.Lock()
-        self._items: dict[str, tuple[dict[str, Any], float | None]] = {}
-        self._order: _Lru | _Lfu = _Lru() if policy == "lru" else _Lfu()
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
+        # cachetools orders and evicts; each entry carries its own expiry, checked on read.
+        # Not a TTLCache: entries live for different times (the Redis entry's remaining
+        # TTL, capped by ``ttl``), and cachetools has no LFU with per-entry expiry.
+        self._items: LRUCache[str, _Entry] | LFUCache[str, _Entry] = (
+            LRUCache(maxsize) if policy == "lru" else LFUCache(maxsize)
+        )
         self._serving = True
         # Invalidation history, so a read that began before a drop cannot re-insert.
         self._seq = 0
         self._clear_seq = 0
-        self._floor = 0  # highest sequence of a forgotten tombstone
-        self._tombstones: OrderedDict[str, int] = OrderedDict()
-        self._prefix_tombstones: deque[tuple[str, int]] = deque()
+        self._tombstones = _Tombstones(_TOMBSTONES)
+        self._prefix_tombstones = _Tombstones(_PREFIX_TOMBSTONES)
         self._hits = self._misses = self._evictions = 0
         self._expirations = self._dropped = self._refused = 0
 
@@ -216,17 +178,16 @@ class LocalTier:
     def get(self, key: str) -> dict[str, Any] | None:
         """The fields stored for ``key``, or ``None`` (absent, expired or suspended)."""
         with self._lock:
-            item = self._items.get(key) if self._serving else None
+            item = self._items.get(key) if self._serving else None  # a use, when held
             if item is None:
                 self._misses += 1
                 return None
             fields, expires_at = item
             if expires_at is not None and self._timer() >= expires_at:
-                self._remove(key)
+                del self._items[key]
                 self._expirations += 1
                 self._misses += 1
                 return None
-            self._order.touch(key)
             self._hits += 1
             return fields
 
@@ -258,15 +219,9 @@ class LocalTier:
                 self._refused += 1
                 return False
             expires_at = self._timer() + min(lifetimes) if lifetimes else None
-            if key in self._items:
-                self._items[key] = (dict(fields), expires_at)
-                self._order.touch(key)
-                return True
-            while len(self._items) >= self.maxsize:
-                self._remove(self._order.victim())
-                self._evictions += 1
-            self._items[key] = (dict(fields), expires_at)
-            self._order.add(key)
+            held = len(self._items) - (key in self._items)
+            self._items[key] = (dict(fields), expires_at)  # a use; evicts when full
+            self._evictions += held + 1 - len(self._items)
             return True
 
     # -- invalidation -------------------------------------------------------------------
@@ -278,11 +233,7 @@ class LocalTier:
         """
         with self._lock:
             self._seq += 1
-            self._tombstones[key] = self._seq
-            self._tombstones.move_to_end(key)
-            while len(self._tombstones) > _TOMBSTONES:
-                _, seq = self._tombstones.popitem(last=False)
-                self._floor = max(self._floor, seq)
+            self._tombstones.mark(key, self._seq)
             return self._drop_held(key)
 
     def drop_many(self, keys: Iterable[str]) -> int:
@@ -297,10 +248,7 @@ class LocalTier:
         """
         with self._lock:
             self._seq += 1
-            self._prefix_tombstones.append((prefix, self._seq))
-            while len(self._prefix_tombstones) > _PREFIX_TOMBSTONES:
-                _, seq = self._prefix_tombstones.popleft()
-                self._floor = max(self._floor, seq)
+            self._prefix_tombstones.mark(prefix, self._seq)
             doomed = [k for k in self._items if k.startswith(prefix)]
             for key in doomed:
                 self._drop_held(key)
@@ -373,14 +321,9 @@ class LocalTier:
         return iter(self)
 
     # -- helpers (lock held) ------------------------------------------------------------
-    def _remove(self, key: str) -> None:
-        del self._items[key]
-        self._order.remove(key)
-
     def _drop_held(self, key: str) -> bool:
-        if key not in self._items:
+        if self._items.pop(key, None) is None:
             return False
-        self._remove(key)
         self._dropped += 1
         return True
 
@@ -391,16 +334,16 @@ class LocalTier:
         self._prefix_tombstones.clear()
         n = len(self._items)
         self._items.clear()
-        self._order.clear()
         self._dropped += n
         return n
 
     def _invalidated_since(self, key: str, since: int) -> bool:
-        if since < self._clear_seq or since < self._floor:
+        floor = max(self._clear_seq, self._tombstones.floor, self._prefix_tombstones.floor)
+        if since < floor:
             return True
         if self._tombstones.get(key, 0) > since:
             return True
-        return any(seq > since and key.startswith(p) for p, seq in self._prefix_tombstones)
+        return any(seq > since and key.startswith(p) for p, seq in self._prefix_tombstones.items())
 
 
 # -- the subscriber ---------------------------------------------------------------------

@@ -190,6 +190,108 @@ def test_suspended_tier_serves_and_holds_nothing() -> None:
     assert tier.put("k", {"v": 1}) and tier.get("k") == {"v": 1}
 
 
+def test_capacity_is_held_and_every_eviction_counted() -> None:
+    tier = LocalTier(3)
+    for i in range(10):
+        assert tier.put(f"k{i}", {"v": i})
+    assert len(tier) == 3 and set(tier.keys()) == {"k7", "k8", "k9"}
+    assert tier.stats().evictions == 7
+    assert tier.put("k7", {"v": "new"})  # rewriting a held key evicts nothing
+    assert tier.stats().evictions == 7 and tier.get("k7") == {"v": "new"}
+    off = LocalTier(0)
+    assert not off.put("k", {"v": 1}) and off.get("k") is None and len(off) == 0
+
+
+def test_a_rewrite_counts_as_a_use() -> None:
+    lru = LocalTier(2)
+    lru.put("a", {"v": 1})
+    lru.put("b", {"v": 2})
+    lru.put("a", {"v": 3})  # a is now the more recent
+    lru.put("c", {"v": 4})
+    assert set(lru.keys()) == {"a", "c"}
+    lfu = LocalTier(2, policy="lfu")
+    lfu.put("a", {"v": 1})
+    lfu.put("b", {"v": 2})
+    lfu.put("b", {"v": 3})  # b: 2 uses
+    lfu.put("c", {"v": 4})  # a (1 use) goes
+    assert set(lfu.keys()) == {"b", "c"}
+
+
+def test_lfu_ties_go_to_the_least_recently_used() -> None:
+    tier = LocalTier(3, policy="lfu")
+    for key in ("a", "b", "c"):
+        tier.put(key, {"v": key})
+    tier.get("b")
+    tier.get("a")
+    tier.get("c")  # all at 2 uses: b got there first, though a is older
+    tier.put("d", {"v": "d"})
+    assert set(tier.keys()) == {"a", "c", "d"}
+
+
+def test_expiry_is_checked_on_read_and_counts_once() -> None:
+    clock = FakeClock()
+    tier = LocalTier(2, ttl=10.0, timer=clock)
+    tier.put("old", {"v": 1})
+    clock.now += 10.0  # exactly the TTL: gone
+    tier.put("new", {"v": 2})
+    assert tier.get("old") is None and tier.get("old") is None
+    assert "old" not in tier and tier.get("new") == {"v": 2}
+    stats = tier.stats()
+    assert (stats.expirations, stats.misses, stats.hits, stats.size) == (1, 2, 1, 1)
+    # A rewrite restarts the clock of an entry.
+    clock.now += 9.0
+    tier.put("new", {"v": 3})
+    clock.now += 9.0
+    assert tier.get("new") == {"v": 3}
+
+
+def test_forgotten_tombstones_refuse_reads_older_than_them() -> None:
+    from semcache_core.l1 import _TOMBSTONES
+
+    tier = LocalTier(10)
+    before = tier.version
+    tier.drop("a")
+    after_a = tier.version
+    for i in range(_TOMBSTONES):  # a is the oldest tombstone: forgotten now
+        tier.drop(f"other{i}")
+    # A read that began before a's drop may have raced it: refused, whatever its key.
+    assert not tier.put("a", {"v": "old"}, since=before)
+    assert not tier.put("unrelated", {"v": 1}, since=before)
+    assert tier.put("a", {"v": "new"}, since=after_a)  # began after it: safe
+    assert not tier.put("other5", {"v": "old"}, since=after_a)  # remembered, and newer
+
+
+def test_a_repeated_drop_renews_its_tombstone() -> None:
+    from semcache_core.l1 import _TOMBSTONES
+
+    tier = LocalTier(10)
+    tier.drop("a")
+    tier.drop("b")
+    tier.drop("a")  # a is the newest tombstone again; b the oldest
+    since_b = tier.version - 1  # taken between b's drop and a's second one
+    for i in range(_TOMBSTONES - 2):  # fills the tombstones, forgets none
+        tier.drop(f"other{i}")
+    assert not tier.put("a", {"v": "old"}, since=since_b)  # a's tombstone is still held
+    tier.drop("one more")  # forgets b, the oldest: the floor is b's drop
+    assert tier.put("fresh", {"v": 1}, since=since_b)
+    assert not tier.put("b", {"v": "old"}, since=since_b - 1)
+
+
+def test_prefix_tombstones_are_one_per_prefix() -> None:
+    from semcache_core.l1 import _PREFIX_TOMBSTONES
+
+    tier = LocalTier(10)
+    since = tier.version
+    tier.drop_prefix("p:n:t1:")
+    for _ in range(_PREFIX_TOMBSTONES * 2):  # the same tenant again and again
+        tier.drop_prefix("p:n:t2:")
+    assert not tier.put("p:n:t1:k", {"v": "old"}, since=since)  # still remembered
+    assert tier.put("p:n:t3:k", {"v": 1}, since=since)  # nothing forgotten: no floor
+    for i in range(_PREFIX_TOMBSTONES):  # distinct tenants push t1 out
+        tier.drop_prefix(f"p:n:x{i}:")
+    assert not tier.put("p:n:t4:k", {"v": 1}, since=since)  # the floor now refuses it
+
+
 def test_threads_hammering_one_tier() -> None:
     tier = LocalTier(64, ttl=10.0, policy="lfu")
     errors: list[BaseException] = []

@@ -4,7 +4,8 @@ Claims: 64 concurrent engine lookups embed with far fewer inner calls than 64, a
 vectors stored are byte-identical to unbatched ones (deterministic embedder) or equal
 within float noise (the real all-MiniLM-L6-v2, where batching pads); a call with no
 company costs no window; LangChain/LlamaIndex document batch methods are used only on
-request; errors reach every caller of the batch.
+request; errors reach every caller of the batch; with one batch in flight at most (the
+local model), calls during a batch wait for it and go out together next.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from semcache_core import CacheEngine
 from semcache_core.embedding import SentenceTransformerEmbedder
 from semcache_core.entry import vector_bytes
-from semcache_core.microbatch import MicroBatcher, find_batch_method
+from semcache_core.microbatch import BatchQueue, MicroBatcher, find_batch_method
 from tests.conftest import hashed_embedder
 
 INNER_LATENCY = 0.005  # a remote embedding API's round trip, scaled down
@@ -207,3 +208,87 @@ def test_sync_calls_pass_through() -> None:
     batcher = MicroBatcher(inner)
     assert batcher.embed("x") == inner.embed("x")
     assert batcher.dims == 16 and batcher.model_id == "fake-remote"
+
+
+class GatedBatch:
+    """An async batch function whose calls wait for ``gate``; records sizes and overlap."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.sizes: list[int] = []
+        self.active = 0
+        self.peak = 0
+
+    async def __call__(self, texts: list[str]) -> list[list[float]]:
+        self.sizes.append(len(texts))
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            await self.gate.wait()
+        finally:
+            self.active -= 1
+        return [[float(len(t))] for t in texts]
+
+
+async def _turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_one_in_flight_holds_later_calls_for_one_batch_after() -> None:
+    batch = GatedBatch()
+    queue = BatchQueue(batch, window=0.0, max_batch=4, max_in_flight=1)
+    first = asyncio.ensure_future(queue.submit("a"))
+    await _turns()
+    assert batch.sizes == [1]  # in flight, held at the gate
+    later = [asyncio.ensure_future(queue.submit(f"t{i}")) for i in range(10)]
+    await _turns()
+    assert batch.sizes == [1]  # nothing else goes while one batch is in flight
+    later[3].cancel()  # a queued caller that gives up is not sent
+    await _turns()
+    batch.gate.set()
+    results = await asyncio.gather(first, *later, return_exceptions=True)
+    assert batch.peak == 1
+    assert batch.sizes == [1, 3, 4, 2]  # max_batch per call, one call at a time
+    assert isinstance(results[4], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 4] == [[1.0]] + [[2.0]] * 9
+    assert (queue.calls, queue.batches, queue.largest) == (11, 4, 4)
+
+
+async def test_without_a_limit_calls_during_a_batch_go_out_alongside_it() -> None:
+    batch = GatedBatch()
+    batcher = MicroBatcher(lambda t: [0.0], batch_fn=batch, window=0.0)
+    first = asyncio.ensure_future(batcher.aembed("a"))
+    await _turns()
+    second = asyncio.ensure_future(batcher.aembed("bb"))
+    await _turns()
+    assert batch.sizes == [1, 1] and batch.peak == 2  # a remote API takes both at once
+    batch.gate.set()
+    assert await asyncio.gather(first, second) == [[1.0], [2.0]]
+    assert (batcher.calls, batcher.batches) == (2, 2)
+
+
+async def test_a_wrong_vector_count_fails_the_batch() -> None:
+    async def short(texts: list[str]) -> list[list[float]]:
+        return [[1.0]]
+
+    batcher = MicroBatcher(lambda t: [1.0], batch_fn=short)
+    results = await asyncio.gather(
+        batcher.aembed("a"), batcher.aembed("b"), return_exceptions=True
+    )
+    assert all(isinstance(r, ValueError) for r in results)
+    with pytest.raises(ValueError, match="1 vectors for 2 texts"):
+        await batcher.aembed_many(["a", "b"])
+    with pytest.raises(ValueError):
+        BatchQueue(short, max_in_flight=0)
+
+
+async def test_real_minilm_aembed_is_one_model_call_for_gathered_callers(
+    embeddings: SentenceTransformerEmbedder,
+) -> None:
+    questions = [f"Where is order number {i}?" for i in range(16)] + ["Where is order number 1?"]
+    before = embeddings.batches
+    vectors = await asyncio.gather(*(embeddings.aembed(q) for q in questions))
+    assert embeddings.batches - before == 1
+    single = np.array([embeddings.embed(q) for q in questions])
+    assert float(np.max(np.abs(np.array(vectors) - single))) < 1e-5

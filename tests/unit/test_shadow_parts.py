@@ -82,6 +82,37 @@ def test_ledger_is_per_key_fifo_and_bounded() -> None:
     assert len(ledger) == 1
 
 
+def test_ledger_evicts_the_oldest_candidate_whatever_its_key() -> None:
+    now = [0.0]
+    ledger = ShadowLedger(max_items=3, max_age=10.0, clock=lambda: now[0])
+    ledger.park("a", "k1", 0.9, "x", "q")
+    ledger.park("b", "k2", 0.9, "x", "q")
+    ledger.park("a", "k3", 0.9, "x", "q")  # a parked last, but k1 is still the oldest
+    ledger.park("c", "k4", 0.9, "x", "q")
+    assert ledger.dropped == 1 and len(ledger) == 3
+    taken = [ledger.take(k) for k in ("a", "a", "b", "c")]
+    assert [c.key if c else None for c in taken] == ["k3", None, "k2", "k4"]
+    assert len(ledger) == 0 and ledger.dropped == 1
+
+
+def test_ledger_ages_each_candidate_from_its_own_parking() -> None:
+    now = [0.0]
+    ledger = ShadowLedger(max_items=10, max_age=10.0, clock=lambda: now[0])
+    ledger.park("a", "old", 0.9, "x", "q")
+    now[0] = 5.0
+    ledger.park("a", "young", 0.9, "x", "q")
+    now[0] = 10.0  # old is exactly max_age: stale; young is 5 s old
+    candidate = ledger.take("a")
+    assert candidate is not None and candidate.key == "young" and candidate.parked_at == 5.0
+    assert ledger.dropped == 1 and len(ledger) == 0
+
+
+def test_ledger_of_no_room_holds_nothing() -> None:
+    ledger = ShadowLedger(max_items=0)
+    ledger.park("a", "k1", 0.9, "x", "q")
+    assert ledger.take("a") is None and len(ledger) == 0 and ledger.dropped == 1
+
+
 def test_text_judge_normalizes() -> None:
     judge = TextEqualityJudge()
     assert normalize_text("  Yes,  REFUND!\n") == "yes refund"
