@@ -1,4 +1,4 @@
-"""Deterministic fake LlamaIndex LLMs for the demo, the notebooks and tests.
+"""Deterministic fake LlamaIndex LLMs for the notebooks, the README and tests.
 
 `FakeLLM` answers the questions of `semcache_demo.workload` with their intent's answer
 and any other input with a fixed text derived from it. It implements all eight
