@@ -1,7 +1,7 @@
 """semcache_core: tenant-isolated exact and semantic LLM caching on Redis.
 
 The engine imports no LLM framework; `langchain_semcache` and `llamaindex_semcache` are
-thin adapters over it.
+thin adapters over it, and `semcache_demo` (the ``semcache demo`` command) is built on them.
 """
 
 from .calibration import Calibration, CurvePoint, Verdict

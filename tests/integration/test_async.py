@@ -12,18 +12,19 @@ from typing import Any
 import pytest
 
 from langchain_semcache import SemanticCache, tenant
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine
 from semcache_core.storage._sync.store import SyncStore
-from semcache_core.workload import INTENTS, answer_for
+from semcache_demo.langchain_fakes import FakeSupportChatModel
+from semcache_demo.workload import INTENTS, answer_for
 from tests.conftest import CountingEmbeddings
 
 PACKAGES = [
     Path(__file__).parents[2] / "semcache_core",
     Path(__file__).parents[2] / "langchain_semcache",
+    Path(__file__).parents[2] / "semcache_demo",
 ]
 # Entry points that own their event loop (the CLI) may start one; library calls may not.
-ENTRY_POINTS = {"cli.py", "demo.py"}
+ENTRY_POINTS = {"cli.py", "langchain_demo.py"}
 
 
 def booby_trap_sync(monkeypatch: pytest.MonkeyPatch, embeddings: CountingEmbeddings) -> None:

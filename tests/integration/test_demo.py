@@ -17,8 +17,10 @@ from langchain_core.globals import get_llm_cache, set_llm_cache
 from rich.console import Console
 from typer.testing import CliRunner
 
-from langchain_semcache import demo as demo_module
-from langchain_semcache.demo import (
+from semcache_core import CacheEngine
+from semcache_core.cli import app
+from semcache_demo import langchain_demo as demo_module
+from semcache_demo.langchain_demo import (
     DEFAULT_CONCURRENCY,
     DEFAULT_LATENCY,
     DEFAULT_THRESHOLD,
@@ -28,9 +30,7 @@ from langchain_semcache.demo import (
     DemoReport,
     run_demo,
 )
-from semcache_core import CacheEngine
-from semcache_core.cli import app
-from semcache_core.workload import INTENTS
+from semcache_demo.workload import INTENTS
 
 runner = CliRunner()
 
@@ -270,7 +270,7 @@ def test_cli_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cli_defaults_match_the_demo() -> None:
-    from semcache_core import cli
+    from semcache_demo import cli
 
     params = inspect.signature(cli.demo).parameters
     assert params["threshold"].default == DEFAULT_THRESHOLD
@@ -282,6 +282,7 @@ def test_cli_defaults_match_the_demo() -> None:
 def test_cli_imports_no_langchain() -> None:
     code = (
         "import sys, semcache_core.cli\n"
+        "assert 'semcache_demo.cli' in sys.modules  # the demo command is loaded\n"
         "bad = sorted(m for m in sys.modules if m.startswith(('langchain', 'torch')))\n"
         "assert not bad, bad"
     )

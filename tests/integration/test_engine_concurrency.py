@@ -9,9 +9,9 @@ from typing import Any
 from langchain_core.globals import get_llm_cache, set_llm_cache
 
 from langchain_semcache import SemanticCache
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, Outcome
 from semcache_core.microbatch import MicroBatcher
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import hashed_embedder
 
 

@@ -23,11 +23,11 @@ import pytest
 import redis
 
 from langchain_semcache import SemanticCache
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheConfig, CacheEngine, CallableEmbedder, Outcome
 from semcache_core.embedded import EmbeddedRedis, start_embedded_redis
 from semcache_core.errors import SerializationError
 from semcache_core.resilience import BreakerState
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import constant_embedder, hashed_embedder
 
 DEFAULT_TIMEOUT = CacheConfig.model_fields["socket_timeout"].default

@@ -44,8 +44,8 @@ from llamaindex_semcache.serialization import (
     decode_chat,
     encode_chat,
 )
-from llamaindex_semcache.testing import FakeFunctionCallingLLM, FakeLLM
 from semcache_core import CacheEngine, SerializationError, tenant
+from semcache_demo.llamaindex_fakes import FakeFunctionCallingLLM, FakeLLM
 from tests.conftest import CountingEmbeddings, hashed_embedder
 
 Q = "How do I reset my password?"
@@ -621,7 +621,7 @@ def test_hits_count_the_tokens_and_dollars_they_saved(
     from llama_index.core.llms import ChatMessage
 
     from llamaindex_semcache import wrap
-    from llamaindex_semcache.testing import FakeLLM
+    from semcache_demo.llamaindex_fakes import FakeLLM
 
     engine = make_engine(embedder=hashed_embedder(), prices={"fake-llm-1": (1.0, 2.0)})
     llm = wrap(FakeLLM(), engine)

@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from langchain_semcache import SemanticCache
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, Outcome, tenant
 from semcache_core.pricing import PriceTable, Usage
 from semcache_core.prometheus import PrometheusMetrics
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import delete_totals, hashed_embedder
 
 

@@ -21,12 +21,12 @@ import redis
 from langchain_core.globals import get_llm_cache, set_llm_cache
 
 from langchain_semcache import SemanticCache
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, Outcome, TenantPolicy, tenant
 from semcache_core.embedding import CallableEmbedder
 from semcache_core.errors import ConfigurationError
 from semcache_core.request import tenant_digest
-from semcache_core.workload import INTENTS
+from semcache_demo.langchain_fakes import FakeSupportChatModel
+from semcache_demo.workload import INTENTS
 
 DIMS = 16
 

@@ -17,8 +17,8 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.messages import HumanMessage
 
 from langchain_semcache import SemanticCache
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, Outcome, cache_context, last_lookup, tenant
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 
 CORPUS = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "corpus").glob("*.jsonl"))
 

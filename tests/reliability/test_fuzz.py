@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from langchain_semcache import SemanticCache, tenant
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, ConfigurationError, Outcome
 from semcache_core.config import MAX_TTL
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import constant_embedder
 from tests.reliability.conftest import report
 

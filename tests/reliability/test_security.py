@@ -33,8 +33,8 @@ import redis
 
 from langchain_semcache import SemanticCache
 from langchain_semcache.serialization import CODEC
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import BackendUnavailableError, CacheEngine, Outcome
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import constant_embedder, hashed_embedder
 from tests.reliability.conftest import OwnRedis, entry_keys, report
 
