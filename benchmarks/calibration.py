@@ -64,8 +64,8 @@ from rich.table import Table
 
 from semcache_core import CacheEngine
 from semcache_core.calibration import Calibration, CurvePoint, calibrate
-from semcache_core.embedding import CallableEmbedder
 from semcache_core.core.rules import SIMILARITY_EPSILON, Outcome
+from semcache_core.embedding import CallableEmbedder
 
 TARGETS = (0.01, 0.02, 0.05)
 STATIC = tuple(round(0.80 + 0.01 * i, 2) for i in range(20))  # 0.80 ... 0.99

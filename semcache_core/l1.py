@@ -4,13 +4,11 @@
 time, so a repeated identical request costs no Redis round trip. It is a bounded LRU or
 LFU with a TTL, thread-safe, and knows nothing of Redis.
 
-`L1Coherence` keeps every process's tier honest. A daemon thread holds one pub/sub
-connection subscribed to ``<key_prefix>:__l1__:<namespace>`` and applies what writers
-publish there (`publish_drop`, `publish_drop_prefix`, `publish_clear` and their async
-twins) after an overwrite or an invalidation. While it is not subscribed (Redis gone,
-connection killed, or silent past ``liveness``) the tier is cleared and serves nothing,
-and it is cleared again once the subscription is back, because messages published in
-between were lost.
+`semcache_core.storage.l1_subscriber.L1Coherence` keeps every process's tier honest:
+a daemon thread subscribed to the namespace's L1 channel applies what writers publish
+there (the store's `publish`, inside a write or after an invalidation). While it is not
+subscribed the tier is cleared and serves nothing, and it is cleared again once the
+subscription is back, because messages published in between were lost.
 
 A read that races an invalidation must not put the old value back after the drop was
 applied: take `LocalTier.version` before the Redis read and pass it as ``since=`` to
@@ -23,7 +21,6 @@ Messages are JSON: ``{"op": "drop", "keys": [...]}``, ``{"op": "drop_prefix",
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -32,10 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis
 from cachetools import FIFOCache, LFUCache, LRUCache
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 logger = logging.getLogger("semcache.l1")
 
@@ -344,177 +338,3 @@ class LocalTier:
         if self._tombstones.get(key, 0) > since:
             return True
         return any(seq > since and key.startswith(p) for p, seq in self._prefix_tombstones.items())
-
-
-# -- the subscriber ---------------------------------------------------------------------
-class L1Coherence:
-    """Keeps a `LocalTier` coherent with every other process of the namespace.
-
-    A daemon thread subscribes to ``channel`` on its own connection and applies each
-    message to ``tier``. It PINGs every ``heartbeat`` seconds; when the connection fails,
-    or nothing (not even a PONG) arrives for ``liveness`` seconds, the tier is suspended
-    (cleared, serving nothing) and the thread reconnects with exponential backoff
-    (``backoff`` doubling up to ``max_backoff``). Once subscribed again the tier is cleared
-    and resumes. So a process serves from its tier only while it hears the channel; a
-    message published to a live subscription is applied within one network round trip.
-
-    Args:
-        tier: the tier to keep coherent; suspended until the first subscription.
-        channel: from `l1_channel`.
-        redis_url: where Redis is; the subscriber makes its own client from it.
-        client: alternatively, a client whose pool lends the subscriber one connection
-            for as long as it runs (it should not retry commands by itself).
-        heartbeat: seconds between PINGs on the subscription.
-        liveness: seconds of silence after which the subscription counts as dead.
-        backoff: first reconnect delay in seconds.
-        max_backoff: reconnect delay cap.
-        connect_timeout: seconds to open the connection (only with ``redis_url``).
-
-    Example:
-        >>> tier = LocalTier(10_000, ttl=30.0)
-        >>> sub = L1Coherence(tier, l1_channel("semcache", "default"), redis_url=url).start()
-        >>> sub.wait_connected(2.0)
-        True
-        >>> publish_drop(client, l1_channel("semcache", "default"), [key])  # anywhere
-        1
-    """
-
-    def __init__(
-        self,
-        tier: LocalTier,
-        channel: str,
-        *,
-        redis_url: str | None = None,
-        client: redis.Redis | None = None,
-        heartbeat: float = 0.25,
-        liveness: float = 0.75,
-        backoff: float = 0.05,
-        max_backoff: float = 2.0,
-        connect_timeout: float = 0.5,
-    ) -> None:
-        if (redis_url is None) == (client is None):
-            raise ValueError("pass exactly one of redis_url= or client=")
-        if not 0 < heartbeat < liveness:
-            raise ValueError("need 0 < heartbeat < liveness")
-        self.tier = tier
-        self.channel = channel
-        self.heartbeat = heartbeat
-        self.liveness = liveness
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self._own_client = client is None
-        self._client: redis.Redis = (
-            client
-            if client is not None
-            else redis.Redis.from_url(
-                redis_url,  # type: ignore[arg-type]
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=liveness,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
-        )
-        self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pubsub: Any = None
-        self.connects = 0  # successful subscriptions (the first one included)
-        self.disconnects = 0
-        self.messages = 0
-        self.bad_messages = 0
-        tier.suspend()
-
-    @property
-    def connected(self) -> bool:
-        """Subscribed and heard from within ``liveness``: the tier may serve."""
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        """Block until subscribed (or ``timeout``); True if subscribed."""
-        return self._connected.wait(timeout)
-
-    def start(self) -> L1Coherence:
-        """Start the subscriber thread (idempotent); returns ``self``."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"semcache-l1:{self.channel}", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread, suspend the tier, close what this object opened."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-        self._down()
-        if self._own_client:
-            self._client.close()
-
-    close = stop
-
-    def _down(self) -> None:
-        self._connected.clear()
-        self.tier.suspend()
-        ps, self._pubsub = self._pubsub, None
-        if ps is not None:
-            with contextlib.suppress(Exception):  # a broken connection: nothing to save
-                ps.close()
-
-    def _run(self) -> None:
-        delay = self.backoff
-        while not self._stop.is_set():
-            try:
-                self._listen()
-                delay = self.backoff
-            except Exception as exc:
-                was_up = self._connected.is_set()
-                self._down()
-                if was_up:
-                    self.disconnects += 1
-                    logger.warning("semcache L1: lost %s (%s); tier cleared", self.channel, exc)
-                    delay = self.backoff  # first retry soon after a drop
-                if self._stop.wait(delay):
-                    break
-                delay = min(delay * 2, self.max_backoff)
-        self._down()
-
-    def _listen(self) -> None:
-        """Subscribe and apply messages until stopped; raises when the link fails."""
-        ps = self._pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
-        ps.subscribe(self.channel)
-        started = last_heard = last_ping = time.monotonic()
-        while not self._stop.is_set():
-            msg = ps.get_message(timeout=self.heartbeat)
-            now = time.monotonic()
-            if msg is not None:
-                last_heard = now
-                self._handle(msg)
-            elif not self._connected.is_set() and now - started > self.liveness:
-                raise ConnectionError("no subscribe confirmation")
-            if now - last_heard > self.liveness:
-                raise ConnectionError(f"silent for {now - last_heard:.2f} s")
-            if now - last_ping >= self.heartbeat:
-                ps.ping()
-                last_ping = now
-
-    def _handle(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("type")
-        if kind == "subscribe":
-            # Messages published while we were away are lost: start empty.
-            self.tier.resume()
-            self.connects += 1
-            self._connected.set()
-        elif kind == "message":
-            self.messages += 1
-            try:
-                data = msg["data"]
-                if isinstance(data, bytes):
-                    data = data.decode("utf-8")
-                self.tier.apply(json.loads(data))
-            except (ValueError, TypeError, AttributeError) as exc:
-                # A message we cannot read may have meant "drop": drop everything.
-                self.bad_messages += 1
-                self.tier.clear()
-                logger.warning("semcache L1: unreadable message on %s: %s", self.channel, exc)

@@ -34,7 +34,7 @@ from .embedding import CachedEmbedder, Embedder, declared_dims
 from .entry import StoredEntry, vector_bytes
 from .errors import BackendRefusedError, ConfigurationError, SchemaMismatchError
 from .judges import Judge
-from .l1 import L1Coherence, LocalTier, drop_message
+from .l1 import LocalTier, drop_message
 from .metrics import LocalStats
 from .microbatch import MicroBatcher
 from .pricing import PriceTable, Usage
@@ -43,6 +43,7 @@ from .request import CacheRequest
 from .resilience import CircuitBreaker, RateLimitedLog
 from .shadow import PendingCandidate, ShadowLedger
 from .storage.errors import REDIS_FAULTS, is_missing_index, translate
+from .storage.l1_subscriber import L1Coherence
 from .storage.layout import Layout
 from .storage.schema import META_MIGRATION
 from .tenant_policy import TenantPolicy, default_policy, effective_policy, parse_stored

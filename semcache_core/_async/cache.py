@@ -101,7 +101,7 @@ class AsyncCache:
         Concurrent first calls may all create: creation is idempotent."""
         state = self.state
         meta_raw = await store.read_meta()
-        if meta_raw is not None:
+        if meta_raw is not None and await store.index_info() is not None:
             meta = parse_meta(meta_raw, state.layout)
             state.dims = meta.get("dims")
         elif create:

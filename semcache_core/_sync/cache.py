@@ -103,7 +103,7 @@ class SyncCache:
         Concurrent first calls may all create: creation is idempotent."""
         state = self.state
         meta_raw = store.read_meta()
-        if meta_raw is not None:
+        if meta_raw is not None and store.index_info() is not None:
             meta = parse_meta(meta_raw, state.layout)
             state.dims = meta.get("dims")
         elif create:

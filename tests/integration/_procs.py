@@ -20,10 +20,11 @@ from semcache_core._async.coalescing import AsyncCoalescing
 from semcache_core._sync.coalescing import SyncCoalescing
 from semcache_core.coalesce import Joined, SingleFlight, Ticket
 from semcache_core.config import build_config
-from semcache_core.l1 import L1Coherence, LocalTier
+from semcache_core.l1 import LocalTier
 from semcache_core.request import CacheRequest
 from semcache_core.storage._async.store import AsyncStore
 from semcache_core.storage._sync.store import SyncStore
+from semcache_core.storage.l1_subscriber import L1Coherence
 from semcache_core.storage.layout import Layout
 
 

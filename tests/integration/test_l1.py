@@ -27,12 +27,12 @@ import redis.asyncio as aredis
 
 from semcache_core.embedded import start_embedded_redis
 from semcache_core.l1 import (
-    L1Coherence,
     LocalTier,
     clear_message,
     drop_message,
     drop_prefix_message,
 )
+from semcache_core.storage.l1_subscriber import L1Coherence
 from tests.integration._procs import l1_channel
 
 

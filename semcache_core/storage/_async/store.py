@@ -151,7 +151,13 @@ class AsyncStore:
         """UNLINK, in batches, every entry matching a filter expression."""
         total = 0
         for _ in range(1_000_000):
-            reply = await self._exec(*filter_args(self.layout, expr, self.config.invalidate_batch))
+            try:
+                args = filter_args(self.layout, expr, self.config.invalidate_batch)
+                reply = await self._exec(*args)
+            except ResponseError as exc:
+                if is_missing_index(exc):
+                    break  # no index yet (nothing was stored) or it was dropped
+                raise
             keys = parse_keys_reply(reply)
             if not keys:
                 break
@@ -173,7 +179,13 @@ class AsyncStore:
         return total + await self.unlink(batch)
 
     async def count(self, expr: str = "*") -> int:
-        return count_reply(await self._exec(*count_args(self.layout, expr)))
+        """Indexed entries matching ``expr``; 0 while there is no index."""
+        try:
+            return count_reply(await self._exec(*count_args(self.layout, expr)))
+        except ResponseError as exc:
+            if is_missing_index(exc):
+                return 0
+            raise
 
     async def scan_page(self, pattern: str, cursor: int = 0) -> tuple[int, list[str]]:
         """One SCAN step: the next cursor (0 when done) and the keys it found."""

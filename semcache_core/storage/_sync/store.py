@@ -153,7 +153,13 @@ class SyncStore:
         """UNLINK, in batches, every entry matching a filter expression."""
         total = 0
         for _ in range(1_000_000):
-            reply = self._exec(*filter_args(self.layout, expr, self.config.invalidate_batch))
+            try:
+                args = filter_args(self.layout, expr, self.config.invalidate_batch)
+                reply = self._exec(*args)
+            except ResponseError as exc:
+                if is_missing_index(exc):
+                    break  # no index yet (nothing was stored) or it was dropped
+                raise
             keys = parse_keys_reply(reply)
             if not keys:
                 break
@@ -175,7 +181,13 @@ class SyncStore:
         return total + self.unlink(batch)
 
     def count(self, expr: str = "*") -> int:
-        return count_reply(self._exec(*count_args(self.layout, expr)))
+        """Indexed entries matching ``expr``; 0 while there is no index."""
+        try:
+            return count_reply(self._exec(*count_args(self.layout, expr)))
+        except ResponseError as exc:
+            if is_missing_index(exc):
+                return 0
+            raise
 
     def scan_page(self, pattern: str, cursor: int = 0) -> tuple[int, list[str]]:
         """One SCAN step: the next cursor (0 when done) and the keys it found."""
