@@ -35,12 +35,20 @@ from .config import CacheConfig, build_config, check_tenant_id, redacted_url
 from .core.verify import Verification
 from .counters import PendingCounts, aread_totals, flush_async, flush_sync, read_totals
 from .embedding import CachedEmbedder, Embedder, as_embedder, token_window
-from .entry import CorruptEntry, StoredEntry, entry_fields, parse_entry, vector_bytes
+from .entry import (
+    CorruptEntry,
+    DecodeFailed,
+    StoredEntry,
+    entry_fields,
+    parse_entry,
+    vector_bytes,
+)
 from .errors import (
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigurationError,
     SemcacheError,
+    SerializationError,
 )
 from .judges import Judge, as_judge, default_judge
 from .l1 import (
@@ -639,7 +647,8 @@ class CacheEngine:
     ) -> tuple[StoredEntry, Any] | None:
         """Parse and decode a stored entry; ``None`` if it is expired (for a stale
         lookup: past its grace period) or not this request's. Raises `CorruptEntry`
-        when it cannot be read."""
+        when it cannot be read (its fields, or its decoder raised `SerializationError`),
+        `DecodeFailed` when its decoder raised anything else."""
         entry = parse_entry(key, fields, distance)
         if entry.partition != request.partition:
             # The pre-filter makes this impossible; if it ever happens, never serve it.
@@ -653,8 +662,10 @@ class CacheEngine:
             return None
         try:
             value = decode(entry.payload, entry.codec)
-        except Exception as exc:
+        except SerializationError as exc:
             raise CorruptEntry(f"payload did not decode: {exc}") from exc
+        except Exception as exc:
+            raise DecodeFailed(key, entry.codec, exc).with_traceback(exc.__traceback__) from None
         return entry, value
 
     def _result(
@@ -1234,8 +1245,12 @@ class CacheEngine:
 
         Args:
             request: from `request`.
-            decode: turns ``(payload, codec)`` into the value to return; an exception
-                marks the entry corrupt. Default: the raw payload bytes.
+            decode: turns ``(payload, codec)`` into the value to return. It raises
+                `SerializationError` for a payload it cannot read (unknown codec, not
+                its format): the entry is corrupt, deleted and counted. Any other
+                exception (the framework failing to build its objects) ends the lookup
+                as `Outcome.ERROR`, counted under ``"decode"``, the entry kept.
+                Default: the raw payload bytes.
             text_of: the answer text of a decoded value, for the shadow judge. Default:
                 the payload as UTF-8.
             stale: stale-if-error: the LLM just failed for this request. Serve what the
@@ -1385,6 +1400,10 @@ class CacheEngine:
                 return self._semantic_result(request, outcome, started, entry, value, stale)
             self._breaker.record_success()
             return self._no_candidate(request, pol, candidates, refused, text_of, started, stale)
+        except DecodeFailed as exc:
+            self._breaker.record_success()  # Redis answered; the decoder failed
+            self._fault("decode", request, exc)
+            return self._result(request, Outcome.ERROR, started, stale=stale)
         except Exception as exc:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started, stale=stale)
@@ -1471,6 +1490,10 @@ class CacheEngine:
                 return self._semantic_result(request, outcome, started, entry, value, stale)
             self._breaker.record_success()
             return self._no_candidate(request, pol, candidates, refused, text_of, started, stale)
+        except DecodeFailed as exc:
+            self._breaker.record_success()  # Redis answered; the decoder failed
+            self._fault("decode", request, exc)
+            return self._result(request, Outcome.ERROR, started, stale=stale)
         except Exception as exc:
             self._fault("lookup", request, exc)
             return self._result(request, Outcome.ERROR, started, stale=stale)
