@@ -182,8 +182,9 @@ class SyncCache:
         except ConfigurationError:
             raise  # a misconfiguration (another embedding model, no search module): loud
         except Exception as exc:
-            operation = "decode" if isinstance(exc, DecodeFailed) else "lookup"
-            state.fault(operation, request, exc)
+            if isinstance(exc, DecodeFailed):
+                state.breaker.record_success()  # Redis answered; the framework failed
+            state.fault("decode" if isinstance(exc, DecodeFailed) else "lookup", request, exc)
             return state.result(
                 request, read.ReadDecision(Outcome.ERROR), started, stale=stale, record=record
             )

@@ -99,7 +99,8 @@ def accept(
     except (SerializationError, CorruptEntry) as exc:
         raise CorruptEntry(f"payload did not decode: {exc}") from exc
     except Exception as exc:
-        raise DecodeFailed(f"{type(exc).__name__} while decoding a readable entry") from exc
+        # Not from exc: a pydantic error quotes its input, the cached answer.
+        raise DecodeFailed(key, entry.codec, exc).with_traceback(exc.__traceback__) from None
     return Found(entry, value)
 
 

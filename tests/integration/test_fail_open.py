@@ -23,9 +23,8 @@ import pytest
 import redis
 
 from langchain_semcache import SemanticCache
-from semcache_core import CacheConfig, CacheEngine, CallableEmbedder, Outcome
+from semcache_core import CacheConfig, CacheEngine, CallableEmbedder, Outcome, SerializationError
 from semcache_core.embedded import EmbeddedRedis, start_embedded_redis
-from semcache_core.errors import SerializationError
 from semcache_core.resilience import BreakerState
 from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import constant_embedder, hashed_embedder
@@ -469,10 +468,12 @@ def test_corrupt_exact_entry_is_deleted_and_the_model_answers(
 
 
 def _json(payload: bytes, codec: str) -> Any:
+    """A decoder as the contract wants it: a payload it cannot read is a
+    `SerializationError` (corrupt), anything else would be a decode error."""
     try:
         return json.loads(payload)
-    except ValueError as exc:  # not our data: the engine deletes the entry
-        raise SerializationError(str(exc)) from exc
+    except ValueError as exc:
+        raise SerializationError(f"not JSON: {exc}") from exc
 
 
 @pytest.mark.parametrize("driver", ["sync", "async"])
