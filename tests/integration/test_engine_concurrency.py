@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from langchain_core.globals import get_llm_cache, set_llm_cache
 
 from langchain_semcache import SemanticCache
 from langchain_semcache.testing import FakeSupportChatModel
-from semcache_core import CacheEngine, Outcome
+from semcache_core import CacheEngine, Outcome, Usage
 from semcache_core.microbatch import MicroBatcher
 from tests.conftest import hashed_embedder
 
@@ -117,3 +121,75 @@ async def test_concurrent_semantic_lookups_share_embedder_calls(
         await engine.aclose()
         engine.drop_index()
         engine.close()
+
+
+# -- what coalesced lookups count -------------------------------------------------------
+COALESCE = pytest.mark.parametrize("mode", ["process", "redis"])
+
+
+def _counts(engine: CacheEngine) -> tuple[int, int, int, int]:
+    view = engine.stats(totals=False)["tenants"]["default"]
+    return view["requests"], view["misses"], view["exact_hits"], view["tokens_saved"]
+
+
+def _waiters(engine: CacheEngine) -> int:
+    return int(engine.stats(totals=False)["coalesce"]["waiters"])
+
+
+@COALESCE
+async def test_a_hit_on_the_first_pass_counts_as_a_hit(
+    make_engine: Callable[..., CacheEngine], mode: str
+) -> None:
+    engine = make_engine(coalesce=mode)
+    sync_req, async_req = engine.request("asked in sync"), engine.request("asked in async")
+    assert engine.lookup(sync_req).outcome is Outcome.MISS  # leads
+    assert engine.store(sync_req, b"answer", usage=Usage(3, 4))
+    assert (await engine.alookup(async_req)).outcome is Outcome.MISS
+    assert await engine.astore(async_req, b"answer", usage=Usage(3, 4))
+    assert _counts(engine) == (2, 2, 0, 0)
+    assert engine.lookup(sync_req).outcome is Outcome.EXACT_HIT
+    assert (await engine.alookup(async_req)).outcome is Outcome.EXACT_HIT
+    assert _counts(engine) == (4, 2, 2, 14)  # each request once, the hits as hits
+    await engine.aclose()
+
+
+@COALESCE
+def test_a_waiter_served_the_leaders_answer_counts_as_a_hit(
+    make_engine: Callable[..., CacheEngine], mode: str
+) -> None:
+    engine = make_engine(coalesce=mode, coalesce_wait=60.0)
+    request = engine.request("one cold question")
+    assert engine.lookup(request).outcome is Outcome.MISS  # the leader: it calls the LLM
+    with ThreadPoolExecutor(1) as pool:
+        waiter = pool.submit(engine.lookup, request)
+        for _ in range(10_000):  # until the waiter has joined the leader's flight
+            if _waiters(engine) or waiter.done():
+                break
+            time.sleep(0.001)
+        assert _waiters(engine) == 1 and not waiter.done()
+        assert engine.store(request, b"answer", usage=Usage(3, 4))  # the leader's answer
+        result = waiter.result(timeout=60)
+    assert result.outcome is Outcome.EXACT_HIT and result.value == b"answer"
+    assert _counts(engine) == (2, 1, 1, 7)
+    assert engine.stats(totals=False)["coalesce"]["timeouts"] == 0
+
+
+@COALESCE
+async def test_an_async_waiter_served_the_leaders_answer_counts_as_a_hit(
+    make_engine: Callable[..., CacheEngine], mode: str
+) -> None:
+    engine = make_engine(coalesce=mode, coalesce_wait=60.0)
+    request = engine.request("one cold async question")
+    assert (await engine.alookup(request)).outcome is Outcome.MISS  # the leader
+    waiter = asyncio.ensure_future(engine.alookup(request))
+    for _ in range(10_000):  # until the waiter has joined the leader's flight
+        if _waiters(engine) or waiter.done():
+            break
+        await asyncio.sleep(0.001)
+    assert _waiters(engine) == 1 and not waiter.done()
+    assert await engine.astore(request, b"answer", usage=Usage(3, 4))
+    result = await waiter
+    assert result.outcome is Outcome.EXACT_HIT and result.value == b"answer"
+    assert _counts(engine) == (2, 1, 1, 7)
+    assert engine.stats(totals=False)["coalesce"]["timeouts"] == 0
+    await engine.aclose()

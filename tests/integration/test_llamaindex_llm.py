@@ -280,6 +280,43 @@ def test_cached_tool_call_parses_like_a_fresh_one(engine: CacheEngine) -> None:
     assert fake.calls == 2
 
 
+def test_chat_calls_that_differ_only_in_tools_never_share(engine: CacheEngine) -> None:
+    fake = FakeFunctionCallingLLM()
+    llm = wrap(fake, engine)
+    assert isinstance(llm, SemanticCacheFunctionCallingLLM)
+    weather = FunctionTool.from_defaults(fn=lambda city: city, name="weather", description="w")
+    clock = FunctionTool.from_defaults(fn=lambda city: city, name="local_time", description="t")
+    first = llm.chat_with_tools([weather], user_msg="Oslo?", tool_required=True)
+    other = llm.chat_with_tools([clock], user_msg="Oslo?", tool_required=True)
+    assert fake.calls == 2 and mark(other) is None  # another tool set: the LLM answers
+    assert [c.tool_name for c in llm.get_tool_calls_from_response(first)] == ["weather"]
+    assert [c.tool_name for c in llm.get_tool_calls_from_response(other)] == ["local_time"]
+    # Each is cached under its own tools.
+    again = llm.chat_with_tools([clock], user_msg="Oslo?", tool_required=True)
+    assert fake.calls == 2 and mark(again) is not None
+    assert [c.tool_name for c in llm.get_tool_calls_from_response(again)] == ["local_time"]
+    # The same through plain chat(): the tools are call arguments like any other.
+    specs = {t.metadata.name: [t.metadata.to_openai_tool()] for t in (weather, clock)}
+    llm.chat(user("Bergen?"), tools=specs["weather"])
+    assert mark(llm.chat(user("Bergen?"), tools=specs["local_time"])) is None
+    assert fake.calls == 4
+
+
+async def test_async_chat_calls_that_differ_only_in_tools_never_share(
+    engine: CacheEngine,
+) -> None:
+    fake = FakeFunctionCallingLLM()
+    llm = wrap(fake, engine)
+    assert isinstance(llm, SemanticCacheFunctionCallingLLM)
+    weather = FunctionTool.from_defaults(fn=lambda city: city, name="weather", description="w")
+    clock = FunctionTool.from_defaults(fn=lambda city: city, name="local_time", description="t")
+    await llm.achat_with_tools([weather], user_msg="Oslo?", tool_required=True)
+    other = await llm.achat_with_tools([clock], user_msg="Oslo?", tool_required=True)
+    assert fake.calls == 2 and mark(other) is None
+    assert [c.tool_name for c in llm.get_tool_calls_from_response(other)] == ["local_time"]
+    await engine.aclose()
+
+
 # -- structured output ------------------------------------------------------------------
 class Forecast(BaseModel):
     city: str
