@@ -10,13 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import redis
 from langchain_core.globals import get_llm_cache, set_llm_cache
 
 from langchain_semcache import SemanticCache
 from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, Outcome, Usage
+from semcache_core.entry import vector_bytes
 from semcache_core.microbatch import MicroBatcher
 from tests.conftest import hashed_embedder
+from tests.unit.test_microbatch import FakeRemoteEmbedder
 
 
 class CountingBatchEmbedder:
@@ -121,6 +124,32 @@ async def test_concurrent_semantic_lookups_share_embedder_calls(
         await engine.aclose()
         engine.drop_index()
         engine.close()
+
+
+async def test_64_concurrent_lookups_share_few_inner_calls(
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+) -> None:
+    inner = FakeRemoteEmbedder()
+    batcher = MicroBatcher(inner)
+    engine = make_engine(embedder=batcher, dims=inner.dims)
+    questions = [f"distinct question number {i}" for i in range(64)]
+    requests = [engine.request(q) for q in questions]
+    await engine.alookup(requests[0])  # warm: setup and the tenant policy
+    before = len(inner.batch_sizes)
+    results = await asyncio.gather(*(engine.alookup(r) for r in requests[1:]))
+    assert all(not r.hit for r in results)
+    calls = len(inner.batch_sizes) - before
+    print(
+        f"\n63 concurrent lookups: {calls} inner embedding call(s), batch sizes "
+        f"{inner.batch_sizes[before:]}; 0 single calls"
+    )
+    assert calls <= 8 and inner.single_calls == 0
+    # Identical vectors: what the stores wrote equals the unbatched embedding.
+    assert all(await asyncio.gather(*(engine.astore(r, b"a") for r in requests)))
+    for q, r in zip(questions, requests, strict=True):
+        stored = raw_redis.hget(engine.layout.entry_key(r.tenant_token, r.exact_key), "vector")
+        assert stored == vector_bytes(await inner.aembed(q), engine.config.datatype)
+    await engine.aclose()
 
 
 # -- what coalesced lookups count -------------------------------------------------------
