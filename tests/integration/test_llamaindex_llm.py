@@ -19,8 +19,6 @@ from llama_index.core.base.llms.types import (
     ChatResponse,
     CompletionResponse,
     MessageRole,
-    TextBlock,
-    ToolCallBlock,
 )
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.embeddings import MockEmbedding
@@ -38,14 +36,8 @@ from llamaindex_semcache.llm import (
     SemanticCacheLLM,
     wrap,
 )
-from llamaindex_semcache.serialization import (
-    CHAT_CODEC,
-    CachedRecord,
-    decode_chat,
-    encode_chat,
-)
 from llamaindex_semcache.testing import FakeFunctionCallingLLM, FakeLLM
-from semcache_core import CacheEngine, SerializationError, tenant
+from semcache_core import CacheEngine, tenant
 from tests.conftest import CountingEmbeddings, hashed_embedder
 
 Q = "How do I reset my password?"
@@ -618,38 +610,6 @@ def test_shadow_mode_does_not_serve_a_paraphrase_and_records_a_verdict(
 
 
 # -- the codec --------------------------------------------------------------------------
-def test_codec_round_trips_tool_calls_and_provider_objects() -> None:
-    class FunctionCall(BaseModel):
-        name: str
-        arguments: str
-
-    class ToolCall(BaseModel):
-        id: str
-        type: str
-        function: FunctionCall
-
-    call = ToolCall(id="c1", type="function", function=FunctionCall(name="f", arguments="{}"))
-    response = ChatResponse(
-        message=ChatMessage(
-            role=MessageRole.ASSISTANT,
-            blocks=[TextBlock(text="ok"), ToolCallBlock(tool_call_id="c1", tool_name="f")],
-            additional_kwargs={"tool_calls": [call], "note": {"$record": 1}},
-        ),
-        raw={"usage": {"total_tokens": 3}},
-        additional_kwargs={"total_tokens": 3},
-    )
-    back = decode_chat(encode_chat(response), CHAT_CODEC)
-    (replayed,) = back.message.additional_kwargs["tool_calls"]
-    assert isinstance(replayed, CachedRecord)
-    assert replayed.function.name == replayed["function"]["name"] == "f"
-    assert replayed.model_dump() == call.model_dump(mode="json")
-    assert back.message.additional_kwargs["note"] == {"$record": 1}
-    assert back.message.blocks == response.message.blocks
-    assert back.raw is None  # provider bookkeeping is not stored
-    with pytest.raises(SerializationError):
-        decode_chat(b'{"v": 2}', CHAT_CODEC)
-    with pytest.raises(SerializationError):
-        decode_chat(encode_chat(response), "pickle")
 
 
 def test_hits_count_the_tokens_and_dollars_they_saved(
