@@ -44,13 +44,14 @@ class Coalescer:
         wait_timeout: float = 2.0,
         lease: float = 30.0,
         poll_interval: float = 0.02,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.local = SingleFlight(wait_timeout=wait_timeout, lease=lease)
+        self.local = SingleFlight(wait_timeout=wait_timeout, lease=lease, timer=timer)
         self.layout = Layout(key_prefix, namespace)
         self.config = build_config(None, key_prefix=key_prefix, namespace=namespace)
         self.poll_interval = poll_interval
-        self._sync = SyncCoalescing(self.local, time.monotonic, poll_interval)
-        self._async = AsyncCoalescing(self.local, time.monotonic, poll_interval)
+        self._sync = SyncCoalescing(self.local, timer, poll_interval)
+        self._async = AsyncCoalescing(self.local, timer, poll_interval)
 
     @property
     def errors(self) -> int:

@@ -4,6 +4,7 @@ never KEYS or FLUSHDB (checked with Redis' own command statistics)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -62,6 +63,51 @@ def test_by_tag_any_and_all(engine: CacheEngine, now: list[float], guard: None) 
     assert engine.count(tenant="acme") == 8
     assert engine.invalidate(tags=["faq", "nope"], match="any") == 8 + 16
     assert engine.count() == 4  # globex's billing-only entries
+
+
+TAGGED = {
+    "both": ["faq", "billing"],
+    "both and more": ["billing", "eu", "faq"],
+    "faq only": ["faq"],
+    "billing only": ["billing"],
+    "faq and eu": ["faq", "eu"],
+    "untagged": [],
+}
+
+
+async def _invalidate(engine: CacheEngine, driver: str, **criteria: Any) -> int:
+    if driver == "sync":
+        return engine.invalidate(**criteria)
+    return await engine.ainvalidate(**criteria)
+
+
+@pytest.mark.parametrize("driver", ["sync", "async"])
+async def test_match_all_deletes_only_entries_carrying_every_tag(
+    engine: CacheEngine, guard: None, driver: str
+) -> None:
+    for tenant in ("acme", "globex"):
+        for prompt, tags in TAGGED.items():
+            assert engine.store(engine.request(prompt, tenant=tenant, tags=tags), b"x")
+
+    def cached(tenant: str) -> set[str]:
+        return {p for p in TAGGED if engine.lookup(engine.request(p, tenant=tenant)).hit}
+
+    # A tag no entry has: nothing carries all of them, though most carry some.
+    assert await _invalidate(engine, driver, tags=["faq", "billing", "nope"], match="all") == 0
+    assert engine.count() == 12
+    # Only acme's entries that carry both tags; those with one of them stay.
+    removed = await _invalidate(
+        engine, driver, tags=["billing", "faq"], match="all", tenant="acme"
+    )
+    assert removed == 2
+    assert cached("acme") == {"faq only", "billing only", "faq and eu", "untagged"}
+    assert cached("globex") == set(TAGGED)
+    # Across tenants.
+    assert await _invalidate(engine, driver, tags=["faq", "eu"], match="all") == 2 + 1
+    assert cached("acme") == {"faq only", "billing only", "untagged"}
+    assert cached("globex") == {"both", "faq only", "billing only", "untagged"}
+    assert engine.count() == 7
+    await engine.aclose()
 
 
 def test_by_scope(engine: CacheEngine, now: list[float], guard: None) -> None:

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from langchain_semcache import SemanticCache
-from semcache_core import CacheEngine, Outcome, tenant
-from semcache_core.pricing import PriceTable, Usage
+from semcache_core import CacheEngine, tenant
+from semcache_core.pricing import Usage
 from semcache_core.prometheus import PrometheusMetrics
 from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import delete_totals, hashed_embedder
@@ -174,15 +174,3 @@ def test_cost_saved_through_langchain(redis_url: str, namespace: str) -> None:
     assert stats["tenants"]["acme"]["cost_saved_usd"] == pytest.approx(expected)
     cache.engine.drop_index()
     cache.engine.close()
-
-
-def test_price_table() -> None:
-    table = PriceTable({"my-model": (1.0, 2.0)})
-    assert table.cost(Usage(1_000_000, 1_000_000, "my-model")) == 3.0
-    assert table.price("gpt-4o-mini-2024-07-18") == table.price("gpt-4o-mini") is not None
-    assert table.price("openai/gpt-4o") == table.price("gpt-4o") is not None
-    assert table.cost(Usage(100, 100, "unknown-model")) == 0.0
-    assert table.cost(None) == 0.0
-    assert Usage.from_json(b"{broken") is None
-    assert Usage.from_json(Usage(1, 2, "m").to_json()) == Usage(1, 2, "m")
-    assert Outcome.PROMOTED.value == "promoted"
