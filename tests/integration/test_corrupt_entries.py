@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 import redis
 
-from semcache_core import CacheEngine, CacheRequest, LookupResult, Outcome
+from semcache_core import CacheEngine, CacheRequest, LookupResult, Outcome, SerializationError
 
 
 def _json(payload: bytes, codec: str) -> Any:
-    return json.loads(payload)
+    try:
+        return json.loads(payload)
+    except ValueError as exc:  # not data this decoder reads: corrupt, deleted
+        raise SerializationError(str(exc)) from exc
 
 
 def damage(raw_redis: redis.Redis, key: str, how: str) -> None:
