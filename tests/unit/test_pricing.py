@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from semcache_core.core.rules import Outcome
 
+from semcache_core.core.rules import Outcome
 from semcache_core.pricing import Price, PriceTable, Usage, maintained_prices_available
 
 M = 1_000_000
