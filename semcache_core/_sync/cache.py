@@ -75,9 +75,11 @@ class SyncCache:
             raise ConfigurationError(
                 NO_SEARCH_MODULE.format(url=redacted_url(state.config.redis_url))
             )
+        # The index first: its meta is written before it is created, so an index seen
+        # here has its meta by the time we read it (processes may be creating it now).
+        info = store.index_info()
         meta_raw = store.read_meta()
         meta = parse_meta(meta_raw, state.layout) if meta_raw is not None else None
-        info = store.index_info()
         if info is not None:
             check_index_info(state.layout, info, meta)
         if meta is not None and state.dims is None and state.config.dims is None:
