@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
+from .l1 import clear_message
 
 if TYPE_CHECKING:
     from .engine import CacheEngine
@@ -119,7 +120,18 @@ def import_entries(
             records = []
     if records:
         written += _write(engine, records, progress)
+    _announce_import(engine)
     return written
+
+
+def _announce_import(engine: CacheEngine) -> None:
+    """Imported keys overwrote entries that L1 tiers (this process's and, announcing,
+    every other's) may hold: they all drop this namespace's copies."""
+    state = engine._state
+    if state.l1 is not None:
+        state.l1.clear()
+    if engine.config.l1_publish:
+        engine._store.publish(clear_message())
 
 
 def _write(

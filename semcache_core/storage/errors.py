@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -46,6 +47,17 @@ def is_missing_index(exc: BaseException) -> bool:
     )
 
 
+# redis-py prefixes a pipeline's error with the command that failed, arguments and all:
+# a key, a tenant id, a prompt. Messages and logs keep only Redis's own words.
+_PIPELINE_ANNOTATION = re.compile(r"^Command # \d+ \(.*\) of pipeline caused error: ", re.S)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of a Redis error without the command redis-py echoes in it."""
+    text = _PIPELINE_ANNOTATION.sub("", str(exc))
+    return f"{type(exc).__name__}: {text}"
+
+
 def translate(exc: BaseException, url: str = "this address") -> BaseException:
     """The semcache error for a Redis (or socket) error; other exceptions unchanged."""
     if isinstance(exc, SemcacheError):
@@ -56,13 +68,13 @@ def translate(exc: BaseException, url: str = "this address") -> BaseException:
         if "unknown command 'ft." in text:
             err = ConfigurationError(NO_SEARCH_MODULE.format(url=url))
         elif is_missing_index(exc):
-            err = IndexMissingError(f"Redis lost the index: {exc}")
+            err = IndexMissingError(f"Redis lost the index: {describe(exc)}")
         else:
-            err = BackendRefusedError(f"Redis refused: {type(exc).__name__}: {exc}")
+            err = BackendRefusedError(f"Redis refused: {describe(exc)}")
     elif isinstance(exc, redis.TimeoutError):
-        err = BackendTimeoutError(f"Redis timed out: {exc}")
+        err = BackendTimeoutError(f"Redis timed out: {describe(exc)}")
     elif isinstance(exc, (redis.RedisError, OSError)):
-        err = BackendUnavailableError(f"Redis failed: {type(exc).__name__}: {exc}")
+        err = BackendUnavailableError(f"Redis failed: {describe(exc)}")
     else:
         return exc
     err.__cause__ = exc

@@ -310,3 +310,33 @@ def test_engine_l1_is_coherent(redis_url: str, namespace: str) -> None:
         a.drop_index()
         a.close()
         b.close()
+
+
+def test_an_import_reaches_every_l1(redis_url: str, namespace: str, tmp_path: Path) -> None:
+    """`semcache import` overwrites keys: other processes' L1 copies go, not after l1_ttl."""
+    from semcache_core import CacheEngine
+    from semcache_core.transfer import export_entries, import_entries
+
+    a = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100, l1_ttl=60.0)
+    b = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100, l1_ttl=60.0)
+    try:
+        assert b._state.l1_tier() is not None and b._state.l1_sub is not None
+        assert b._state.l1_sub.wait_connected(5.0)
+        req = a.request("What is the refund window?", tenant="acme")
+        assert a.store(req, b"45 days")
+        dump = tmp_path / "new.jsonl"
+        with dump.open("w") as out:
+            export_entries(a, out)
+        assert a.store(req, b"30 days")  # the old answer, now held in B's L1
+        assert b.lookup(req).value == b"30 days" and b.lookup(req).value == b"30 days"
+        assert b.stats(totals=False)["l1"]["hits"] == 1
+        with dump.open() as lines:
+            assert import_entries(a, lines) == 1
+        deadline = time.monotonic() + COHERENCE_BOUND
+        while b.lookup(req).value != b"45 days":
+            assert time.monotonic() < deadline, "B's L1 kept the answer the import replaced"
+            time.sleep(0.01)
+    finally:
+        a.drop_index()
+        a.close()
+        b.close()
