@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from ..coalesce import Ticket
 from ..config import redacted_url
 from ..core import read
@@ -127,6 +128,8 @@ class AsyncCache:
                 span.set_attribute("semcache.hit", result.hit)
                 if result.similarity is not None:
                     span.set_attribute("semcache.similarity", result.similarity)
+                if result.outcome is Outcome.ERROR:
+                    tracing.mark_error(span, "the lookup failed and was served as a miss")
         await self.flush_counts()
         return result
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from ..coalesce import Ticket
 from ..config import redacted_url
 from ..core import read
@@ -129,6 +130,8 @@ class SyncCache:
                 span.set_attribute("semcache.hit", result.hit)
                 if result.similarity is not None:
                     span.set_attribute("semcache.similarity", result.similarity)
+                if result.outcome is Outcome.ERROR:
+                    tracing.mark_error(span, "the lookup failed and was served as a miss")
         self.flush_counts()
         return result
 

@@ -9,6 +9,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from semcache_core import CacheEngine, tracing
 from semcache_core.request import tenant_digest
@@ -48,3 +49,11 @@ async def test_lookup_and_store_spans(
         assert attrs["semcache.namespace"] == namespace
         assert attrs["semcache.tenant_digest"] == tenant_digest("acme")
         assert "acme" not in attrs.values()  # raw tenant ids stay out of traces
+    assert all(s.status.status_code is StatusCode.UNSET for s in finished)
+
+    def broken(payload: bytes, codec: str) -> bytes:
+        raise TypeError("the framework changed")
+
+    assert engine.lookup(req, broken).outcome.value == "error"
+    failed = spans.get_finished_spans()[-1]
+    assert failed.name == "semcache.lookup" and failed.status.status_code is StatusCode.ERROR
