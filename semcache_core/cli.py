@@ -518,7 +518,13 @@ def import_cmd(
     def run() -> None:
         if not path.is_file():
             raise ConfigurationError(f"{path} is not a file")
-        lines = path.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = path.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ConfigurationError(
+                f"{path}: line {line} is not UTF-8, so not a `semcache export` file"
+            ) from None
         dims = _export_dims(lines)
         engine = _admin_engine(_resolve_url(redis_url), namespace, dims=dims)
         try:
@@ -540,7 +546,10 @@ def _export_dims(lines: list[str]) -> int | None:
     for line in lines:
         if not line.strip():
             continue
-        vector = json.loads(line).get("fields", {}).get("vector")
+        try:
+            vector = json.loads(line).get("fields", {}).get("vector")
+        except (ValueError, AttributeError):
+            return None  # import_entries says which line is wrong
         if isinstance(vector, dict) and "b64" in vector:
             return len(base64.b64decode(vector["b64"])) // 4
     return None

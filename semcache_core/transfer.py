@@ -85,15 +85,27 @@ def import_entries(
 ) -> int:
     """Write exported entries into the engine's namespace (overwriting same keys).
 
+    Every line is checked before the first write, so a bad file imports nothing.
+
     Raises:
         ConfigurationError: a line is not an export record, or its vector does not fit
             this namespace's index (other dimensions or data type).
     """
     engine.setup()
+    records = _parsed(engine, lines)
+    written = 0
+    for start in range(0, len(records), batch):
+        written += _write(engine, records[start : start + batch], progress)
+    _announce_import(engine)
+    return written
+
+
+def _parsed(
+    engine: CacheEngine, lines: Iterable[str]
+) -> list[tuple[str, dict[str, bytes], int | None]]:
     dims = engine._dims
     width = 2 if engine.config.datatype == "float16" else 4
     records: list[tuple[str, dict[str, bytes], int | None]] = []
-    written = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -102,8 +114,10 @@ def import_entries(
             if record.get("v") != FORMAT_VERSION or ":" not in record["key"]:
                 raise ValueError("not a semcache export record")
             fields = {k: _decode(v) for k, v in record["fields"].items()}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigurationError(f"line {number}: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"line {number}: {exc}; nothing was imported (fix or cut the file there)"
+            ) from None
         vector = fields.get("vector")
         if vector is not None and dims is not None and len(vector) != dims * width:
             raise ConfigurationError(
@@ -115,13 +129,7 @@ def import_entries(
         records.append(
             (engine.layout.key_prefix + record["key"], fields, int(pttl) if pttl else None)
         )
-        if len(records) >= batch:
-            written += _write(engine, records, progress)
-            records = []
-    if records:
-        written += _write(engine, records, progress)
-    _announce_import(engine)
-    return written
+    return records
 
 
 def _announce_import(engine: CacheEngine) -> None:
