@@ -1,0 +1,132 @@
+"""One test, both drivers: the `driver` fixture (tests/integration/conftest.py) runs a
+test once on the sync driver and once on the async one.
+
+A test wraps each engine it makes, ``engine = driver(make_engine(...))``, and calls the
+engine's I/O methods by their sync names (``engine.lookup``, ``engine.set_policy``...).
+On ``sync`` that is the engine's sync method; on ``async`` it is the ``a``-method
+(``alookup``...), run to completion on an event loop the fixture owns for the whole test
+(one `asyncio.Runner`), so the engine's per-loop async client is made once, reused by
+every call, and closed (``aclose``) at teardown. A method with no async form raises
+instead of quietly running the sync driver under the ``async`` id.
+
+Context variables behave as when an app awaits the call in its own task: the call sees
+the caller's ``cache_context``/``tenant``, and what it sets (``last_lookup``) is seen by
+the caller afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from semcache_core import CacheEngine
+
+T = TypeVar("T")
+
+DRIVERS = ("sync", "async")
+
+# CacheEngine's public methods that go through no driver: the same code on both.
+NO_DRIVER = frozenset({"request", "key", "report_error", "drain_calibration"})
+
+_UNSET = object()
+
+
+class Driver:
+    """Runs calls on one driver: ``"sync"`` or ``"async"`` (on ``runner``'s loop)."""
+
+    def __init__(self, name: str, runner: asyncio.Runner | None = None) -> None:
+        assert name in DRIVERS and (runner is not None) == (name == "async")
+        self.name = name
+        self._runner = runner
+        self._engines: list[CacheEngine] = []
+
+    def __repr__(self) -> str:
+        return f"Driver({self.name})"
+
+    @property
+    def is_async(self) -> bool:
+        return self._runner is not None
+
+    def __call__(self, engine: CacheEngine) -> DrivenEngine:
+        """``engine`` seen through this driver."""
+        if engine not in self._engines:
+            self._engines.append(engine)
+        return DrivenEngine(self, engine)
+
+    def run(
+        self,
+        sync: Callable[..., T],
+        async_: Callable[..., Awaitable[T]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """``sync(*args, **kwargs)`` on the sync driver; ``await async_(*args, **kwargs)``
+        on this test's event loop on the async one."""
+        if self._runner is None:
+            return sync(*args, **kwargs)
+        context = contextvars.copy_context()
+        result = self._runner.run(_awaited(async_(*args, **kwargs)), context=context)
+        _adopt(context)
+        return result
+
+    def close(self) -> None:
+        """The async driver's teardown: ``aclose`` every engine on the loop that used it
+        (its counters written, its client for this loop closed)."""
+        if self._runner is not None:
+            for engine in self._engines:
+                self._runner.run(engine.aclose())
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _adopt(context: contextvars.Context) -> None:
+    """Set in the caller's context what the call set in its copy of it."""
+    for var, value in context.items():
+        if var.get(_UNSET) is not value:
+            var.set(value)
+
+
+class DrivenEngine:
+    """A `CacheEngine` whose I/O methods run on one driver; everything else (``request``,
+    ``config``, ``layout``...) is the engine's own. ``.engine`` is the engine itself, for
+    a test that reaches into its internals."""
+
+    def __init__(self, driver: Driver, engine: CacheEngine) -> None:
+        self.driver = driver
+        self.engine = engine
+
+    def __repr__(self) -> str:
+        return f"DrivenEngine({self.driver.name}, {self.engine.config.namespace})"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(f"{name}: private; use .engine.{name} (no driver applies)")
+        value = getattr(self.engine, name)
+        if not callable(value) or name in NO_DRIVER:
+            return value
+        twin = getattr(type(self.engine), f"a{name}", None)
+        if twin is not None and inspect.iscoroutinefunction(twin):
+            return _Dispatch(self.driver, value, getattr(self.engine, f"a{name}"))
+        if name.startswith("a") and hasattr(self.engine, name[1:]):
+            raise AttributeError(
+                f"{name}: call {name[1:]} on a driven engine; the driver picks the form"
+            )
+        raise AttributeError(
+            f"CacheEngine.{name} has no async form (a{name}), so it cannot run on both "
+            "drivers: add the async twin, or list it in NO_DRIVER if it does no I/O"
+        )
+
+
+class _Dispatch:
+    def __init__(
+        self, driver: Driver, sync: Callable[..., Any], async_: Callable[..., Awaitable[Any]]
+    ) -> None:
+        self.driver, self.sync, self.async_ = driver, sync, async_
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.driver.run(self.sync, self.async_, *args, **kwargs)
