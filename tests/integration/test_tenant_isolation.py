@@ -23,6 +23,7 @@ from semcache_core import CacheEngine, Outcome
 from semcache_core import query as query_module
 from semcache_core import request as request_module
 from tests.conftest import constant_embedder
+from tests.integration.drivers import DrivenEngine, Driver
 
 SPECIALS = "{}|@*-:,\"'\\ ()[]<>~!$%^&=+;?/.#`"
 HOSTILE = [
@@ -92,7 +93,7 @@ class Report:
         )
 
 
-def run_isolation(engine: CacheEngine, stored: list[str], absent: list[str]) -> Report:
+def run_isolation(engine: DrivenEngine, stored: list[str], absent: list[str]) -> Report:
     report = Report()
     prompt, question = "What is your refund policy?", "What is your refund policy?"
     for t in stored:
@@ -139,10 +140,10 @@ def _payload(t: str) -> bytes:
     return t.encode("utf-8", "surrogatepass")
 
 
-def test_zero_cross_tenant_serves(make_engine: Callable[..., CacheEngine]) -> None:
+def test_zero_cross_tenant_serves(make_engine: Callable[..., CacheEngine], driver: Driver) -> None:
     ids = tenant_ids(1500)
     stored, absent = ids[:1200], ids[1200:]
-    engine = make_engine(embedder=constant_embedder(), threshold=0.0)
+    engine = driver(make_engine(embedder=constant_embedder(), threshold=0.0))
     report = run_isolation(engine, stored, absent)
     assert report.clean, report
     assert engine.stats()["errors"] == {}
@@ -169,12 +170,15 @@ def _naive_tokens(monkeypatch: pytest.MonkeyPatch, *, escape: bool) -> None:
 
 @pytest.mark.parametrize("escape", [False, True], ids=["unescaped", "escaped-but-raw"])
 def test_harness_fails_without_the_protection(
-    make_engine: Callable[..., CacheEngine], monkeypatch: pytest.MonkeyPatch, escape: bool
+    make_engine: Callable[..., CacheEngine],
+    monkeypatch: pytest.MonkeyPatch,
+    escape: bool,
+    driver: Driver,
 ) -> None:
     """With raw, unescaped ids the harness must see errors or leaks (else it proves
     nothing). Escaping alone is not enough either: TAG fields split on ',' and trim
     whitespace, which is why semcache hashes ids before they reach a TAG field."""
     _naive_tokens(monkeypatch, escape=escape)
-    engine = make_engine(embedder=constant_embedder(), threshold=0.0)
+    engine = driver(make_engine(embedder=constant_embedder(), threshold=0.0))
     report = run_isolation(engine, tenant_ids(120)[:100], tenant_ids(120)[100:])
     assert not report.clean
