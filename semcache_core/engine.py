@@ -203,14 +203,7 @@ class CacheEngine(AdminCalls):
         Takes `CacheEngine`'s arguments; raises what `asetup` raises.
         """
         engine = cls(*args, validate=False, **kwargs)
-        try:
-            await engine.asetup()
-        except REDIS_FAULTS as exc:
-            if engine.config.require_redis:
-                raise engine._unreachable(exc) from exc
-            logger.warning(
-                "semcache: Redis is unreachable (%s); caching starts when it is back", exc
-            )
+        await engine._avalidate_now()
         return engine
 
     def _unreachable(self, exc: BaseException) -> BackendUnavailableError:
@@ -224,13 +217,23 @@ class CacheEngine(AdminCalls):
         try:
             self.setup()
         except REDIS_FAULTS as exc:
-            if self.config.require_redis:
-                raise self._unreachable(exc) from exc
-            logger.warning(
-                "semcache: Redis at %s is unreachable (%s); caching starts when it is back",
-                redacted_url(self.config.redis_url),
-                exc,
-            )
+            self._setup_failed(exc)
+
+    async def _avalidate_now(self) -> None:
+        try:
+            await self.asetup()
+        except REDIS_FAULTS as exc:
+            self._setup_failed(exc)
+
+    def _setup_failed(self, exc: BaseException) -> None:
+        """Redis was unreachable at construction: raise, or warn and start anyway."""
+        if self.config.require_redis:
+            raise self._unreachable(exc) from exc
+        logger.warning(
+            "semcache: Redis at %s is unreachable (%s); caching starts when it is back",
+            redacted_url(self.config.redis_url),
+            exc,
+        )
 
     @property
     def breaker(self) -> CircuitBreaker:

@@ -1,8 +1,9 @@
 """One test, both drivers: the `driver` fixture (tests/integration/conftest.py) runs a
 test once on the sync driver and once on the async one.
 
-A test wraps each engine it makes, ``engine = driver(make_engine(...))``, and calls the
-engine's I/O methods by their sync names (``engine.lookup``, ``engine.set_policy``...).
+A test makes its engines through the driver, ``engine = driver.make(make_engine, ...)``
+(validated on that driver), or wraps one, ``driver(engine)``, and calls the engine's I/O
+methods by their sync names (``engine.lookup``, ``engine.set_policy``...).
 On ``sync`` that is the engine's sync method; on ``async`` it is the ``a``-method
 (``alookup``...), run to completion on an event loop the fixture owns for the whole test
 (one `asyncio.Runner`), so the engine's per-loop async client is made once, reused by
@@ -55,6 +56,17 @@ class Driver:
         if engine not in self._engines:
             self._engines.append(engine)
         return DrivenEngine(self, engine)
+
+    def make(self, factory: Callable[..., CacheEngine], *args: Any, **kwargs: Any) -> DrivenEngine:
+        """An engine made by ``factory`` (`CacheEngine`, or the ``make_engine`` fixture)
+        and validated on this driver: on sync as ``CacheEngine(...)`` does (`setup`), on
+        async as ``await CacheEngine.acreate(...)`` does (`asetup`, same errors)."""
+        if self._runner is None or kwargs.get("validate") is False:
+            return self(factory(*args, **kwargs))
+        engine = factory(*args, validate=False, **kwargs)
+        driven = self(engine)
+        self._runner.run(engine._avalidate_now())
+        return driven
 
     def run(
         self,

@@ -37,8 +37,8 @@ def engine(
     make_engine: Callable[..., CacheEngine], now: list[float], driver: Driver
 ) -> DrivenEngine:
     # a small batch size makes every invalidation take several batches
-    return driver(
-        make_engine(embedder=hashed_embedder(), invalidate_batch=7, clock=lambda: now[0])
+    return driver.make(
+        make_engine, embedder=hashed_embedder(), invalidate_batch=7, clock=lambda: now[0]
     )
 
 
@@ -90,7 +90,7 @@ def test_everything_and_other_namespaces_untouched(
     namespace: str,
     guard: None,
 ) -> None:
-    neighbour = driver(make_engine(embedder=hashed_embedder(), namespace=namespace + "x"))
+    neighbour = driver.make(make_engine, embedder=hashed_embedder(), namespace=namespace + "x")
     neighbour.store(neighbour.request("keep me"), b"x")
     fill(engine, now)
     assert engine.invalidate(everything=True) == 40

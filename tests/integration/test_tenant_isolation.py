@@ -143,7 +143,7 @@ def _payload(t: str) -> bytes:
 def test_zero_cross_tenant_serves(make_engine: Callable[..., CacheEngine], driver: Driver) -> None:
     ids = tenant_ids(1500)
     stored, absent = ids[:1200], ids[1200:]
-    engine = driver(make_engine(embedder=constant_embedder(), threshold=0.0))
+    engine = driver.make(make_engine, embedder=constant_embedder(), threshold=0.0)
     report = run_isolation(engine, stored, absent)
     assert report.clean, report
     assert engine.stats()["errors"] == {}
@@ -179,6 +179,6 @@ def test_harness_fails_without_the_protection(
     nothing). Escaping alone is not enough either: TAG fields split on ',' and trim
     whitespace, which is why semcache hashes ids before they reach a TAG field."""
     _naive_tokens(monkeypatch, escape=escape)
-    engine = driver(make_engine(embedder=constant_embedder(), threshold=0.0))
+    engine = driver.make(make_engine, embedder=constant_embedder(), threshold=0.0)
     report = run_isolation(engine, tenant_ids(120)[:100], tenant_ids(120)[100:])
     assert not report.clean

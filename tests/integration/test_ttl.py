@@ -35,7 +35,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 def test_absolute_ttl_is_not_extended_by_hits(
     make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, driver: Driver
 ) -> None:
-    engine = driver(make_engine(embedder=hashed_embedder(), ttl=1.5))
+    engine = driver.make(make_engine, embedder=hashed_embedder(), ttl=1.5)
     req = engine.request("q")
     assert engine.store(req, b"a")
     key = key_of(engine, "q")
@@ -51,7 +51,7 @@ def test_absolute_ttl_is_not_extended_by_hits(
 def test_sliding_ttl_restarts_on_hit(
     make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, driver: Driver
 ) -> None:
-    engine = driver(make_engine(embedder=hashed_embedder(), ttl=1.5, sliding_ttl=True))
+    engine = driver.make(make_engine, embedder=hashed_embedder(), ttl=1.5, sliding_ttl=True)
     req = engine.request("q")
     engine.store(req, b"a")
     key = key_of(engine, "q")
@@ -69,7 +69,7 @@ def test_sliding_ttl_restarts_on_hit(
 def test_per_entry_override_none_and_zero(
     make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, driver: Driver
 ) -> None:
-    engine = driver(make_engine(embedder=hashed_embedder(), ttl=100.0))
+    engine = driver.make(make_engine, embedder=hashed_embedder(), ttl=100.0)
     engine.store(engine.request("default"), b"x")
     engine.store(engine.request("five", ttl=5), b"x")
     engine.store(engine.request("forever", ttl=None), b"x")
@@ -88,7 +88,7 @@ def test_per_entry_override_none_and_zero(
 def test_config_ttl_zero_disables_writes(
     make_engine: Callable[..., CacheEngine], driver: Driver
 ) -> None:
-    engine = driver(make_engine(embedder=hashed_embedder(), ttl=0))
+    engine = driver.make(make_engine, embedder=hashed_embedder(), ttl=0)
     req = engine.request("q")
     assert engine.store(req, b"x") is False
     assert engine.lookup(req).outcome is Outcome.MISS
@@ -98,7 +98,7 @@ def test_config_ttl_zero_disables_writes(
 def test_default_is_no_expiry(
     make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, driver: Driver
 ) -> None:
-    engine = driver(make_engine(embedder=hashed_embedder()))
+    engine = driver.make(make_engine, embedder=hashed_embedder())
     engine.store(engine.request("q"), b"x")
     assert raw_redis.pttl(key_of(engine, "q")) == -1
 
@@ -109,7 +109,7 @@ def test_expired_entry_never_served_even_before_redis_evicts_it(
     """Redis expires keys lazily; expiry is also checked on read, with the engine's
     clock (injected here, so no sleeping)."""
     now = [1_000_000.0]
-    engine = driver(make_engine(embedder=hashed_embedder(), ttl=3600.0, clock=lambda: now[0]))
+    engine = driver.make(make_engine, embedder=hashed_embedder(), ttl=3600.0, clock=lambda: now[0])
     engine.store(engine.request("q"), b"x")
     assert engine.lookup(engine.request("q")).hit
     now[0] += 3601
