@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from semcache_core import CacheEngine
@@ -79,8 +81,34 @@ class Driver:
         on this test's event loop on the async one."""
         if self._runner is None:
             return sync(*args, **kwargs)
+        return self._await(async_(*args, **kwargs))
+
+    def concurrently(
+        self, n: int, sync: Callable[[int], T], async_: Callable[[int], Awaitable[T]]
+    ) -> list[T]:
+        """``n`` callers at once, results in order: ``n`` threads released together, each
+        calling ``sync(i)``, on the sync driver; ``n`` tasks ``async_(i)`` gathered on this
+        test's loop on the async one. (Inside them, call the engine's own ``x``/``ax``
+        methods: a driven engine's methods run a call to completion.)"""
+        if self._runner is None:
+            barrier = threading.Barrier(n)
+
+            def one(i: int) -> T:
+                barrier.wait()
+                return sync(i)
+
+            with ThreadPoolExecutor(n) as pool:
+                return list(pool.map(one, range(n)))
+
+        async def gathered() -> list[T]:
+            return list(await asyncio.gather(*(async_(i) for i in range(n))))
+
+        return self._await(gathered())
+
+    def _await(self, awaitable: Awaitable[T]) -> T:
+        assert self._runner is not None
         context = contextvars.copy_context()
-        result = self._runner.run(_awaited(async_(*args, **kwargs)), context=context)
+        result = self._runner.run(_awaited(awaitable), context=context)
         _adopt(context)
         return result
 
