@@ -410,10 +410,14 @@ class CacheEngine(AdminCalls):
         self._store.close()
 
     async def aclose(self) -> None:
-        """Stop the background calibrator, write pending counters (async), and close the
-        running event loop's connection pool. Optional: a loop closed by ``asyncio.run``
-        closes its pool itself."""
-        if self._state.calibrator is not None:
-            self._state.calibrator.close()
+        """Stop the background calibrator, write pending counters (async), stop the L1
+        subscriber, and close the running event loop's connection pool. Optional: a loop
+        closed by ``asyncio.run`` closes its pool itself."""
+        state = self._state
+        if state.calibrator is not None:
+            state.calibrator.close()
         await self._acache.flush_counts(force=True)
+        if state.l1_sub is not None:
+            state.l1_sub.stop()
+            state.l1_sub = None
         await self._async_stores.aclose()
