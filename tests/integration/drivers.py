@@ -66,8 +66,8 @@ class Driver:
         if self._runner is None or kwargs.get("validate") is False:
             return self(factory(*args, **kwargs))
         engine = factory(*args, validate=False, **kwargs)
-        driven = self(engine)
-        self._runner.run(engine._avalidate_now())
+        driven = self(engine)  # closed at teardown, even when validating raises
+        self._await(engine._avalidate_now())  # acreate's own step
         return driven
 
     def run(
