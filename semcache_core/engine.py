@@ -182,6 +182,7 @@ class CacheEngine(AdminCalls):
             self._async_stores,
             AsyncCoalescing(flights, time.monotonic) if flights is not None else None,
         )
+        state.coalescers = [c for c in (self._cache.coalescing, self._acache.coalescing) if c]
         self._admin = SyncAdmin(state, self._cache)
         self._aadmin = AsyncAdmin(state, self._acache)
         me = weakref.ref(self)
@@ -203,14 +204,7 @@ class CacheEngine(AdminCalls):
         Takes `CacheEngine`'s arguments; raises what `asetup` raises.
         """
         engine = cls(*args, validate=False, **kwargs)
-        try:
-            await engine.asetup()
-        except REDIS_FAULTS as exc:
-            if engine.config.require_redis:
-                raise engine._unreachable(exc) from exc
-            logger.warning(
-                "semcache: Redis is unreachable (%s); caching starts when it is back", exc
-            )
+        await engine._avalidate_now()
         return engine
 
     def _unreachable(self, exc: BaseException) -> BackendUnavailableError:
@@ -224,13 +218,23 @@ class CacheEngine(AdminCalls):
         try:
             self.setup()
         except REDIS_FAULTS as exc:
-            if self.config.require_redis:
-                raise self._unreachable(exc) from exc
-            logger.warning(
-                "semcache: Redis at %s is unreachable (%s); caching starts when it is back",
-                redacted_url(self.config.redis_url),
-                exc,
-            )
+            self._setup_failed(exc)
+
+    async def _avalidate_now(self) -> None:
+        try:
+            await self.asetup()
+        except REDIS_FAULTS as exc:
+            self._setup_failed(exc)
+
+    def _setup_failed(self, exc: BaseException) -> None:
+        """Redis was unreachable at construction: raise, or warn and start anyway."""
+        if self.config.require_redis:
+            raise self._unreachable(exc) from exc
+        logger.warning(
+            "semcache: Redis at %s is unreachable (%s); caching starts when it is back",
+            redacted_url(self.config.redis_url),
+            exc,
+        )
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -407,10 +411,14 @@ class CacheEngine(AdminCalls):
         self._store.close()
 
     async def aclose(self) -> None:
-        """Stop the background calibrator, write pending counters (async), and close the
-        running event loop's connection pool. Optional: a loop closed by ``asyncio.run``
-        closes its pool itself."""
-        if self._state.calibrator is not None:
-            self._state.calibrator.close()
+        """Stop the background calibrator, write pending counters (async), stop the L1
+        subscriber, and close the running event loop's connection pool. Optional: a loop
+        closed by ``asyncio.run`` closes its pool itself."""
+        state = self._state
+        if state.calibrator is not None:
+            state.calibrator.close()
         await self._acache.flush_counts(force=True)
+        if state.l1_sub is not None:
+            state.l1_sub.stop()
+            state.l1_sub = None
         await self._async_stores.aclose()

@@ -111,7 +111,8 @@ class EngineState:
             if config.coalesce != "off"
             else None
         )
-        self.coalesce_errors = 0
+        # The coalescing drivers (sync, async): each counts the lock faults it met.
+        self.coalescers: list[Any] = []
         self.ledger = ShadowLedger()
         # tenant -> effective policy, refreshed from Redis every policy_refresh seconds.
         self.policies: TTLCache[str, TenantPolicy] = TTLCache(
@@ -437,7 +438,7 @@ class EngineState:
                 "waiters": local.waiters,
                 "timeouts": local.timeouts,
                 "takeovers": local.takeovers,
-                "errors": self.coalesce_errors,
+                "errors": sum(c.errors for c in self.coalescers),
             }
         return snap
 

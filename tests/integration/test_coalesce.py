@@ -27,10 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from semcache_core import CacheEngine
+import pytest
+
+from semcache_core import CacheEngine, Outcome
 from semcache_core.coalesce import Joined, Role
 from semcache_core.storage.layout import Layout
 from tests.integration._procs import Coalescer, acoalesced_lookup, coalesced_lookup
+from tests.integration.drivers import Driver
 
 
 def lock_key(key: str, prefix: str, namespace: str) -> str:
@@ -46,6 +49,8 @@ def _co(engine: CacheEngine, **kw: Any) -> Coalescer:
 
 
 # -- against Redis, one process -----------------------------------------------------------
+# The two hand-driven flows are twins, one per driver: threads are how the sync driver is
+# called concurrently, tasks on one loop how the async one is; neither runs the other's.
 def test_16_threads_one_leader(make_engine: Callable[..., CacheEngine]) -> None:
     engine = make_engine()
     co = _co(engine)
@@ -99,6 +104,43 @@ async def test_50_tasks_one_leader(make_engine: Callable[..., CacheEngine]) -> N
     assert paths == {"llm": 1, "waited_hit": 49}
     assert [r["joined"] for r in results if r["path"] == "waited_hit"] == ["finished"] * 49
     await engine.aclose()
+
+
+@pytest.mark.parametrize("mode", ["process", "redis"])
+def test_the_engines_own_coalescing_makes_one_llm_call(
+    make_engine: Callable[..., CacheEngine], driver: Driver, mode: str
+) -> None:
+    """``coalesce=`` wired into the engine: 16 concurrent identical misses (threads on
+    the sync driver, tasks on the async one) make one LLM call; the waiters are served
+    the leader's answer."""
+    engine = driver.make(make_engine, coalesce=mode, coalesce_wait=5.0)
+    raw = engine.engine
+    request = engine.request("one cold question, coalesced by the engine")
+    calls: list[int] = []
+
+    def ask(_: int) -> Outcome:
+        result = raw.lookup(request)
+        if not result.hit:
+            calls.append(1)
+            time.sleep(LLM_SECONDS)
+            raw.store(request, b"answer")
+        return result.outcome
+
+    async def aask(_: int) -> Outcome:
+        result = await raw.alookup(request)
+        if not result.hit:
+            calls.append(1)
+            await asyncio.sleep(LLM_SECONDS)
+            await raw.astore(request, b"answer")
+        return result.outcome
+
+    outcomes = driver.concurrently(16, ask, aask)
+    assert len(calls) == 1
+    assert Counter(outcomes) == {Outcome.MISS: 1, Outcome.EXACT_HIT: 15}
+    stats = engine.stats(totals=False)
+    assert stats["coalesce"]["leaders"] == 1 and stats["coalesce"]["waiters"] == 15
+    assert stats["tenants"]["default"]["requests"] == 16  # each counted once
+    assert not raw._store.client.exists(raw.layout.lock_key(raw.key(request)))
 
 
 # -- across processes ---------------------------------------------------------------------

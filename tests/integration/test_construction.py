@@ -27,6 +27,7 @@ from semcache_core import (
 )
 from semcache_core.embedded import find_redis_server, start_embedded_redis
 from tests.conftest import hashed_embedder
+from tests.integration.drivers import Driver
 
 MakeEngine = Callable[..., CacheEngine]
 
@@ -72,10 +73,10 @@ def plain_redis_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize("embedder", [True, False], ids=["semantic", "exact-only"])
 def test_redis_without_search_module_raises_with_a_fix(
-    plain_redis_url: str, embedder: bool
+    plain_redis_url: str, embedder: bool, driver: Driver
 ) -> None:
     with pytest.raises(ConfigurationError) as info:
-        CacheEngine(plain_redis_url, embedder=hashed_embedder() if embedder else None)
+        driver.make(CacheEngine, plain_redis_url, embedder=hashed_embedder() if embedder else None)
     message = str(info.value)
     assert plain_redis_url in message
     assert "search module" in message
@@ -87,25 +88,27 @@ def test_redis_without_search_module_raises_with_a_fix(
 
 
 def test_redis_without_search_module_raises_even_without_require_redis(
-    plain_redis_url: str,
+    plain_redis_url: str, driver: Driver
 ) -> None:
     """Reachable but unusable is a misconfiguration, not an outage: it is never failed
     open, whatever ``require_redis`` says."""
     with pytest.raises(ConfigurationError, match="search module"):
-        CacheEngine(plain_redis_url, embedder=hashed_embedder(), require_redis=False)
+        driver.make(CacheEngine, plain_redis_url, embedder=hashed_embedder(), require_redis=False)
 
 
 # -- 2. an index built for another embedder ----------------------------------------------------
-def test_dims_mismatch_raises_schema_mismatch(make_engine: MakeEngine, namespace: str) -> None:
-    first = make_engine(embedder=hashed_embedder(16))
+def test_dims_mismatch_raises_schema_mismatch(
+    make_engine: MakeEngine, namespace: str, driver: Driver
+) -> None:
+    first = driver.make(make_engine, embedder=hashed_embedder(16))
     assert first.store(first.request("makes the index"), b"x")  # dims from the first vector
     # Declared dims: the mismatch fails construction.
     with pytest.raises(SchemaMismatchError) as declared:
-        make_engine(embedder=hashed_embedder(8), dims=8)
+        driver.make(make_engine, embedder=hashed_embedder(8), dims=8)
     assert "dims=16" in str(declared.value) and "dims=8" in str(declared.value)
     # Undeclared: construction never calls the embedder, so the first call fails loudly
     # (a misconfiguration is not served as a miss).
-    second = make_engine(embedder=hashed_embedder(8))
+    second = driver.make(make_engine, embedder=hashed_embedder(8))
     with pytest.raises(SchemaMismatchError) as info:
         second.lookup(second.request("another model's vectors"))
     message = str(info.value)
@@ -119,11 +122,11 @@ def test_dims_mismatch_raises_schema_mismatch(make_engine: MakeEngine, namespace
     assert first.lookup(request).outcome is Outcome.EXACT_HIT
 
 
-def test_same_dims_reuses_the_index(make_engine: MakeEngine) -> None:
-    first = make_engine(embedder=hashed_embedder(16))
+def test_same_dims_reuses_the_index(make_engine: MakeEngine, driver: Driver) -> None:
+    first = driver.make(make_engine, embedder=hashed_embedder(16))
     request = first.request("shared")
     assert first.store(request, b"shared answer")
-    second = make_engine(embedder=hashed_embedder(16))
+    second = driver.make(make_engine, embedder=hashed_embedder(16))
     hit = second.lookup(second.request("shared"))
     assert hit.outcome is Outcome.EXACT_HIT and hit.value == b"shared answer"
 
@@ -136,14 +139,14 @@ def _set_schema_version(engine: CacheEngine, raw: redis.Redis, version: int) -> 
 
 
 def test_old_schema_version_raises_naming_the_migration(
-    make_engine: MakeEngine, raw_redis: redis.Redis, namespace: str
+    make_engine: MakeEngine, raw_redis: redis.Redis, namespace: str, driver: Driver
 ) -> None:
-    old = make_engine(embedder=hashed_embedder(16))
+    old = driver.make(make_engine, embedder=hashed_embedder(16))
     assert old.store(old.request("from the old version"), b"old")
     _set_schema_version(old, raw_redis, 0)
 
     with pytest.raises(SchemaMismatchError) as info:
-        make_engine(embedder=hashed_embedder(16))
+        driver.make(make_engine, embedder=hashed_embedder(16))
     message = str(info.value)
     assert "schema version 0" in message
     assert "needs version 1" in message
@@ -151,7 +154,7 @@ def test_old_schema_version_raises_naming_the_migration(
 
     assert old.drop_index() == 1
     assert raw_redis.get(old.layout.meta_key) is None
-    fresh = make_engine(embedder=hashed_embedder(16))
+    fresh = driver.make(make_engine, embedder=hashed_embedder(16))
     request = fresh.request("from the new version")
     assert fresh.lookup(request).outcome is Outcome.MISS
     assert fresh.store(request, b"new")
@@ -161,25 +164,25 @@ def test_old_schema_version_raises_naming_the_migration(
 
 
 def test_migration_hint_is_runnable_as_written(
-    make_engine: MakeEngine, raw_redis: redis.Redis, redis_url: str, namespace: str
+    make_engine: MakeEngine, raw_redis: redis.Redis, redis_url: str, namespace: str, driver: Driver
 ) -> None:
     """A new process that never had a working engine can follow the hint and migrate."""
-    old = make_engine(embedder=hashed_embedder(16))
+    old = driver.make(make_engine, embedder=hashed_embedder(16))
     assert old.store(old.request("from the old version"), b"old")
     _set_schema_version(old, raw_redis, 0)
     with pytest.raises(SchemaMismatchError) as info:
-        make_engine(embedder=hashed_embedder(16))
+        driver.make(make_engine, embedder=hashed_embedder(16))
     assert "`CacheEngine(..., validate=False).drop_index()`" in str(info.value)
 
     # Literally: the arguments that just failed, plus validate=False.
-    migrator = CacheEngine(
-        redis_url, embedder=hashed_embedder(16), namespace=namespace, validate=False
+    migrator = driver(
+        CacheEngine(redis_url, embedder=hashed_embedder(16), namespace=namespace, validate=False)
     )
     try:
         assert migrator.drop_index() == 1
     finally:
         migrator.close()
-    fresh = make_engine(embedder=hashed_embedder(16))
+    fresh = driver.make(make_engine, embedder=hashed_embedder(16))
     assert fresh.lookup(fresh.request("from the old version")).outcome is Outcome.MISS
 
 
@@ -195,7 +198,9 @@ def _wait_clients(admin: redis.Redis, expected: int, timeout: float = 2.0) -> in
 
 async def test_close_and_aclose_release_every_connection(tmp_path: Path) -> None:
     """`close` and `aclose` hang up on Redis now, not whenever the pools are collected
-    (which, under ``filterwarnings = error``, fails whatever test runs the collector)."""
+    (which, under ``filterwarnings = error``, fails whatever test runs the collector).
+
+    Not on the driver fixture: it needs both drivers' pools open in one test."""
     server = start_embedded_redis(tmp_path / "redis", reuse=False, stop_at_exit=True)
     admin = redis.Redis.from_url(server.url, socket_timeout=5)
     engine = CacheEngine(server.url, embedder=hashed_embedder())

@@ -13,12 +13,13 @@ from langchain_semcache import SemanticCache
 from semcache_core import CacheEngine, Outcome, tenant
 from semcache_core.errors import ConfigurationError
 from tests.conftest import hashed_embedder
+from tests.integration.drivers import Driver
 
 
 def test_the_empty_tenant_id_is_an_error_everywhere(
-    make_engine: Callable[..., CacheEngine],
+    make_engine: Callable[..., CacheEngine], driver: Driver
 ) -> None:
-    engine = make_engine(embedder=hashed_embedder())
+    engine = driver.make(make_engine, embedder=hashed_embedder())
     with pytest.raises(ConfigurationError, match="non-empty"):
         engine.request("q", tenant="")  # was: silently the default tenant
     with pytest.raises(ConfigurationError, match="non-empty"):
@@ -26,16 +27,16 @@ def test_the_empty_tenant_id_is_an_error_everywhere(
     with pytest.raises(ConfigurationError, match="non-empty"), tenant(""):
         pass
     with pytest.raises(ConfigurationError, match="non-empty"):
-        SemanticCache(engine=engine, tenant="")
+        SemanticCache(engine=engine.engine, tenant="")
 
 
 def test_a_malformed_usage_field_is_no_usage(
-    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, driver: Driver
 ) -> None:
-    engine = make_engine()
+    engine = driver.make(make_engine)
     req = engine.request("q", tenant="acme")
     assert engine.store(req, b"answer")
-    raw_redis.hset(engine._key(req), "usage", '{"in": 1e999, "out": 3}')
+    raw_redis.hset(engine.key(req), "usage", '{"in": 1e999, "out": 3}')
     result = engine.lookup(req)
     assert result.outcome == Outcome.EXACT_HIT and result.value == b"answer"
     assert result.tokens_saved == 0

@@ -32,6 +32,7 @@ from semcache_core.l1 import (
 )
 from semcache_core.storage.l1_subscriber import L1Coherence
 from tests.integration._procs import l1_channel
+from tests.integration.drivers import Driver
 
 
 # What another process's store publishes (storage.AsyncStore.publish), sent by hand.
@@ -280,19 +281,25 @@ def test_invalidation_in_one_process_reaches_another_within_a_second(
     assert max(latencies) < COHERENCE_BOUND
 
 
-def test_engine_l1_is_coherent(redis_url: str, namespace: str) -> None:
+def test_engine_l1_is_coherent(redis_url: str, namespace: str, driver: Driver) -> None:
     """Two engines (as two processes would): B serves exact hits from its L1; A's
     overwrite and invalidation reach B's L1 within a second."""
     from semcache_core import CacheEngine, Outcome
 
-    a = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100)
-    b = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    a = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    b = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    state = b.engine._state
     try:
         # The subscriber starts on first use; until it is subscribed, L1 holds nothing.
-        assert b._state.l1_tier() is not None and b._state.l1_sub is not None
-        assert b._state.l1_sub.wait_connected(5.0)
+        assert state.l1_tier() is not None and state.l1_sub is not None
+        assert state.l1_sub.wait_connected(5.0)
         req = a.request("What is the refund window?", tenant="acme")
+        heard = state.l1_sub.messages
         assert a.store(req, b"30 days")
+        # B hears A's announcement of that write before it reads: heard later, it would
+        # drop the copy B just took (seen under load).
+        sub = state.l1_sub
+        assert _until(lambda: sub.messages > heard, COHERENCE_BOUND) is not None
         assert b.lookup(req).value == b"30 days"  # B reads Redis, keeps it in L1
         assert b.lookup(req).value == b"30 days"
         assert b.stats()["l1"]["hits"] == 1

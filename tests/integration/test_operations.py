@@ -19,6 +19,7 @@ from semcache_core.pricing import Usage
 from semcache_core.prometheus import PrometheusMetrics
 from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import delete_totals, hashed_embedder
+from tests.integration.drivers import Driver
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,11 +32,11 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, st
 
 
 def test_exposition_parses_and_agrees_with_stats(
-    make_engine: Callable[..., CacheEngine], namespace: str
+    make_engine: Callable[..., CacheEngine], namespace: str, driver: Driver
 ) -> None:
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry, tenant_label=True)
-    engine = make_engine(embedder=hashed_embedder(), metrics=metrics, threshold=0.99)
+    engine = driver.make(make_engine, embedder=hashed_embedder(), metrics=metrics, threshold=0.99)
     for t in ("acme", "globex"):
         for i in range(5):
             req = engine.request(f"question {i}", tenant=t)
@@ -71,12 +72,14 @@ def test_exposition_parses_and_agrees_with_stats(
     assert count == 6
 
 
-def test_one_registry_serves_many_engines(make_engine: Callable[..., CacheEngine]) -> None:
+def test_one_registry_serves_many_engines(
+    make_engine: Callable[..., CacheEngine], driver: Driver
+) -> None:
     registry = CollectorRegistry()
     first = PrometheusMetrics.get(registry)
     assert PrometheusMetrics.get(registry) is first  # registering twice would raise
-    a = make_engine(metrics=first)
-    b = make_engine(metrics=PrometheusMetrics.get(registry))
+    a = driver.make(make_engine, metrics=first)
+    b = driver.make(make_engine, metrics=PrometheusMetrics.get(registry))
     a.lookup(a.request("x"))
     b.lookup(b.request("y"))
     total = sum(
@@ -101,15 +104,17 @@ _WORKER = textwrap.dedent(
 
 
 def test_persisted_counters_survive_restarts_and_add_up_across_processes(
-    redis_url: str, namespace: str, raw_redis: redis.Redis
+    redis_url: str, namespace: str, raw_redis: redis.Redis, driver: Driver
 ) -> None:
+    """The workers write with the sync driver; this process reads, adds and writes back
+    with the driver under test."""
     try:
         procs = [
             subprocess.Popen([sys.executable, "-c", _WORKER, redis_url, namespace, str(n)])
             for n in (10, 20)
         ]
         assert [p.wait(timeout=120) for p in procs] == [0, 0]
-        engine = CacheEngine(redis_url, namespace=namespace, dims=8)
+        engine = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8)
         try:
             totals = engine.stats()["totals"]["acme"]
             assert totals["requests"] == 30
@@ -120,7 +125,7 @@ def test_persisted_counters_survive_restarts_and_add_up_across_processes(
             engine.lookup(engine.request("q0", tenant="acme"))
         finally:
             engine.close()
-        again = CacheEngine(redis_url, namespace=namespace, dims=8)
+        again = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8)
         try:
             stats = again.stats()
             assert stats["totals"]["acme"]["requests"] == 31
@@ -133,8 +138,8 @@ def test_persisted_counters_survive_restarts_and_add_up_across_processes(
         delete_totals(raw_redis, "semcache", namespace)
 
 
-def test_stats_when_redis_is_down() -> None:
-    engine = CacheEngine("redis://127.0.0.1:1/0", dims=8, require_redis=False)
+def test_stats_when_redis_is_down(driver: Driver) -> None:
+    engine = driver.make(CacheEngine, "redis://127.0.0.1:1/0", dims=8, require_redis=False)
     engine.lookup(engine.request("q"))
     stats = engine.stats()
     assert stats["totals"] is None and "Redis" in stats["totals_error"]

@@ -24,6 +24,7 @@ from semcache_core import CacheEngine, Outcome
 from semcache_core import query as query_module
 from semcache_core import request as request_module
 from tests.conftest import constant_embedder
+from tests.integration.drivers import Driver
 
 SPECIALS = "{}|@*-:,\"'\\ ()[]<>~!$%^&=+;?/.#`"
 HOSTILE = [
@@ -148,10 +149,10 @@ def _payload(t: str) -> bytes:
     return t.encode("utf-8", "surrogatepass")
 
 
-def test_zero_cross_tenant_serves(make_engine: Callable[..., CacheEngine]) -> None:
+def test_zero_cross_tenant_serves(make_engine: Callable[..., CacheEngine], driver: Driver) -> None:
     ids = tenant_ids(1500)
     stored, absent = ids[:1200], ids[1200:]
-    engine = make_engine(embedder=constant_embedder(), threshold=0.0)
+    engine = driver.make(make_engine, embedder=constant_embedder(), threshold=0.0)
     report = run_isolation(engine, stored, absent)
     assert report.clean, report
     assert engine.stats()["errors"] == {}

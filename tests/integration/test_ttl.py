@@ -17,9 +17,10 @@ import redis
 
 from semcache_core import CacheEngine, CacheRequest, LookupResult, Outcome, cache_context
 from tests.conftest import hashed_embedder
+from tests.integration.drivers import DrivenEngine, Driver
 
 
-def key_of(engine: CacheEngine, prompt: str, **kw: object) -> str:
+def key_of(engine: DrivenEngine, prompt: str, **kw: object) -> str:
     req = engine.request(prompt, **kw)  # type: ignore[arg-type]
     return engine.layout.entry_key(req.tenant_token, req.exact_key)
 
@@ -120,9 +121,9 @@ async def test_sliding_ttl_restarts_on_semantic_hit(
 
 
 def test_per_entry_override_none_and_zero(
-    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, driver: Driver
 ) -> None:
-    engine = make_engine(embedder=hashed_embedder(), ttl=100.0)
+    engine = driver.make(make_engine, embedder=hashed_embedder(), ttl=100.0)
     engine.store(engine.request("default"), b"x")
     engine.store(engine.request("five", ttl=5), b"x")
     engine.store(engine.request("forever", ttl=None), b"x")
@@ -138,8 +139,10 @@ def test_per_entry_override_none_and_zero(
     assert engine.stats()["tenants"]["default"]["stores_skipped"] == 1
 
 
-def test_config_ttl_zero_disables_writes(make_engine: Callable[..., CacheEngine]) -> None:
-    engine = make_engine(embedder=hashed_embedder(), ttl=0)
+def test_config_ttl_zero_disables_writes(
+    make_engine: Callable[..., CacheEngine], driver: Driver
+) -> None:
+    engine = driver.make(make_engine, embedder=hashed_embedder(), ttl=0)
     req = engine.request("q")
     assert engine.store(req, b"x") is False
     assert engine.lookup(req).outcome is Outcome.MISS
@@ -147,20 +150,20 @@ def test_config_ttl_zero_disables_writes(make_engine: Callable[..., CacheEngine]
 
 
 def test_default_is_no_expiry(
-    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, driver: Driver
 ) -> None:
-    engine = make_engine(embedder=hashed_embedder())
+    engine = driver.make(make_engine, embedder=hashed_embedder())
     engine.store(engine.request("q"), b"x")
     assert raw_redis.pttl(key_of(engine, "q")) == -1
 
 
 def test_expired_entry_never_served_even_before_redis_evicts_it(
-    make_engine: Callable[..., CacheEngine],
+    make_engine: Callable[..., CacheEngine], driver: Driver
 ) -> None:
     """Redis expires keys lazily; expiry is also checked on read, with the engine's
     clock (injected here, so no sleeping)."""
     now = [1_000_000.0]
-    engine = make_engine(embedder=hashed_embedder(), ttl=3600.0, clock=lambda: now[0])
+    engine = driver.make(make_engine, embedder=hashed_embedder(), ttl=3600.0, clock=lambda: now[0])
     engine.store(engine.request("q"), b"x")
     assert engine.lookup(engine.request("q")).hit
     now[0] += 3601
