@@ -64,8 +64,8 @@ from rich.table import Table
 
 from semcache_core import CacheEngine
 from semcache_core.calibration import Calibration, CurvePoint, calibrate
+from semcache_core.core.rules import SIMILARITY_EPSILON, Outcome
 from semcache_core.embedding import CallableEmbedder
-from semcache_core.policy import SIMILARITY_EPSILON, Outcome
 
 TARGETS = (0.01, 0.02, 0.05)
 STATIC = tuple(round(0.80 + 0.01 * i, 2) for i in range(20))  # 0.80 ... 0.99
@@ -278,7 +278,7 @@ class Pass:
 
     def at(self, threshold: float) -> tuple[int, int]:
         """(hits, wrong) had the engine served at ``threshold`` (the same rule as
-        `semcache_core.policy.is_semantic_hit`)."""
+        `semcache_core.core.rules.is_semantic_hit`)."""
         hit = self.served & (
             self.exact
             | (np.nan_to_num(self.similarity, nan=-1.0) + SIMILARITY_EPSILON >= threshold)

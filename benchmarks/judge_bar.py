@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from semcache_core.calibration import clopper_pearson_lower, clopper_pearson_upper
 from semcache_core.embedding import minilm
-from semcache_core.workload import INTENTS
+from semcache_demo.workload import INTENTS
 from tests.rewording import PHRASINGS
 
 BARS = (0.70, 0.75, 0.78, 0.80, 0.82, 0.85, 0.90)

@@ -129,9 +129,9 @@ def measure(url: str, pairs: list[dict[str, Any]], console: Any) -> list[dict[st
     from langchain_core.globals import set_llm_cache
 
     from langchain_semcache import SemanticCache
-    from langchain_semcache.testing import FakeSupportChatModel
     from llamaindex_semcache import wrap
-    from llamaindex_semcache.testing import FakeLLM
+    from semcache_demo.langchain_fakes import FakeSupportChatModel
+    from semcache_demo.llamaindex_fakes import FakeLLM
 
     engine = CacheEngine(
         url, embedder=minilm(), namespace=f"safety{int(time.time())}", threshold=0.0

@@ -2,8 +2,10 @@
 
 Decoding builds nothing but ``Generation``, ``ChatGeneration`` and ``AIMessage`` from
 JSON: no pickle, no ``langchain_core.load`` (which can import classes named in the
-payload), so a hostile entry in Redis cannot run code. Message ids are dropped: they
-name the run that produced the answer, not the one it is replayed into.
+payload), so a hostile entry in Redis cannot run code. It reads the payload first (a
+failure there is a `SerializationError`: the entry is corrupt), then builds LangChain's
+objects from what it read (a failure there is LangChain's, not the entry's). Message ids
+are dropped: they name the run that produced the answer, not the one it is replayed into.
 """
 
 from __future__ import annotations
@@ -74,35 +76,59 @@ def decode_generations(payload: bytes, codec: str) -> list[Generation]:
     """Rebuild generations from `encode_generations` output.
 
     Raises:
-        SerializationError: the payload is not one we wrote (the engine then deletes it).
+        SerializationError: the payload is not one we wrote (unknown codec, not JSON,
+            another version, the wrong structure): the engine deletes the entry.
+
+    Any other exception comes from LangChain building ``AIMessage`` or a generation
+    from data that reads fine (its classes changed, say): the engine keeps the entry
+    and ends the lookup as an error.
     """
+    return [
+        _generation(kind, body, info) for kind, body, info in _read_generations(payload, codec)
+    ]
+
+
+def _read_generations(payload: bytes, codec: str) -> list[tuple[str, Any, dict[str, Any] | None]]:
+    """The payload's generations as plain data: ``(kind, message data or text, info)``."""
     if codec != CODEC:
         raise SerializationError(f"unknown codec {codec!r}")
     try:
         doc = json.loads(payload.decode("utf-8", "surrogatepass"))
-        if doc.get("v") != 1 or not isinstance(doc.get("generations"), list):
+        if not isinstance(doc, dict) or doc.get("v") != 1:
             raise ValueError("unknown payload version")
-        out: list[Generation] = []
-        for item in doc["generations"]:
+        items = doc.get("generations")
+        if not isinstance(items, list) or not items:
+            raise ValueError("no generations")
+        out: list[tuple[str, Any, dict[str, Any] | None]] = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise ValueError("a generation must be an object")
             info = item.get("generation_info")
             if info is not None and not isinstance(info, dict):
                 raise ValueError("generation_info must be an object")
-            if item["kind"] == "chat":
-                data = item["message"]
+            kind = item.get("kind")
+            if kind == "chat":
+                data = item.get("message")
                 if not isinstance(data, dict) or data.get("type") not in _AI_TYPES:
                     raise ValueError("only AI messages can be replayed")
-                out.append(ChatGeneration(message=AIMessage(**data), generation_info=info))
-            elif item["kind"] == "text":
-                if not isinstance(item["text"], str):
+                if not isinstance(data.get("content"), (str, list)):
+                    raise ValueError("message content must be a string or a list")
+                out.append((kind, data, info))
+            elif kind == "text":
+                if not isinstance(item.get("text"), str):
                     raise ValueError("text must be a string")
-                out.append(Generation(text=item["text"], generation_info=info))
+                out.append((kind, item["text"], info))
             else:
-                raise ValueError(f"unknown generation kind {item['kind']!r}")
-        if not out:
-            raise ValueError("no generations")
+                raise ValueError("unknown generation kind")
         return out
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise SerializationError(f"cached generations are unreadable: {exc}") from exc
+
+
+def _generation(kind: str, body: Any, info: dict[str, Any] | None) -> Generation:
+    if kind == "chat":
+        return ChatGeneration(message=AIMessage(**body), generation_info=info)
+    return Generation(text=body, generation_info=info)
 
 
 def generations_text(generations: Sequence[Generation]) -> str:

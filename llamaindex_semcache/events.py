@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from llama_index_instrumentation.base import BaseEvent
 
+from semcache_core import LookupResult
+
 
 class SemanticCacheEvent(BaseEvent):
     """A cache lookup made for an LLM call.
@@ -68,3 +70,27 @@ class SemanticCacheMissEvent(SemanticCacheEvent):
     @classmethod
     def class_name(cls) -> str:
         return "SemanticCacheMissEvent"
+
+
+def lookup_event(endpoint: str, tenant: str, result: LookupResult) -> SemanticCacheEvent:
+    """The event that reports ``result``, a lookup made for ``endpoint``."""
+    if result.hit:
+        return SemanticCacheHitEvent(
+            endpoint=endpoint,
+            tenant=tenant,
+            outcome=result.outcome.value,
+            similarity=result.similarity,
+            stale=result.stale,
+            seconds=result.seconds,
+            layer=result.layer,
+            cached_question=result.question,
+            cached_at=result.created_at,
+        )
+    return SemanticCacheMissEvent(
+        endpoint=endpoint,
+        tenant=tenant,
+        outcome=result.outcome.value,
+        similarity=result.similarity,
+        stale=result.stale,
+        seconds=result.seconds,
+    )

@@ -9,15 +9,15 @@ a miss calls the wrapped LLM and stores its answer. Agents need a ``FunctionCall
 preparation and tool-call parsing to the wrapped LLM and caches every agent step,
 streamed or not.
 
-The adapter only translates: `messages` builds the request, `serialization` turns
+The adapter only translates: `requests` builds the request (from the parts
+`messages` splits a call into), `calls` runs the cached call, `serialization` turns
 responses into bytes and back. All decisions and all Redis I/O are the engine's.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -40,29 +40,22 @@ from llama_index.core.llms.llm import LLM, ToolSelection
 from llama_index.core.prompts import BasePromptTemplate, PromptTemplate
 from llama_index.core.types import Model, TokenAsyncGen, TokenGen
 from llama_index_instrumentation import get_dispatcher
-from pydantic import BaseModel, Field, PrivateAttr, SerializeAsAny
+from pydantic import Field, PrivateAttr, SerializeAsAny
 
 from semcache_core import CacheEngine, LookupResult
 from semcache_core.config import check_tenant_id
 from semcache_core.errors import ConfigurationError
-from semcache_core.request import CacheRequest
 
 from .building import build_engine, engine_settings
-from .events import SemanticCacheHitEvent, SemanticCacheMissEvent
-from .messages import (
-    Parts,
-    TemplateCall,
-    chat_parts,
-    completion_parts,
-    condensed_from,
-    current_template,
-    in_template,
-    jsonable,
-    last_user_text,
-    llm_identity,
-    match_template,
-    remember_condensed,
-    template_call,
+from .calls import CachedCalls
+from .calls import Codec as _Codec
+from .messages import in_template, remember_condensed
+from .requests import (
+    chat_request,
+    completion_request,
+    predict_call,
+    structured_request,
+    unparsed_copy,
 )
 from .serialization import (
     CHAT_CODEC,
@@ -76,11 +69,8 @@ from .serialization import (
     encode_structured,
     replay_chat,
     replay_completion,
-    response_text,
-    response_usage,
     without_usage,
 )
-from .tenancy import call_tenant
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -88,8 +78,6 @@ if TYPE_CHECKING:
 dispatcher = get_dispatcher(__name__)
 
 R = TypeVar("R")
-P = TypeVar("P", bound=BasePromptTemplate)
-_SCOPE_VERSION = 2
 
 #: Template variables that hold the user's question in LlamaIndex's own prompts: query
 #: engines and synthesizers (``query_str``), the condense chat engines (``question``),
@@ -118,22 +106,6 @@ _WRAPPER_OPTIONS: frozenset[str] = frozenset(
         "share_condensed_questions",
     }
 )
-
-
-def _unparsed_copy(prompt: P) -> P:
-    """A copy of ``prompt`` for a structured program to set its output parser on
-    (``LLMTextCompletionProgram`` writes it into the template it is given)."""
-    return prompt.model_copy()
-
-
-@dataclass(frozen=True)
-class _Codec(Generic[R]):
-    """How one kind of answer is stored, read back, and marked when served."""
-
-    name: str
-    encode: Callable[[R], bytes]
-    decode: Callable[[bytes, str], R]
-    serve: Callable[[R, LookupResult], R]
 
 
 def marker(result: LookupResult) -> dict[str, Any]:
@@ -183,11 +155,6 @@ def _structured_codec(output_cls: type[Model]) -> _Codec[Model]:
         return decode_structured(output_cls, payload, codec)
 
     return _Codec(STRUCTURED_CODEC, encode_structured, decode, _as_is)
-
-
-def _final(response: R) -> R:
-    """The last chunk of a stream as the answer to store (no delta)."""
-    return cast(R, cast(BaseModel, response).model_copy(update={"delta": None}))
 
 
 class SemanticCacheLLM(LLM):
@@ -345,334 +312,22 @@ class SemanticCacheLLM(LLM):
             return meta.model_copy(update={"is_function_calling_model": False})
         return meta
 
-    # -- requests -----------------------------------------------------------------------
-    def _request(
-        self,
-        kind: str,
-        parts: Parts,
-        extra: dict[str, Any],
-        template: TemplateCall | None,
-    ) -> CacheRequest | None:
-        scope = {
-            "adapter": "llamaindex",
-            "v": _SCOPE_VERSION,
-            "kind": kind,
-            "llm": llm_identity(self.llm),
-            "context": parts.context,
-            "template": None if template is None else template.scope,
-            **extra,
-        }
-        if not self.share_condensed_questions:
-            # A question condensed from a conversation is answered for that one only.
-            scope["conversation"] = condensed_from(parts.question)
-        return self._engine.request(
-            parts.prompt,
-            question=parts.question or "",
-            scope=scope,
-            tenant=call_tenant(self.tenant),
-            kind=kind,
-        )
-
-    def _safely(self, build: Callable[[], CacheRequest | None]) -> CacheRequest | None:
-        """Build a request; any fault is counted and the call bypasses the cache. An
-        invalid tenant is a configuration error and raises."""
-        call_tenant(self.tenant)
-        try:
-            return build()
-        except Exception as exc:
-            self._engine.report_error("request", exc, tenant=self.tenant)
-            return None
-
-    def _template_call(self, prompt: BasePromptTemplate, args: dict[str, Any]) -> TemplateCall:
-        return template_call(prompt, self, args, self.question_vars, self.conversation_vars)
-
-    def _rendered_call(self, text: str | None) -> TemplateCall | None:
-        """The templated call in progress, or the registered template ``text`` was
-        rendered from."""
-        current = current_template()
-        if current is not None or text is None or not self.templates:
-            return current
-        return match_template(text, self.templates, self.question_vars, self.conversation_vars)
-
-    def _chat_request(
-        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
-    ) -> CacheRequest | None:
-        def build() -> CacheRequest | None:
-            template = self._rendered_call(last_user_text(messages))
-            # Tool-calling steps are their own kind: ``exact_only_kinds=("tools",)``
-            # keeps an agent's steps out of the semantic layer.
-            kind = "tools" if kwargs.get("tools") else "chat"
-            return self._request(
-                kind, chat_parts(messages, template), {"kwargs": jsonable(kwargs)}, template
-            )
-
-        return self._safely(build)
-
-    def _completion_request(
-        self, prompt: str, formatted: bool, kwargs: dict[str, Any]
-    ) -> CacheRequest | None:
-        def build() -> CacheRequest | None:
-            template = self._rendered_call(prompt)
-            return self._request(
-                "completion",
-                completion_parts(prompt, template),
-                {"formatted": formatted, "kwargs": jsonable(kwargs)},
-                template,
-            )
-
-        return self._safely(build)
-
-    def _structured_request(
-        self,
-        output_cls: type[BaseModel],
-        prompt: BasePromptTemplate,
-        llm_kwargs: dict[str, Any] | None,
-        prompt_args: dict[str, Any],
-    ) -> CacheRequest | None:
-        def build() -> CacheRequest | None:
-            # Keyed on the caller's template as written, never on an output parser a
-            # structured program added to it: the output schema is scope of its own.
-            clean = _unparsed_copy(prompt)
-            clean.output_parser = None
-            template = template_call(
-                clean, self.llm, prompt_args, self.question_vars, self.conversation_vars
-            )
-            parser = prompt.output_parser
-            messages = clean.format_messages(llm=self.llm, **prompt_args)
-            return self._request(
-                "structured",
-                chat_parts(messages, template),
-                {
-                    "output_cls": jsonable(output_cls),
-                    "output_schema": output_cls.model_json_schema(),
-                    "output_parser": None if parser is None else jsonable(type(parser)),
-                    "llm_kwargs": jsonable(llm_kwargs or {}),
-                },
-                template,
-            )
-
-        return self._safely(build)
-
-    # -- engine calls, sync and async ---------------------------------------------------
-    def _emit(self, endpoint: str, request: CacheRequest, result: LookupResult) -> None:
-        try:
-            if result.hit:
-                dispatcher.event(
-                    SemanticCacheHitEvent(
-                        endpoint=endpoint,
-                        tenant=request.tenant,
-                        outcome=result.outcome.value,
-                        similarity=result.similarity,
-                        stale=result.stale,
-                        seconds=result.seconds,
-                        layer=result.layer,
-                        cached_question=result.question,
-                        cached_at=result.created_at,
-                    )
-                )
-            else:
-                dispatcher.event(
-                    SemanticCacheMissEvent(
-                        endpoint=endpoint,
-                        tenant=request.tenant,
-                        outcome=result.outcome.value,
-                        similarity=result.similarity,
-                        stale=result.stale,
-                        seconds=result.seconds,
-                    )
-                )
-        except Exception as exc:  # a failing event handler must not fail the call
-            self._engine.report_error("event", exc, tenant=request.tenant)
-
-    def _served(
-        self,
-        endpoint: str,
-        request: CacheRequest,
-        codec: _Codec[R],
-        result: LookupResult,
-    ) -> R | None:
-        self._emit(endpoint, request, result)
-        if not result.hit:
-            return None
-        try:
-            return codec.serve(result.value, result)
-        except Exception as exc:
-            self._engine.report_error("serve", exc, tenant=request.tenant)
-            return None
-
-    def _lookup(
-        self, endpoint: str, request: CacheRequest | None, codec: _Codec[R], stale: bool = False
-    ) -> R | None:
-        if request is None or (stale and not self.stale_if_error):
-            return None
-        result = self._engine.lookup(
-            request, decode=codec.decode, text_of=response_text, stale=stale
-        )
-        return self._served(endpoint, request, codec, result)
-
-    async def _alookup(
-        self, endpoint: str, request: CacheRequest | None, codec: _Codec[R], stale: bool = False
-    ) -> R | None:
-        if request is None or (stale and not self.stale_if_error):
-            return None
-        result = await self._engine.alookup(
-            request, decode=codec.decode, text_of=response_text, stale=stale
-        )
-        return self._served(endpoint, request, codec, result)
-
-    def _payload(self, request: CacheRequest, codec: _Codec[R], value: R) -> bytes | None:
-        try:
-            return codec.encode(value)
-        except Exception as exc:
-            self._engine.report_error("serialize", exc, tenant=request.tenant)
-            return None
-
-    def _save(self, request: CacheRequest | None, codec: _Codec[R], value: R) -> None:
-        if request is None:
-            return
-        payload = self._payload(request, codec, value)
-        if payload is not None:
-            self._engine.store(
-                request,
-                payload,
-                codec=codec.name,
-                text=response_text(value),
-                usage=response_usage(value, self._model_name()),
-            )
-
-    async def _asave(self, request: CacheRequest | None, codec: _Codec[R], value: R) -> None:
-        if request is None:
-            return
-        payload = self._payload(request, codec, value)
-        if payload is not None:
-            await self._engine.astore(
-                request,
-                payload,
-                codec=codec.name,
-                text=response_text(value),
-                usage=response_usage(value, self._model_name()),
-            )
-
-    def _model_name(self) -> str | None:
-        try:
-            name = self.llm.metadata.model_name
-        except Exception:
-            return None
-        return name if isinstance(name, str) and name else None
-
-    # -- the four shapes of a call ------------------------------------------------------
-    def _call(
-        self,
-        endpoint: str,
-        request: CacheRequest | None,
-        codec: _Codec[R],
-        call: Callable[[], R],
-    ) -> R:
-        hit = self._lookup(endpoint, request, codec)
-        if hit is not None:
-            return hit
-        try:
-            value = call()
-        except Exception:
-            stale = self._lookup(endpoint, request, codec, stale=True)
-            if stale is None:
-                raise  # the provider's own exception object, unchanged
-            return stale
-        self._save(request, codec, value)
-        return value
-
-    async def _acall(
-        self,
-        endpoint: str,
-        request: CacheRequest | None,
-        codec: _Codec[R],
-        call: Callable[[], Awaitable[R]],
-    ) -> R:
-        hit = await self._alookup(endpoint, request, codec)
-        if hit is not None:
-            return hit
-        try:
-            value = await call()
-        except Exception:
-            stale = await self._alookup(endpoint, request, codec, stale=True)
-            if stale is None:
-                raise
-            return stale
-        await self._asave(request, codec, value)
-        return value
-
-    def _stream(
-        self,
-        endpoint: str,
-        request: CacheRequest | None,
-        codec: _Codec[R],
-        start: Callable[[], Iterator[R]],
-        replay: Callable[[R], Iterator[R]],
-    ) -> Iterator[R]:
-        """Replay a hit as a stream; on a miss pass the LLM's stream through and store
-        its final response once the stream has completed."""
-        hit = self._lookup(endpoint, request, codec)
-        if hit is not None:
-            yield from replay(hit)
-            return
-        last: R | None = None
-        try:
-            for chunk in start():
-                last = chunk
-                yield chunk
-        except Exception:
-            # Stale-if-error only before the first chunk: a stream cannot switch sources.
-            stale: R | None = None
-            if last is None:
-                stale = self._lookup(endpoint, request, codec, True)
-            if stale is None:
-                raise
-            yield from replay(stale)
-            return
-        if last is not None:
-            self._save(request, codec, _final(last))
-
-    async def _astream(
-        self,
-        endpoint: str,
-        request: CacheRequest | None,
-        codec: _Codec[R],
-        start: Callable[[], Awaitable[AsyncIterator[R]]],
-        replay: Callable[[R], Iterator[R]],
-    ) -> AsyncIterator[R]:
-        """The async twin of `_stream`."""
-        hit = await self._alookup(endpoint, request, codec)
-        if hit is not None:
-            for chunk in replay(hit):
-                yield chunk
-            return
-        last: R | None = None
-        try:
-            async for chunk in await start():
-                last = chunk
-                yield chunk
-        except Exception:
-            stale: R | None = None
-            if last is None:
-                stale = await self._alookup(endpoint, request, codec, True)
-            if stale is None:
-                raise
-            for chunk in replay(stale):
-                yield chunk
-            return
-        if last is not None:
-            await self._asave(request, codec, _final(last))
+    def _cached(self) -> CachedCalls:
+        """The cache side of a call, with the wrapper's settings at the time of the call."""
+        return CachedCalls(self._engine, self.llm, self.stale_if_error, dispatcher)
 
     # -- LLM endpoints ------------------------------------------------------------------
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Chat, served from the cache when possible."""
-        request = self._chat_request(messages, kwargs)
-        return self._call("chat", request, _CHAT, lambda: self.llm.chat(messages, **kwargs))
+        request = chat_request(self, messages, kwargs)
+        return self._cached().call(
+            "chat", request, _CHAT, lambda: self.llm.chat(messages, **kwargs)
+        )
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Complete, served from the cache when possible."""
-        request = self._completion_request(prompt, formatted, kwargs)
-        return self._call(
+        request = completion_request(self, prompt, formatted, kwargs)
+        return self._cached().call(
             "complete",
             request,
             _COMPLETION,
@@ -681,10 +336,10 @@ class SemanticCacheLLM(LLM):
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Stream chat: a hit is replayed as a stream; a miss is recorded."""
-        request = self._chat_request(messages, kwargs)  # now, in the caller's context
+        request = chat_request(self, messages, kwargs)  # now, in the caller's context
         return cast(
             ChatResponseGen,
-            self._stream(
+            self._cached().stream(
                 "stream_chat",
                 request,
                 _CHAT,
@@ -697,10 +352,10 @@ class SemanticCacheLLM(LLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         """Stream complete: a hit is replayed as a stream; a miss is recorded."""
-        request = self._completion_request(prompt, formatted, kwargs)
+        request = completion_request(self, prompt, formatted, kwargs)
         return cast(
             CompletionResponseGen,
-            self._stream(
+            self._cached().stream(
                 "stream_complete",
                 request,
                 _COMPLETION,
@@ -711,8 +366,8 @@ class SemanticCacheLLM(LLM):
 
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async chat (redis.asyncio, the embedder's async method)."""
-        request = self._chat_request(messages, kwargs)
-        return await self._acall(
+        request = chat_request(self, messages, kwargs)
+        return await self._cached().acall(
             "achat", request, _CHAT, lambda: self.llm.achat(messages, **kwargs)
         )
 
@@ -720,8 +375,8 @@ class SemanticCacheLLM(LLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
         """Async complete."""
-        request = self._completion_request(prompt, formatted, kwargs)
-        return await self._acall(
+        request = completion_request(self, prompt, formatted, kwargs)
+        return await self._cached().acall(
             "acomplete",
             request,
             _COMPLETION,
@@ -732,10 +387,10 @@ class SemanticCacheLLM(LLM):
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         """Async stream chat: a hit is replayed as a stream; a miss is recorded."""
-        request = self._chat_request(messages, kwargs)
+        request = chat_request(self, messages, kwargs)
         return cast(
             ChatResponseAsyncGen,
-            self._astream(
+            self._cached().astream(
                 "astream_chat",
                 request,
                 _CHAT,
@@ -748,10 +403,10 @@ class SemanticCacheLLM(LLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         """Async stream complete: a hit is replayed as a stream; a miss is recorded."""
-        request = self._completion_request(prompt, formatted, kwargs)
+        request = completion_request(self, prompt, formatted, kwargs)
         return cast(
             CompletionResponseAsyncGen,
-            self._astream(
+            self._cached().astream(
                 "astream_complete",
                 request,
                 _COMPLETION,
@@ -765,7 +420,7 @@ class SemanticCacheLLM(LLM):
         """``LLM.predict``: the question variable (``question_vars``) is embedded, the
         template and every other variable are scope; without a question variable the
         call is exact-only."""
-        call = self._template_call(prompt, prompt_args)
+        call = predict_call(self, prompt, prompt_args)
         with in_template(call):
             output = super().predict(prompt, **prompt_args)
         remember_condensed(call, output)
@@ -773,12 +428,12 @@ class SemanticCacheLLM(LLM):
 
     def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenGen:
         """``LLM.stream``, split like `predict`."""
-        with in_template(self._template_call(prompt, prompt_args)):
+        with in_template(predict_call(self, prompt, prompt_args)):
             return super().stream(prompt, **prompt_args)
 
     async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
         """``LLM.apredict``, split like `predict`."""
-        call = self._template_call(prompt, prompt_args)
+        call = predict_call(self, prompt, prompt_args)
         with in_template(call):
             output = await super().apredict(prompt, **prompt_args)
         remember_condensed(call, output)
@@ -786,7 +441,7 @@ class SemanticCacheLLM(LLM):
 
     async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
         """``LLM.astream``, split like `predict`."""
-        with in_template(self._template_call(prompt, prompt_args)):
+        with in_template(predict_call(self, prompt, prompt_args)):
             return await super().astream(prompt, **prompt_args)
 
     # -- structured output ----------------------------------------------------------------
@@ -805,13 +460,13 @@ class SemanticCacheLLM(LLM):
         own class, re-validated (an entry that no longer validates is deleted and
         missed): ``semcache_core.last_lookup()`` tells whether it was served.
         """
-        request = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
-        return self._call(
+        request = structured_request(self, output_cls, prompt, llm_kwargs, prompt_args)
+        return self._cached().call(
             "structured_predict",
             request,
             _structured_codec(output_cls),
             lambda: self.llm.structured_predict(
-                output_cls, _unparsed_copy(prompt), llm_kwargs=llm_kwargs, **prompt_args
+                output_cls, unparsed_copy(prompt), llm_kwargs=llm_kwargs, **prompt_args
             ),
         )
 
@@ -823,13 +478,13 @@ class SemanticCacheLLM(LLM):
         **prompt_args: Any,
     ) -> Model:
         """The async twin of `structured_predict`."""
-        request = self._structured_request(output_cls, prompt, llm_kwargs, prompt_args)
-        return await self._acall(
+        request = structured_request(self, output_cls, prompt, llm_kwargs, prompt_args)
+        return await self._cached().acall(
             "astructured_predict",
             request,
             _structured_codec(output_cls),
             lambda: self.llm.astructured_predict(
-                output_cls, _unparsed_copy(prompt), llm_kwargs=llm_kwargs, **prompt_args
+                output_cls, unparsed_copy(prompt), llm_kwargs=llm_kwargs, **prompt_args
             ),
         )
 

@@ -7,7 +7,9 @@ scope that must match exactly is the wrapped engine's class, a user-given
 ``Response`` with the cached text, the source nodes rebuilt as ``TextNode`` +
 ``NodeWithScore`` (id, text, score, metadata, source document) and
 ``metadata["semcache"]`` describing the hit. `SemanticCacheRetriever` does the same for
-``retrieve()`` results. Payloads are JSON: nothing is unpickled or imported on read.
+``retrieve()`` results. Payloads are JSON: nothing is unpickled or imported on read. A
+payload that does not read as ours raises `SerializationError` (corrupt: deleted); a
+failure building LlamaIndex's objects from one that does is not the entry's (kept).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def _optional_int(value: Any, what: str) -> int | None:
     return value
 
 
-def _node_from(data: Any) -> NodeWithScore:
+def _node_fields(data: Any) -> dict[str, Any]:
+    """A stored source node's fields, checked, as plain data (for `_node_from`)."""
     if not isinstance(data, dict):
         raise ValueError("a source node must be an object")
     node_id, text, score = data["id"], data["text"], data.get("score")
@@ -98,25 +101,47 @@ def _node_from(data: Any) -> NodeWithScore:
         raise ValueError("score must be a number")
     if not isinstance(metadata, dict):
         raise ValueError("metadata must be an object")
-    node = TextNode(
-        id_=node_id,
-        text=text,
-        metadata=metadata,
-        excluded_embed_metadata_keys=_strings(
+    source_id = data.get("source_id")
+    if source_id is not None and not isinstance(source_id, str):
+        raise ValueError("source_id must be a string")
+    return {
+        "id": node_id,
+        "text": text,
+        "score": None if score is None else float(score),
+        "metadata": metadata,
+        "excluded_embed_metadata_keys": _strings(
             data.get("excluded_embed_metadata_keys", []), "excluded keys"
         ),
-        excluded_llm_metadata_keys=_strings(
+        "excluded_llm_metadata_keys": _strings(
             data.get("excluded_llm_metadata_keys", []), "excluded keys"
         ),
-        start_char_idx=_optional_int(data.get("start_char_idx"), "start_char_idx"),
-        end_char_idx=_optional_int(data.get("end_char_idx"), "end_char_idx"),
+        "start_char_idx": _optional_int(data.get("start_char_idx"), "start_char_idx"),
+        "end_char_idx": _optional_int(data.get("end_char_idx"), "end_char_idx"),
+        "source_id": source_id,
+    }
+
+
+def _node_from(fields: dict[str, Any]) -> NodeWithScore:
+    """A ``NodeWithScore`` from `_node_fields` output (LlamaIndex's construction)."""
+    node = TextNode(
+        id_=fields["id"],
+        text=fields["text"],
+        metadata=fields["metadata"],
+        excluded_embed_metadata_keys=fields["excluded_embed_metadata_keys"],
+        excluded_llm_metadata_keys=fields["excluded_llm_metadata_keys"],
+        start_char_idx=fields["start_char_idx"],
+        end_char_idx=fields["end_char_idx"],
     )
-    source_id = data.get("source_id")
-    if source_id is not None:
-        if not isinstance(source_id, str):
-            raise ValueError("source_id must be a string")
-        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=source_id)
-    return NodeWithScore(node=node, score=None if score is None else float(score))
+    if fields["source_id"] is not None:
+        node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=fields["source_id"])
+    return NodeWithScore(node=node, score=fields["score"])
+
+
+# Decoding reads the payload into plain data first: any failure there is a
+# `SerializationError` (the entry is corrupt; the engine deletes it). Building LlamaIndex's
+# objects from that data comes after, outside it: a failure there is LlamaIndex's, not the
+# entry's, and the engine keeps the entry.
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
 
 
 def _dumps(document: dict[str, Any]) -> bytes:
@@ -144,12 +169,8 @@ def encode_response(response: Response) -> bytes:
     )
 
 
-def decode_response(payload: bytes, codec: str) -> Response:
-    """Rebuild a ``Response`` from `encode_response` output.
-
-    Raises:
-        SerializationError: the payload is not one we wrote (the engine then deletes it).
-    """
+def _read_response(payload: bytes, codec: str) -> tuple[str | None, Any, list[dict[str, Any]]]:
+    """``(text, metadata, source node fields)`` as plain data."""
     if codec != RESPONSE_CODEC:
         raise SerializationError(f"unknown codec {codec!r}")
     try:
@@ -164,11 +185,24 @@ def decode_response(payload: bytes, codec: str) -> Response:
         nodes = doc.get("source_nodes")
         if not isinstance(nodes, list):
             raise ValueError("source_nodes must be a list")
-        return Response(
-            response=text, source_nodes=[_node_from(n) for n in nodes], metadata=metadata
-        )
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return text, metadata, [_node_fields(n) for n in nodes]
+    except _UNREADABLE as exc:
         raise SerializationError(f"cached response is unreadable: {exc}") from exc
+
+
+def decode_response(payload: bytes, codec: str) -> Response:
+    """Rebuild a ``Response`` from `encode_response` output.
+
+    Raises:
+        SerializationError: the payload is not one we wrote (unknown codec, not JSON,
+            another version, the wrong structure): the engine deletes the entry.
+
+    Any other exception comes from LlamaIndex building ``Response``, ``TextNode`` or
+    ``NodeWithScore`` from data that reads fine: the engine keeps the entry and ends the
+    lookup as an error.
+    """
+    text, metadata, nodes = _read_response(payload, codec)
+    return Response(response=text, source_nodes=[_node_from(n) for n in nodes], metadata=metadata)
 
 
 def encode_nodes(nodes: Sequence[NodeWithScore]) -> bytes:
@@ -176,21 +210,29 @@ def encode_nodes(nodes: Sequence[NodeWithScore]) -> bytes:
     return _dumps({"v": 1, "nodes": [_node_data(n) for n in nodes]})
 
 
-def decode_nodes(payload: bytes, codec: str) -> list[NodeWithScore]:
-    """Rebuild retrieved nodes from `encode_nodes` output.
-
-    Raises:
-        SerializationError: the payload is not one we wrote.
-    """
+def _read_nodes(payload: bytes, codec: str) -> list[dict[str, Any]]:
     if codec != NODES_CODEC:
         raise SerializationError(f"unknown codec {codec!r}")
     try:
         doc = json.loads(payload.decode("utf-8", "surrogatepass"))
         if not isinstance(doc, dict) or doc.get("v") != 1 or not isinstance(doc["nodes"], list):
             raise ValueError("unknown payload version")
-        return [_node_from(n) for n in doc["nodes"]]
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        return [_node_fields(n) for n in doc["nodes"]]
+    except _UNREADABLE as exc:
         raise SerializationError(f"cached nodes are unreadable: {exc}") from exc
+
+
+def decode_nodes(payload: bytes, codec: str) -> list[NodeWithScore]:
+    """Rebuild retrieved nodes from `encode_nodes` output.
+
+    Raises:
+        SerializationError: the payload is not one we wrote (see `decode_response`):
+            the engine deletes the entry.
+
+    Any other exception comes from LlamaIndex building the nodes: the engine keeps the
+    entry and ends the lookup as an error.
+    """
+    return [_node_from(n) for n in _read_nodes(payload, codec)]
 
 
 def _response_text(value: Response) -> str:

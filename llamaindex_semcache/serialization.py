@@ -3,7 +3,9 @@
 Decoding builds nothing but ``ChatResponse``, ``CompletionResponse``, ``ChatMessage``
 (whose content blocks pydantic validates by their ``block_type``), plain JSON values and
 `CachedRecord` from JSON: no pickle, no import of a class named in the payload, so a
-hostile entry in Redis cannot run code.
+hostile entry in Redis cannot run code. Only a payload that does not read as the data we
+wrote raises `SerializationError` (the entry is corrupt and deleted); LlamaIndex failing
+to build its objects from data that reads fine raises what it raises (the entry is kept).
 
 Provider objects in ``additional_kwargs`` (an OpenAI ``ChatCompletionMessageToolCall``,
 say) are stored as their JSON dump and come back as `CachedRecord`: a dict that also
@@ -183,7 +185,16 @@ def encode_structured(output: BaseModel) -> bytes:
         raise SerializationError(f"structured output is not JSON-serializable: {exc}") from exc
 
 
+# Decoding reads the payload into plain data first: any failure there is a
+# `SerializationError` (the entry is corrupt; the engine deletes it). Building LlamaIndex's
+# objects from that data comes after, outside it: a failure there is LlamaIndex's (its
+# classes changed, say), not the entry's, and the engine keeps the entry.
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+
+
 def _load(payload: bytes, codec: str, expected: str) -> dict[str, Any]:
+    """The payload's JSON document, its version and ``additional_kwargs`` checked, the
+    latter decoded."""
     if codec != expected:
         raise SerializationError(f"unknown codec {codec!r}")
     doc = json.loads(payload.decode("utf-8", "surrogatepass"))
@@ -191,77 +202,116 @@ def _load(payload: bytes, codec: str, expected: str) -> dict[str, Any]:
         raise ValueError("unknown payload version")
     if not isinstance(doc.get("additional_kwargs"), dict):
         raise ValueError("additional_kwargs must be an object")
+    doc["additional_kwargs"] = _undata(doc["additional_kwargs"])
+    logprobs = doc.get("logprobs")
+    if logprobs is not None and not (
+        isinstance(logprobs, list)
+        and all(isinstance(row, list) for row in logprobs)
+        and all(isinstance(p, dict) for row in logprobs for p in row)
+    ):
+        raise ValueError("logprobs must be lists of objects")
     return doc
 
 
-def _load_logprobs(value: Any) -> list[list[LogProb]] | None:
+def _logprobs_from(value: list[list[dict[str, Any]]] | None) -> list[list[LogProb]] | None:
     if value is None:
         return None
     return [[LogProb.model_validate(p) for p in row] for row in value]
+
+
+def _read_chat(payload: bytes, codec: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(message fields, response document)`` as plain data."""
+    try:
+        doc = _load(payload, codec, CHAT_CODEC)
+        data = doc.get("message")
+        if not isinstance(data, dict) or not isinstance(data.get("additional_kwargs"), dict):
+            raise ValueError("message must be an object")
+        role, blocks = data.get("role"), data.get("blocks")
+        if not isinstance(role, str):
+            raise ValueError("role must be a string")
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            raise ValueError("blocks must be a list of objects")
+        message = {
+            "role": role,
+            "blocks": blocks,
+            "additional_kwargs": _undata(data["additional_kwargs"]),
+        }
+        return message, doc
+    except SerializationError:
+        raise
+    except _UNREADABLE as exc:
+        raise SerializationError(f"cached chat response is unreadable: {exc}") from exc
 
 
 def decode_chat(payload: bytes, codec: str) -> ChatResponse:
     """Rebuild a chat response from `encode_chat` output.
 
     Raises:
-        SerializationError: the payload is not one we wrote (the engine then deletes it).
+        SerializationError: the payload is not one we wrote (unknown codec, not JSON,
+            another version, the wrong structure): the engine deletes the entry.
+
+    Any other exception comes from LlamaIndex building ``ChatMessage`` (its blocks),
+    ``LogProb`` or ``ChatResponse`` from data that reads fine: the engine keeps the
+    entry and ends the lookup as an error.
     """
+    message, doc = _read_chat(payload, codec)
+    return ChatResponse(
+        message=ChatMessage.model_validate(message),
+        additional_kwargs=doc["additional_kwargs"],
+        logprobs=_logprobs_from(doc.get("logprobs")),
+    )
+
+
+def _read_completion(payload: bytes, codec: str) -> dict[str, Any]:
     try:
-        doc = _load(payload, codec, CHAT_CODEC)
-        data = doc["message"]
-        if not isinstance(data, dict) or not isinstance(data.get("additional_kwargs"), dict):
-            raise ValueError("message must be an object")
-        message = ChatMessage.model_validate(
-            {
-                "role": data["role"],
-                "blocks": data["blocks"],
-                "additional_kwargs": _undata(data["additional_kwargs"]),
-            }
-        )
-        return ChatResponse(
-            message=message,
-            additional_kwargs=_undata(doc["additional_kwargs"]),
-            logprobs=_load_logprobs(doc.get("logprobs")),
-        )
+        doc = _load(payload, codec, COMPLETION_CODEC)
+        if not isinstance(doc.get("text"), str):
+            raise ValueError("text must be a string")
+        return doc
     except SerializationError:
         raise
-    except Exception as exc:
-        raise SerializationError(f"cached chat response is unreadable: {exc}") from exc
+    except _UNREADABLE as exc:
+        raise SerializationError(f"cached completion response is unreadable: {exc}") from exc
 
 
 def decode_completion(payload: bytes, codec: str) -> CompletionResponse:
     """Rebuild a completion response from `encode_completion` output.
 
     Raises:
-        SerializationError: the payload is not one we wrote (the engine then deletes it).
+        SerializationError: the payload is not one we wrote (see `decode_chat`): the
+            engine deletes the entry.
+
+    Any other exception comes from LlamaIndex building ``LogProb`` or
+    ``CompletionResponse``: the engine keeps the entry and ends the lookup as an error.
     """
-    try:
-        doc = _load(payload, codec, COMPLETION_CODEC)
-        if not isinstance(doc.get("text"), str):
-            raise ValueError("text must be a string")
-        return CompletionResponse(
-            text=doc["text"],
-            additional_kwargs=_undata(doc["additional_kwargs"]),
-            logprobs=_load_logprobs(doc.get("logprobs")),
-        )
-    except SerializationError:
-        raise
-    except Exception as exc:
-        raise SerializationError(f"cached completion response is unreadable: {exc}") from exc
+    doc = _read_completion(payload, codec)
+    return CompletionResponse(
+        text=doc["text"],
+        additional_kwargs=doc["additional_kwargs"],
+        logprobs=_logprobs_from(doc.get("logprobs")),
+    )
 
 
 def decode_structured(output_cls: type[M], payload: bytes, codec: str) -> M:
     """Re-validate a cached structured result into ``output_cls``.
 
     Raises:
-        SerializationError: wrong codec, or the JSON no longer validates.
+        SerializationError: wrong codec, or the payload is not JSON: the engine deletes
+            the entry.
+
+    Any other exception is ``output_cls`` refusing the JSON (a ``ValidationError``:
+    the class's validators changed, say; a changed schema is another cache scope): the
+    engine keeps the entry and ends the lookup as an error.
     """
     if codec != STRUCTURED_CODEC:
         raise SerializationError(f"unknown codec {codec!r}")
     try:
-        return output_cls.model_validate_json(payload)
-    except Exception as exc:
-        raise SerializationError(f"cached {output_cls.__name__} does not validate: {exc}") from exc
+        json.loads(payload.decode("utf-8", "surrogatepass"))
+    except _UNREADABLE as exc:
+        raise SerializationError(f"cached {output_cls.__name__} is not JSON: {exc}") from exc
+    # Validated from the JSON text, as it was written (JSON mode, not Python mode: the
+    # two differ for strict models and some field types).
+    return output_cls.model_validate_json(payload)
 
 
 def _tool_calls(message: ChatMessage) -> list[Any]:

@@ -1,11 +1,12 @@
 """semcache_core: tenant-isolated exact and semantic LLM caching on Redis.
 
 The engine imports no LLM framework; `langchain_semcache` and `llamaindex_semcache` are
-thin adapters over it.
+thin adapters over it, and `semcache_demo` (the ``semcache demo`` command) is built on them.
 """
 
 from .calibration import Calibration, CurvePoint, Verdict
 from .config import CacheConfig
+from .core.rules import Outcome
 from .embedded import EmbeddedRedis, start_embedded_redis
 from .embedding import CachedEmbedder, CallableEmbedder, Embedder, as_embedder, minilm
 from .embedding_store import DEFAULT_EMBEDDING_TTL, EmbeddingStore
@@ -20,7 +21,6 @@ from .errors import (
     SerializationError,
 )
 from .judges import CallableJudge, EmbeddingJudge, Judge, TextEqualityJudge, as_judge
-from .policy import Outcome
 from .pricing import Price, PriceTable, Usage
 from .prometheus import PrometheusMetrics, start_metrics_server
 from .request import CacheRequest

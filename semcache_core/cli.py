@@ -1,24 +1,27 @@
-"""The ``semcache`` command line: ``redis``, ``demo``, ``stats``, ``invalidate``,
-``export``, ``import``, ``metrics``, ``policy show|set|reset``, ``calibrate``.
+"""The ``semcache`` command line: ``redis``, ``stats``, ``invalidate``, ``export``,
+``import``, ``metrics``, ``policy show|set|reset``, ``calibrate``, and the commands
+installed packages add through the ``semcache.commands`` entry points (`cli_base`), such
+as ``semcache demo`` from `semcache_demo`.
 
 Errors a user can fix (any `SemcacheError`) print as one red line and exit with code 1;
 ``semcache calibrate`` exits with 2 when it has no recommendation (as do usage errors);
-Ctrl-C exits with 130. LangChain is imported only when ``semcache demo`` runs.
+Ctrl-C exits with 130. This module imports no LLM framework and no plugin by name.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperCommand, TyperGroup
 
-from .errors import BackendUnavailableError, ConfigurationError, SemcacheError
+from .cli_base import COMMANDS_GROUP
+from .cli_base import Command as _Command
+from .cli_base import Group as _Group
+from .cli_base import guarded as _guarded
+from .errors import BackendUnavailableError, ConfigurationError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -29,45 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["app"]
 
 
-def _reflow(text: str | None) -> str | None:
-    """Join the lines of each paragraph: Rich help keeps a docstring's line breaks."""
-    if not text:
-        return text
-    head, sep, tail = text.partition("\f")
-    paragraphs = inspect.cleandoc(head).split("\n\n")
-    return "\n\n".join(" ".join(p.split()) for p in paragraphs) + sep + tail
-
-
-def _untyped_flags(params: list[Any]) -> list[Any]:
-    """Flags take no value: show no ``<bool>`` type for them in the help."""
-    for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-    return params
-
-
-class _Command(TyperCommand):
-    """Help with reflowed paragraphs and no value type on flags (``--help``, ``--yes``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.help = _reflow(self.help)
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _untyped_flags(super().get_params(ctx))
-
-
-class _Group(TyperGroup):
-    """`_Command`'s help fixes for groups (``semcache --help``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.help = _reflow(self.help)
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _untyped_flags(super().get_params(ctx))
-
-
 app = typer.Typer(
     name="semcache",
     cls=_Group,
@@ -76,31 +40,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-T = TypeVar("T")
-
-_EXIT_ERROR = 1
-_EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
-
-
-def _guarded(action: Callable[[], T]) -> T:
-    """Run ``action``: a `SemcacheError` becomes one red line and exit 1, Ctrl-C exit 130."""
-    import redis as redis_py
-
-    try:
-        return action()
-    except (SemcacheError, redis_py.RedisError) as exc:
-        from .engine import _translate  # a path that did not translate its error
-
-        error = _translate(exc)
-        message = " ".join(str(error).split()) or type(error).__name__
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]Error:[/] [red]{escape(message)}[/]"
-        )
-        raise typer.Exit(_EXIT_ERROR) from None
-    except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]Interrupted.[/]")
-        raise typer.Exit(_EXIT_INTERRUPTED) from None
 
 
 @app.command(cls=_Command)
@@ -132,64 +71,26 @@ def redis(
         raise typer.Exit(code)
 
 
-@app.command(cls=_Command)
-def demo(
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            "--redis-url",
-            envvar="SEMCACHE_REDIS_URL",
-            help="Redis with the search module. Default: start (or reuse) the embedded Redis.",
-            show_default=False,
-        ),
-    ] = None,
-    threshold: Annotated[
-        float,
-        typer.Option(help="Cosine similarity in [0, 1] a semantic hit needs."),
-    ] = 0.85,
-    latency: Annotated[
-        float,
-        typer.Option(help="Seconds the small model takes per call; the large one takes twice."),
-    ] = 0.35,
-    seed: Annotated[int, typer.Option(help="Order of the replayed questions.")] = 0,
-    concurrency: Annotated[
-        int,
-        typer.Option(help="Requests in flight per (tenant, model) stream; 1 = strictly in order."),
-    ] = 4,
-    intents: Annotated[
-        int | None,
-        typer.Option(
-            help="Replay only the first N of the 40 support intents.", show_default=False
-        ),
-    ] = None,
-    namespace: Annotated[
-        str, typer.Option(help="Cache namespace to use; it is cleared first.")
-    ] = "demo",
-) -> None:
-    """Replay a customer-support workload through LangChain with the cache and show the savings.
-
-    Two tenants ask two fake chat models every question twice; the tables show exact and
-    semantic hits, wrong answers served, latency and the tokens and money saved.
+def _add_installed_commands(target: typer.Typer) -> None:
+    """Add the commands of installed packages: each entry point of the ``semcache.commands``
+    group names a ``register(app)`` that adds its commands (`cli_base`). One that fails to
+    load is skipped with one line on stderr; the commands here keep working.
     """
+    from importlib.metadata import entry_points
 
-    def run() -> None:
+    for entry in entry_points(group=COMMANDS_GROUP):
         try:
-            from langchain_semcache.demo import run_demo
-        except ImportError as exc:  # the langchain extra is missing
-            raise ConfigurationError(f"semcache demo: {exc}") from exc
+            entry.load()(target)
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            Console(stderr=True, soft_wrap=True).print(
+                f"[yellow]semcache: skipped the commands of {escape(entry.value)} "
+                f"({escape(reason)}).[/]"
+            )
 
-        run_demo(
-            redis_url,
-            threshold=threshold,
-            latency=latency,
-            seed=seed,
-            intents=intents,
-            concurrency=concurrency,
-            namespace=namespace,
-            console=Console(),
-        )
 
-    _guarded(run)
+# Here, so that they are listed after `redis` and before the operations (`semcache demo`).
+_add_installed_commands(app)
 
 
 # -- tenant policies and calibration ---------------------------------------------------------
@@ -617,7 +518,13 @@ def import_cmd(
     def run() -> None:
         if not path.is_file():
             raise ConfigurationError(f"{path} is not a file")
-        lines = path.read_text(encoding="utf-8").splitlines()
+        try:
+            lines = path.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ConfigurationError(
+                f"{path}: line {line} is not UTF-8, so not a `semcache export` file"
+            ) from None
         dims = _export_dims(lines)
         engine = _admin_engine(_resolve_url(redis_url), namespace, dims=dims)
         try:
@@ -639,7 +546,10 @@ def _export_dims(lines: list[str]) -> int | None:
     for line in lines:
         if not line.strip():
             continue
-        vector = json.loads(line).get("fields", {}).get("vector")
+        try:
+            vector = json.loads(line).get("fields", {}).get("vector")
+        except (ValueError, AttributeError):
+            return None  # import_entries says which line is wrong
         if isinstance(vector, dict) and "b64" in vector:
             return len(base64.b64decode(vector["b64"])) // 4
     return None

@@ -12,9 +12,9 @@ Two levels, the same API:
 * in process (`SingleFlight`): a registry of flights that thread waiters (an event) and
   asyncio waiters (a future on their own loop, resolved thread-safely) can both join;
   no I/O.
-* across processes (`Coalescer` given a Redis client): the process's local leader also
-  takes ``SET <prefix>:__lock__:<ns>:<rest> <token> NX PX <lease>``. Only the lock
-  holder leads; the other processes' local leaders wait by **polling the lock key**
+* across processes (`semcache_core._async.coalescing`, given a store): the process's
+  local leader also takes ``SET <prefix>:__lock__:<ns>:<rest> <token> NX PX <lease>``.
+  Only the lock holder leads; the other processes' local leaders wait by **polling the lock key**
   every ``poll_interval`` (GET, one small command; no subscriber connection per
   waiter) and re-read when it is gone, i.e. when the leader stored (`finish` deletes
   it), abandoned, or its lease expired.
@@ -39,29 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-import redis.asyncio as aredis
-
-# Take over only the lock we waited on, never another process's newer lease.
-_TAKEOVER_LUA = """
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] or cur == false then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
-"""
 _SWEEP_EVERY = 256  # begins between sweeps of lapsed flights
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 class Role(str, enum.Enum):
-    """What `Coalescer.begin` made the caller."""
+    """What `begin` made the caller."""
 
     LEADER = "leader"
     """Call the LLM and store (which calls `finish`)."""
@@ -116,19 +98,6 @@ class Ticket:
     @property
     def leader(self) -> bool:
         return self.role is Role.LEADER
-
-
-def lock_key(entry_key: str, key_prefix: str, namespace: str) -> str:
-    """``<prefix>:<ns>:<rest>`` -> ``<prefix>:__lock__:<ns>:<rest>``: outside the index
-    prefix and outside ``SCAN <prefix>:<ns>:*``.
-
-    Raises:
-        ValueError: ``entry_key`` is not under ``<prefix>:<ns>:``.
-    """
-    head = f"{key_prefix}:{namespace}:"
-    if not entry_key.startswith(head):
-        raise ValueError(f"{entry_key!r} is not an entry key of {head!r}")
-    return f"{key_prefix}:__lock__:{namespace}:{entry_key[len(head) :]}"
 
 
 class SingleFlight:
@@ -305,270 +274,6 @@ class SingleFlight:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-class Coalescer:
-    """Single-flight per entry key in this process and, given a Redis client, across
-    processes (a ``SET NX PX`` lock, waited on by polling).
-
-    Every method takes the Redis client to use (``None``: this process only), so the
-    engine passes its sync client to the sync methods and the running loop's
-    ``redis.asyncio`` client to the async ones. Redis faults never raise out of here:
-    a failed lock degrades to in-process coalescing (fail-open).
-
-    Args:
-        key_prefix: the engine's ``key_prefix``.
-        namespace: the engine's namespace.
-        wait_timeout: seconds a waiter waits at most before calling the LLM itself.
-        lease: seconds a leadership (local flight and Redis lock) lasts without a store.
-        poll_interval: seconds between polls of another process's lock.
-        timer: monotonic clock.
-
-    Example:
-        >>> co = Coalescer("semcache", "default", wait_timeout=2.0)
-        >>> t = co.begin(key, client)             # on a lookup miss
-        >>> if not t.leader:
-        ...     co.join(t, client)                # then look up again
-        >>> co.finish(key, client)                # in store, after the write
-    """
-
-    def __init__(
-        self,
-        key_prefix: str,
-        namespace: str,
-        *,
-        wait_timeout: float = 2.0,
-        lease: float = 30.0,
-        poll_interval: float = 0.02,
-        timer: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if poll_interval <= 0:
-            raise ValueError("poll_interval must be > 0")
-        self.key_prefix = key_prefix
-        self.namespace = namespace
-        self.poll_interval = poll_interval
-        self.local = SingleFlight(wait_timeout=wait_timeout, lease=lease, timer=timer)
-        self._timer = timer
-        self.errors = 0
-
-    @property
-    def wait_timeout(self) -> float:
-        return self.local.wait_timeout
-
-    @property
-    def lease_ms(self) -> int:
-        return max(1, int(self.local.lease * 1000))
-
-    def lock_key(self, key: str) -> str:
-        return lock_key(key, self.key_prefix, self.namespace)
-
-    # -- sync ---------------------------------------------------------------------------
-    def begin(self, key: str, client: redis.Redis | None = None) -> Ticket:
-        """Called on a lookup miss: lead the key or wait for its leader.
-
-        Returns:
-            A `Role.LEADER` ticket (call the LLM; re-read once first, dogpile style) or a
-            `Role.WAITER` ticket (call `join`, then look up again).
-        """
-        ticket = self.local.begin(key)
-        if not ticket.leader or client is None:
-            return ticket
-        try:
-            got = client.set(self.lock_key(key), ticket.token, nx=True, px=self.lease_ms)
-            holder = None if got else client.get(self.lock_key(key))
-        except (redis.RedisError, OSError):
-            self.errors += 1
-            return ticket
-        return self._after_lock(ticket, bool(got), holder)
-
-    def join(self, ticket: Ticket, client: redis.Redis | None = None) -> Joined:
-        """Wait (bounded) for the ticket's leader; then look the request up again."""
-        if ticket.leader and not ticket.remote:
-            return Joined.FINISHED
-        if not ticket.remote:
-            return self.local.join(ticket)
-        return self._settle(ticket, self._poll(ticket, client), client)
-
-    def finish(self, key: str, client: redis.Redis | None = None) -> None:
-        """Called after the store of ``key`` (written or skipped): release its flight
-        here and its lock in Redis (whoever holds it: the entry now exists)."""
-        self.local.finish(key)
-        if client is not None:
-            try:
-                client.delete(self.lock_key(key))
-            except (redis.RedisError, OSError):
-                self.errors += 1
-
-    def abandon(self, ticket: Ticket, client: redis.Redis | None = None) -> None:
-        """A leader will not store (its LLM call failed): release what it holds."""
-        self.local.abandon(ticket)
-        if client is not None and ticket.leader and not ticket.remote:
-            try:
-                client.eval(_RELEASE_LUA, 1, self.lock_key(ticket.key), ticket.token)
-            except (redis.RedisError, OSError):
-                self.errors += 1
-
-    def _poll(self, ticket: Ticket, client: redis.Redis | None) -> bool:
-        """True when the remote lock we wait on is gone before our bound."""
-        deadline = ticket.started + self.wait_timeout
-        lk = self.lock_key(ticket.key)
-        while True:
-            try:
-                holder = client.get(lk) if client is not None else None
-            except (redis.RedisError, OSError):
-                self.errors += 1
-                return False
-            if holder is None:
-                return True
-            watched = _text(holder)
-            left = deadline - self._timer()
-            if left <= 0:
-                self._watch(ticket, watched)
-                return False
-            time.sleep(min(self.poll_interval, left))
-
-    def _settle(self, ticket: Ticket, finished: bool, client: redis.Redis | None) -> Joined:
-        if finished:
-            self.local.finish(ticket.key)  # wake this process's waiters to re-read
-            return Joined.FINISHED
-        if client is not None:
-            new_token = uuid.uuid4().hex
-            try:
-                took = client.eval(
-                    _TAKEOVER_LUA,
-                    1,
-                    self.lock_key(ticket.key),
-                    self._watched(ticket),
-                    new_token,
-                    self.lease_ms,
-                )
-            except (redis.RedisError, OSError):
-                self.errors += 1
-                took = 0
-            if took:
-                return self._took_over(ticket, new_token)
-        self.local.timeouts += 1
-        return Joined.TIMED_OUT
-
-    # -- async --------------------------------------------------------------------------
-    async def abegin(self, key: str, client: aredis.Redis | None = None) -> Ticket:
-        """The async twin of `begin`."""
-        ticket = self.local.begin(key)
-        if not ticket.leader or client is None:
-            return ticket
-        try:
-            got = await client.set(self.lock_key(key), ticket.token, nx=True, px=self.lease_ms)
-            holder = None if got else await client.get(self.lock_key(key))
-        except (redis.RedisError, OSError):
-            self.errors += 1
-            return ticket
-        return self._after_lock(ticket, bool(got), holder)
-
-    async def ajoin(self, ticket: Ticket, client: aredis.Redis | None = None) -> Joined:
-        """The async twin of `join`."""
-        if ticket.leader and not ticket.remote:
-            return Joined.FINISHED
-        if not ticket.remote:
-            return await self.local.ajoin(ticket)
-        return await self._asettle(ticket, await self._apoll(ticket, client), client)
-
-    async def afinish(self, key: str, client: aredis.Redis | None = None) -> None:
-        """The async twin of `finish`."""
-        self.local.finish(key)
-        if client is not None:
-            try:
-                await client.delete(self.lock_key(key))
-            except (redis.RedisError, OSError):
-                self.errors += 1
-
-    async def aabandon(self, ticket: Ticket, client: aredis.Redis | None = None) -> None:
-        """The async twin of `abandon`."""
-        self.local.abandon(ticket)
-        if client is not None and ticket.leader and not ticket.remote:
-            try:
-                await client.eval(_RELEASE_LUA, 1, self.lock_key(ticket.key), ticket.token)
-            except (redis.RedisError, OSError):
-                self.errors += 1
-
-    async def _apoll(self, ticket: Ticket, client: aredis.Redis | None) -> bool:
-        deadline = ticket.started + self.wait_timeout
-        lk = self.lock_key(ticket.key)
-        while True:
-            try:
-                holder = await client.get(lk) if client is not None else None
-            except (redis.RedisError, OSError):
-                self.errors += 1
-                return False
-            if holder is None:
-                return True
-            watched = _text(holder)
-            left = deadline - self._timer()
-            if left <= 0:
-                self._watch(ticket, watched)
-                return False
-            await asyncio.sleep(min(self.poll_interval, left))
-
-    async def _asettle(
-        self, ticket: Ticket, finished: bool, client: aredis.Redis | None
-    ) -> Joined:
-        if finished:
-            self.local.finish(ticket.key)
-            return Joined.FINISHED
-        if client is not None:
-            new_token = uuid.uuid4().hex
-            try:
-                took = await client.eval(
-                    _TAKEOVER_LUA,
-                    1,
-                    self.lock_key(ticket.key),
-                    self._watched(ticket),
-                    new_token,
-                    self.lease_ms,
-                )
-            except (redis.RedisError, OSError):
-                self.errors += 1
-                took = 0
-            if took:
-                return self._took_over(ticket, new_token)
-        self.local.timeouts += 1
-        return Joined.TIMED_OUT
-
-    # -- shared steps -------------------------------------------------------------------
-    def _after_lock(self, ticket: Ticket, got: bool, holder: Any) -> Ticket:
-        """This process leads locally; the lock decides whether it leads globally."""
-        if got:
-            return ticket
-        if holder is None:
-            # The holder finished between our SET and GET: lead (the caller re-reads).
-            return ticket
-        self.local.leaders -= 1
-        self.local.waiters += 1
-        ticket.role, ticket.remote = Role.WAITER, True
-        self._watch(ticket, _text(holder))
-        return ticket
-
-    def _took_over(self, ticket: Ticket, token: str) -> Joined:
-        """This process now holds the lock under ``token``: its local flight gets the
-        same token, so local waiters of the old leadership do not take it over too."""
-        with self.local._lock:
-            ticket.role, ticket.remote, ticket.token = Role.LEADER, False, token
-            flight = ticket._flight
-            if flight is not None:
-                flight.token = token
-                flight.remote = None
-            self.local.takeovers += 1
-            self.local.leaders += 1
-        return Joined.TOOK_OVER
-
-    @staticmethod
-    def _watch(ticket: Ticket, holder: str | None) -> None:
-        if ticket._flight is not None:
-            ticket._flight.remote = holder
-
-    @staticmethod
-    def _watched(ticket: Ticket) -> str:
-        flight = ticket._flight
-        return flight.remote if flight is not None and flight.remote else ""
 
 
 def _text(value: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -346,6 +346,15 @@ def redacted_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable url>"
+    if parts.query:
+        # redis-py also reads ?password=... (and ?username=...) from the query string.
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = "&".join(
+                f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in pairs
+            )
+            parts = parts._replace(query=query)
+            url = urlunsplit(parts)
     if parts.password is None:
         return url
     user = parts.username or ""

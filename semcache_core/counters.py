@@ -16,25 +16,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
-import redis
-import redis.asyncio as aredis
-
-from .request import tenant_digest
+from .storage.commands import counter_commands
+from .storage.layout import Layout
 
 FLOAT_FIELDS = frozenset({"cost_saved_usd"})
 MAX_PENDING_TENANTS = 100_000
 
 Pending = dict[str, tuple[Counter[str], dict[str, float]]]
-
-
-def stats_key(prefix: str, namespace: str, tenant: str) -> str:
-    return f"{prefix}:__stats__:{namespace}:{tenant_digest(tenant)}"
-
-
-def stats_pattern(prefix: str, namespace: str) -> str:
-    return f"{prefix}:__stats__:{namespace}:*"
 
 
 class PendingCounts:
@@ -81,56 +72,18 @@ class PendingCounts:
                     self._floats[tenant][name] += value
 
 
-def _commands(prefix: str, namespace: str, taken: Pending) -> list[tuple[Any, ...]]:
-    out: list[tuple[Any, ...]] = []
-    for tenant, (ints, floats) in taken.items():
-        key = stats_key(prefix, namespace, tenant)
-        out.append(("HSETNX", key, "tenant_id", tenant.encode("utf-8", "surrogatepass")))
-        for name, n in ints.items():
-            if n:
-                out.append(("HINCRBY", key, name, n))
-        for name, x in floats.items():
-            if x:
-                out.append(("HINCRBYFLOAT", key, name, repr(x)))
-    return out
-
-
-def flush_sync(client: redis.Redis, prefix: str, namespace: str, pending: PendingCounts) -> int:
-    """Write the buffered increments; returns the tenants written. Raises on Redis faults
-    (after putting the increments back)."""
+def take_commands(
+    pending: PendingCounts, layout: Layout
+) -> tuple[list[tuple[Any, ...]], Callable[[], None]] | None:
+    """The buffered increments as counter commands, and how to put them back when the
+    write fails; ``None`` when nothing is buffered."""
     taken = pending.take()
     if not taken:
-        return 0
-    try:
-        pipe = client.pipeline(transaction=False)
-        for command in _commands(prefix, namespace, taken):
-            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-        pipe.execute()
-    except BaseException:
-        pending.restore(taken)
-        raise
-    return len(taken)
+        return None
+    return counter_commands(layout, taken), lambda: pending.restore(taken)
 
 
-async def flush_async(
-    client: aredis.Redis, prefix: str, namespace: str, pending: PendingCounts
-) -> int:
-    """The async twin of `flush_sync`."""
-    taken = pending.take()
-    if not taken:
-        return 0
-    try:
-        pipe = client.pipeline(transaction=False)
-        for command in _commands(prefix, namespace, taken):
-            pipe.execute_command(*command)
-        await pipe.execute()
-    except BaseException:
-        pending.restore(taken)
-        raise
-    return len(taken)
-
-
-def _parse(raw: dict[Any, Any]) -> tuple[str, dict[str, float]] | None:
+def parse_counts(raw: dict[Any, Any]) -> tuple[str, dict[str, float]] | None:
     fields = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in raw.items()}
     tenant_raw = fields.pop("tenant_id", None)
     if tenant_raw is None:
@@ -149,53 +102,11 @@ def _parse(raw: dict[Any, Any]) -> tuple[str, dict[str, float]] | None:
     return tenant, values
 
 
-def read_totals(
-    client: redis.Redis, prefix: str, namespace: str, tenant: str | None = None
-) -> dict[str, dict[str, float]]:
-    """Persisted counters per tenant id (one tenant, or every tenant via SCAN)."""
-    if tenant is not None:
-        keys = [stats_key(prefix, namespace, tenant)]
-    else:
-        keys = [
-            k.decode() if isinstance(k, bytes) else k
-            for k in client.scan_iter(match=stats_pattern(prefix, namespace), count=1000)
-        ]
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hgetall(key)
-    return _totals(pipe.execute())
-
-
-async def aread_totals(
-    client: aredis.Redis, prefix: str, namespace: str, tenant: str | None = None
-) -> dict[str, dict[str, float]]:
-    """The async twin of `read_totals`."""
-    if tenant is not None:
-        keys = [stats_key(prefix, namespace, tenant)]
-    else:
-        keys = [
-            k.decode() if isinstance(k, bytes) else k
-            async for k in client.scan_iter(match=stats_pattern(prefix, namespace), count=1000)
-        ]
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.hgetall(key)
-    return _totals(await pipe.execute())
-
-
-def _totals(replies: list[Any]) -> dict[str, dict[str, float]]:
+def totals(replies: list[Any]) -> dict[str, dict[str, float]]:
+    """Persisted counters per tenant id, from the store's `read_counts`."""
     out: dict[str, dict[str, float]] = {}
     for raw in replies:
-        parsed = _parse(raw or {})
+        parsed = parse_counts(raw or {})
         if parsed is not None:
             out[parsed[0]] = parsed[1]
     return dict(sorted(out.items()))
-
-
-def delete_totals(client: redis.Redis, prefix: str, namespace: str) -> int:
-    """Remove every persisted counter of a namespace (for tests and resets)."""
-    keys = list(client.scan_iter(match=stats_pattern(prefix, namespace), count=1000))
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.unlink(key)
-    return sum(int(n) for n in pipe.execute())

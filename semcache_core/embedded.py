@@ -32,13 +32,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from semcache_core.errors import EmbeddedRedisError
+from semcache_core.storage.server import ServerIdentity, identify, shutdown_if_ours
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -548,47 +547,13 @@ def _exclusive_lock(path: Path, timeout: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _client(port: int, timeout: float = _PROBE_TIMEOUT) -> redis.Redis:
-    # redis-py 8 retries ten times by default, which would turn each probe into seconds.
-    return redis.Redis(
-        host=_HOST,
-        port=port,
-        socket_connect_timeout=_PROBE_TIMEOUT,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
-@dataclass(frozen=True)
-class _Probe:
-    process_id: int
-    modules: frozenset[str]
-
-
-def _probe(port: int) -> _Probe | None:
+def _probe(port: int) -> ServerIdentity | None:
     """Identify the server on ``port``; None if nothing usable answers (yet).
 
     Raises:
         redis.BusyLoadingError: A server is there but still loading its data set.
     """
-    try:
-        with _client(port) as client:
-            client.ping()
-            info = cast("dict[str, Any]", client.info("server"))
-            raw_modules = cast("list[dict[Any, Any]]", client.module_list())
-    except redis.BusyLoadingError:
-        raise
-    except (redis.RedisError, OSError, ValueError, KeyError):
-        return None
-    names = frozenset(_text(m.get(b"name", m.get("name", ""))) for m in raw_modules)
-    try:
-        return _Probe(process_id=int(info["process_id"]), modules=names)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return identify(_HOST, port, _PROBE_TIMEOUT)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -818,15 +783,9 @@ def _tail(text: str) -> str:
 
 def _shutdown(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
     """Ask our server to shut down, falling back to SIGTERM."""
-    try:
-        with _client(port, timeout=timeout) as client:
-            info = cast("dict[str, Any]", client.info("server"))
-            # Never SHUTDOWN a stranger: if ours died, its port may now be someone else's.
-            if int(info["process_id"]) == proc.pid:
-                client.shutdown()
-                return
-    except (redis.RedisError, OSError, KeyError, TypeError, ValueError):
-        logger.debug("SHUTDOWN of Redis pid %s failed; sending SIGTERM", proc.pid, exc_info=True)
+    if shutdown_if_ours(_HOST, port, proc.pid, _PROBE_TIMEOUT, timeout):
+        return
+    logger.debug("SHUTDOWN of Redis pid %s failed; sending SIGTERM", proc.pid)
     if proc.poll() is None:
         # SIGTERM makes Redis do the same orderly shutdown (fsync AOF) as SHUTDOWN.
         proc.terminate()

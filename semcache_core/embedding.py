@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from cachetools import LRUCache
+
 from .errors import ConfigurationError
+from .microbatch import BatchQueue
 
 
 @runtime_checkable
@@ -110,6 +111,20 @@ def token_window(obj: Any) -> tuple[int, Callable[[str], int]] | None:
     return None
 
 
+def declared_dims(obj: Any) -> int | None:
+    """The vector size an embedder declares without being called (``dims``,
+    ``dimensions`` or ``embed_dim``), looking through wrappers; ``None`` if it does not."""
+    seen = 0
+    while obj is not None and seen < 8:
+        for name in ("dims", "dimensions", "embed_dim"):
+            value = getattr(obj, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        obj = getattr(obj, "inner", None) or getattr(obj, "_obj", None)
+        seen += 1
+    return None
+
+
 def as_embedder(obj: Any) -> Embedder:
     """Adapt a LangChain, LlamaIndex or RedisVL embedder, or a callable.
 
@@ -145,25 +160,19 @@ class CachedEmbedder:
         self.inner = inner
         self.maxsize = maxsize
         self.model_id: str = inner.model_id
-        self._lock = threading.Lock()
-        self._items: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
+        self._items: LRUCache[str, list[float]] = LRUCache(maxsize)
         self.calls = 0  # how often the inner embedder actually ran
 
     def _get(self, text: str) -> list[float] | None:
         with self._lock:
-            vec = self._items.get(text)
-            if vec is not None:
-                self._items.move_to_end(text)
-            return vec
+            return self._items.get(text)  # a hit counts as a use
 
     def _put(self, text: str, vec: list[float]) -> None:
-        if self.maxsize == 0:
+        if self.maxsize <= 0:  # off; LRUCache(0) would raise "value too large"
             return
         with self._lock:
             self._items[text] = vec
-            self._items.move_to_end(text)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
 
     def embed(self, text: str) -> list[float]:
         vec = self._get(text)
@@ -215,9 +224,9 @@ class SentenceTransformerEmbedder:
             else self._model.get_sentence_embedding_dimension()
         )
         self.dims = int(dims or 0)
-        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Concurrent `aembed` callers of a loop share one model call; one at a time, since
+        # concurrent inference would only compete for the same cores.
+        self._queue = BatchQueue(self._embed_in_worker, window=0.0, max_in_flight=1)
 
     @property
     def max_tokens(self) -> int:
@@ -238,52 +247,18 @@ class SentenceTransformerEmbedder:
         return [[float(x) for x in v] for v in vecs]
 
     async def aembed(self, text: str) -> list[float]:
-        loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            batcher = self._batchers[loop] = _Batcher(self.embed_many)
-        return await batcher.submit(text)
+        return await self._queue.submit(text)
 
+    @property
+    def batches(self) -> int:
+        """Model calls `aembed` has made (each for every caller waiting then)."""
+        return self._queue.batches
 
-class _Batcher:
-    """Runs a CPU-bound batch function for concurrent async callers of one event loop.
-
-    Inference has no async form. Run inline, 200 concurrent lookups would block the
-    loop for a second and starve every Redis socket on it; run one thread each, they
-    oversubscribe the CPU. Instead, callers queue, and one worker thread at a time
-    embeds everything queued (duplicates once) while the loop keeps serving.
-    """
-
-    def __init__(self, fn: Callable[[Sequence[str]], list[list[float]]]) -> None:
-        self._fn = fn
-        self._pending: list[tuple[str, asyncio.Future[list[float]]]] = []
-        self._drainer: asyncio.Task[None] | None = None
-        self.batches = 0
-
-    async def submit(self, text: str) -> list[float]:
-        future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
-        self._pending.append((text, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            await asyncio.sleep(0)  # let callers scheduled in this loop turn join the batch
-            batch, self._pending = self._pending, []
-            texts = list(dict.fromkeys(text for text, _ in batch))
-            self.batches += 1
-            try:
-                vectors = await asyncio.to_thread(self._fn, texts)  # cpu-bound, not I/O
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            by_text = dict(zip(texts, vectors, strict=True))
-            for text, future in batch:
-                if not future.done():
-                    future.set_result(by_text[text])
+    async def _embed_in_worker(self, texts: list[str]) -> list[list[float]]:
+        # Inference has no async form. Inline, 200 concurrent lookups would block the loop
+        # for a second and starve every Redis socket on it; so one worker thread computes
+        # while the loop keeps serving.
+        return await asyncio.to_thread(self.embed_many, texts)  # cpu-bound, not I/O
 
 
 _minilm: SentenceTransformerEmbedder | None = None

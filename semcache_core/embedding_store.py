@@ -27,7 +27,8 @@ import numpy as np
 
 from .errors import ConfigurationError
 from .request import digest, tenant_digest
-from .store import expiry_ms
+from .storage.commands import expiry_ms
+from .storage.errors import REDIS_FAULTS
 from .tenancy import current_tenant
 
 if TYPE_CHECKING:
@@ -113,8 +114,7 @@ class EmbeddingStore:
         self.engine: CacheEngine = engine
         self.ttl = ttl
         self.per_tenant = per_tenant
-        config = engine.config
-        self._base = f"{config.key_prefix}:__emb__:{config.namespace}:"
+        self._base = self.engine.layout.embedding_base
         self._lock = threading.Lock()
         self._counts = {"hits": 0, "misses": 0, "writes": 0, "errors": 0, "corrupt": 0}
 
@@ -190,10 +190,7 @@ class EmbeddingStore:
             self._count("misses", len(keys))
             return [None] * len(keys)
         try:
-            pipe = self.engine._store.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.get(key)
-            raws = pipe.execute()
+            raws = self.engine._store.get_values(keys)
         except Exception as exc:
             self._fault("embedding_lookup", exc)
             self._count("misses", len(keys))
@@ -216,10 +213,11 @@ class EmbeddingStore:
             return 0
         owner = self.owner(tenant)
         try:
-            pipe = self.engine._store.client.pipeline(transaction=False)
-            for text, vec in zip(texts, vectors, strict=True):
-                pipe.set(self.key(model, kind, text, owner=owner), pack_vector(vec), px=px)
-            pipe.execute()
+            items = [
+                (self.key(model, kind, text, owner=owner), pack_vector(vec))
+                for text, vec in zip(texts, vectors, strict=True)
+            ]
+            self.engine._store.set_values(items, px)
         except Exception as exc:
             self._fault("embedding_store", exc)
             return 0
@@ -266,12 +264,10 @@ class EmbeddingStore:
         Raises:
             BackendUnavailableError: Redis failed (administration calls do not fail open).
         """
-        from .engine import _REDIS_FAULTS, _translate
-
         try:
             return self.engine._store.delete_scan(self.pattern(model))
-        except _REDIS_FAULTS as exc:
-            raise _translate(exc) from exc
+        except REDIS_FAULTS as exc:
+            raise self.engine._state.admin_error(exc) from exc
 
     # -- async ----------------------------------------------------------------------------
     async def aget_many(
@@ -287,10 +283,7 @@ class EmbeddingStore:
             return [None] * len(keys)
         try:
             store = await self.engine._astore()
-            pipe = store.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.get(key)
-            raws = await pipe.execute()
+            raws = await store.get_values(keys)
         except Exception as exc:
             self._fault("embedding_lookup", exc)
             self._count("misses", len(keys))
@@ -313,11 +306,12 @@ class EmbeddingStore:
             return 0
         owner = self.owner(tenant)
         try:
+            items = [
+                (self.key(model, kind, text, owner=owner), pack_vector(vec))
+                for text, vec in zip(texts, vectors, strict=True)
+            ]
             store = await self.engine._astore()
-            pipe = store.client.pipeline(transaction=False)
-            for text, vec in zip(texts, vectors, strict=True):
-                pipe.set(self.key(model, kind, text, owner=owner), pack_vector(vec), px=px)
-            await pipe.execute()
+            await store.set_values(items, px)
         except Exception as exc:
             self._fault("embedding_store", exc)
             return 0
@@ -348,13 +342,11 @@ class EmbeddingStore:
 
     async def aclear(self, model: str | None = None) -> int:
         """The async twin of `clear`."""
-        from .engine import _REDIS_FAULTS, _translate
-
         try:
             store = await self.engine._astore()
             return await store.delete_scan(self.pattern(model))
-        except _REDIS_FAULTS as exc:
-            raise _translate(exc) from exc
+        except REDIS_FAULTS as exc:
+            raise self.engine._state.admin_error(exc) from exc
 
     def close(self) -> None:
         """Close the sync connection pool if this store built its own engine."""

@@ -56,7 +56,30 @@ class StoredEntry:
 
 
 class CorruptEntry(ValueError):
-    """An entry's fields are missing or malformed."""
+    """An entry's fields are missing or malformed, or its decoder raised
+    `SerializationError` (the payload is not data it can read): the lookup deletes it."""
+
+
+class DecodeFailed(Exception):
+    """A decoder raised something other than `SerializationError`: the framework failed
+    to build its objects from data it could read (its classes changed, say). Not the
+    entry's fault, so the lookup ends as an error and the entry is kept.
+
+    The message names the key, the codec and the exception's type, never its text: a
+    pydantic error quotes its input, which is the cached answer. The exception itself is
+    ``error``; the engine raises this with its traceback (and ``from None``), so a logged
+    one shows where the decoder failed without quoting the payload.
+    """
+
+    def __init__(self, key: str, codec: str, error: BaseException) -> None:
+        kind = type(error)
+        super().__init__(
+            f"the {codec!r} decoder raised {kind.__module__}.{kind.__qualname__} on {key}; "
+            "the entry is kept"
+        )
+        self.key = key
+        self.codec = codec
+        self.error = error
 
 
 def vector_bytes(vector: Sequence[float], datatype: str) -> bytes:

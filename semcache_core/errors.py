@@ -29,6 +29,16 @@ class BackendTimeoutError(BackendUnavailableError):
     """Redis did not answer within the configured timeout."""
 
 
+class BackendRefusedError(BackendUnavailableError):
+    """Redis answered with an error (out of memory, a read-only replica, a wrong type):
+    it is up, so a refused write must not open the circuit breaker."""
+
+
+class IndexMissingError(BackendRefusedError):
+    """The namespace's index is gone (Redis restarted empty, FLUSHALL, failover); the
+    engine sets it up again on the next call."""
+
+
 class SerializationError(SemcacheError):
     """A payload could not be encoded, or a stored entry could not be decoded."""
 

@@ -4,13 +4,11 @@
 time, so a repeated identical request costs no Redis round trip. It is a bounded LRU or
 LFU with a TTL, thread-safe, and knows nothing of Redis.
 
-`L1Coherence` keeps every process's tier honest. A daemon thread holds one pub/sub
-connection subscribed to ``<key_prefix>:__l1__:<namespace>`` and applies what writers
-publish there (`publish_drop`, `publish_drop_prefix`, `publish_clear` and their async
-twins) after an overwrite or an invalidation. While it is not subscribed (Redis gone,
-connection killed, or silent past ``liveness``) the tier is cleared and serves nothing,
-and it is cleared again once the subscription is back, because messages published in
-between were lost.
+`semcache_core.storage.l1_subscriber.L1Coherence` keeps every process's tier honest:
+a daemon thread subscribed to the namespace's L1 channel applies what writers publish
+there (the store's `publish`, inside a write or after an invalidation). While it is not
+subscribed the tier is cleared and serves nothing, and it is cleared again once the
+subscription is back, because messages published in between were lost.
 
 A read that races an invalidation must not put the old value back after the drop was
 applied: take `LocalTier.version` before the Redis read and pass it as ``since=`` to
@@ -23,31 +21,21 @@ Messages are JSON: ``{"op": "drop", "keys": [...]}``, ``{"op": "drop_prefix",
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis
-import redis.asyncio as aredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from cachetools import FIFOCache, LFUCache, LRUCache
 
 logger = logging.getLogger("semcache.l1")
 
 Policy = Literal["lru", "lfu"]
 _TOMBSTONES = 4096
 _PREFIX_TOMBSTONES = 64
-
-
-def l1_channel(key_prefix: str, namespace: str) -> str:
-    """The pub/sub channel of a namespace's local tiers: ``<prefix>:__l1__:<ns>``."""
-    return f"{key_prefix}:__l1__:{namespace}"
 
 
 def drop_message(keys: Iterable[str]) -> str:
@@ -88,72 +76,31 @@ class L1Stats:
     size: int
 
 
-class _Lru:
-    """Recency order: the first key is the next victim."""
-
-    def __init__(self) -> None:
-        self._order: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, key: str) -> None:
-        self._order[key] = None
-        self._order.move_to_end(key)
-
-    def touch(self, key: str) -> None:
-        self._order.move_to_end(key)
-
-    def remove(self, key: str) -> None:
-        self._order.pop(key, None)
-
-    def victim(self) -> str:
-        return next(iter(self._order))
-
-    def clear(self) -> None:
-        self._order.clear()
+# An entry: the fields, and when they expire (monotonic seconds; None: never).
+_Entry = tuple[dict[str, Any], float | None]
 
 
-class _Lfu:
-    """Frequency buckets, O(1) per operation; ties go to the least recently used."""
+class _Tombstones(FIFOCache[str, int]):
+    """Invalidated keys (or prefixes) and the sequence of their last invalidation, bounded.
 
-    def __init__(self) -> None:
-        self._freq: dict[str, int] = {}
-        self._buckets: dict[int, OrderedDict[str, None]] = {}
-        self._min = 0
+    Forgetting the oldest one raises `floor` to its sequence, so a put whose read began
+    before the floor is refused: it may have raced an invalidation no longer remembered.
+    cachetools evicts through `popitem`, which is where the floor rises.
+    """
 
-    def add(self, key: str) -> None:
-        self.remove(key)
-        self._freq[key] = 1
-        self._buckets.setdefault(1, OrderedDict())[key] = None
-        self._min = 1
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.floor = 0
 
-    def touch(self, key: str) -> None:
-        f = self._freq[key]
-        bucket = self._buckets[f]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[f]
-            if self._min == f:
-                self._min = f + 1
-        self._freq[key] = f + 1
-        self._buckets.setdefault(f + 1, OrderedDict())[key] = None
+    def mark(self, key: str, seq: int) -> None:
+        """Record an invalidation of ``key``; a repeat moves it to the newest end."""
+        self.pop(key, None)
+        self[key] = seq
 
-    def remove(self, key: str) -> None:
-        f = self._freq.pop(key, None)
-        if f is None:
-            return
-        bucket = self._buckets[f]
-        del bucket[key]
-        if not bucket:
-            del self._buckets[f]
-
-    def victim(self) -> str:
-        if self._min not in self._buckets:
-            self._min = min(self._buckets)  # after removals; rare
-        return next(iter(self._buckets[self._min]))
-
-    def clear(self) -> None:
-        self._freq.clear()
-        self._buckets.clear()
-        self._min = 0
+    def popitem(self) -> tuple[str, int]:
+        key, seq = super().popitem()
+        self.floor = max(self.floor, seq)
+        return key, seq
 
 
 class LocalTier:
@@ -194,16 +141,19 @@ class LocalTier:
         self.ttl = ttl
         self.policy: Policy = policy
         self._timer = timer
-        self._lock = threading.Lock()
-        self._items: dict[str, tuple[dict[str, Any], float | None]] = {}
-        self._order: _Lru | _Lfu = _Lru() if policy == "lru" else _Lfu()
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
+        # cachetools orders and evicts; each entry carries its own expiry, checked on read.
+        # Not a TTLCache: entries live for different times (the Redis entry's remaining
+        # TTL, capped by ``ttl``), and cachetools has no LFU with per-entry expiry.
+        self._items: LRUCache[str, _Entry] | LFUCache[str, _Entry] = (
+            LRUCache(maxsize) if policy == "lru" else LFUCache(maxsize)
+        )
         self._serving = True
         # Invalidation history, so a read that began before a drop cannot re-insert.
         self._seq = 0
         self._clear_seq = 0
-        self._floor = 0  # highest sequence of a forgotten tombstone
-        self._tombstones: OrderedDict[str, int] = OrderedDict()
-        self._prefix_tombstones: deque[tuple[str, int]] = deque()
+        self._tombstones = _Tombstones(_TOMBSTONES)
+        self._prefix_tombstones = _Tombstones(_PREFIX_TOMBSTONES)
         self._hits = self._misses = self._evictions = 0
         self._expirations = self._dropped = self._refused = 0
 
@@ -222,17 +172,16 @@ class LocalTier:
     def get(self, key: str) -> dict[str, Any] | None:
         """The fields stored for ``key``, or ``None`` (absent, expired or suspended)."""
         with self._lock:
-            item = self._items.get(key) if self._serving else None
+            item = self._items.get(key) if self._serving else None  # a use, when held
             if item is None:
                 self._misses += 1
                 return None
             fields, expires_at = item
             if expires_at is not None and self._timer() >= expires_at:
-                self._remove(key)
+                del self._items[key]
                 self._expirations += 1
                 self._misses += 1
                 return None
-            self._order.touch(key)
             self._hits += 1
             return fields
 
@@ -264,15 +213,9 @@ class LocalTier:
                 self._refused += 1
                 return False
             expires_at = self._timer() + min(lifetimes) if lifetimes else None
-            if key in self._items:
-                self._items[key] = (dict(fields), expires_at)
-                self._order.touch(key)
-                return True
-            while len(self._items) >= self.maxsize:
-                self._remove(self._order.victim())
-                self._evictions += 1
-            self._items[key] = (dict(fields), expires_at)
-            self._order.add(key)
+            held = len(self._items) - (key in self._items)
+            self._items[key] = (dict(fields), expires_at)  # a use; evicts when full
+            self._evictions += held + 1 - len(self._items)
             return True
 
     # -- invalidation -------------------------------------------------------------------
@@ -284,11 +227,7 @@ class LocalTier:
         """
         with self._lock:
             self._seq += 1
-            self._tombstones[key] = self._seq
-            self._tombstones.move_to_end(key)
-            while len(self._tombstones) > _TOMBSTONES:
-                _, seq = self._tombstones.popitem(last=False)
-                self._floor = max(self._floor, seq)
+            self._tombstones.mark(key, self._seq)
             return self._drop_held(key)
 
     def drop_many(self, keys: Iterable[str]) -> int:
@@ -303,10 +242,7 @@ class LocalTier:
         """
         with self._lock:
             self._seq += 1
-            self._prefix_tombstones.append((prefix, self._seq))
-            while len(self._prefix_tombstones) > _PREFIX_TOMBSTONES:
-                _, seq = self._prefix_tombstones.popleft()
-                self._floor = max(self._floor, seq)
+            self._prefix_tombstones.mark(prefix, self._seq)
             doomed = [k for k in self._items if k.startswith(prefix)]
             for key in doomed:
                 self._drop_held(key)
@@ -379,14 +315,9 @@ class LocalTier:
         return iter(self)
 
     # -- helpers (lock held) ------------------------------------------------------------
-    def _remove(self, key: str) -> None:
-        del self._items[key]
-        self._order.remove(key)
-
     def _drop_held(self, key: str) -> bool:
-        if key not in self._items:
+        if self._items.pop(key, None) is None:
             return False
-        self._remove(key)
         self._dropped += 1
         return True
 
@@ -397,228 +328,13 @@ class LocalTier:
         self._prefix_tombstones.clear()
         n = len(self._items)
         self._items.clear()
-        self._order.clear()
         self._dropped += n
         return n
 
     def _invalidated_since(self, key: str, since: int) -> bool:
-        if since < self._clear_seq or since < self._floor:
+        floor = max(self._clear_seq, self._tombstones.floor, self._prefix_tombstones.floor)
+        if since < floor:
             return True
         if self._tombstones.get(key, 0) > since:
             return True
-        return any(seq > since and key.startswith(p) for p, seq in self._prefix_tombstones)
-
-
-# -- publishing -------------------------------------------------------------------------
-def publish(client: redis.Redis, channel: str, message: str) -> int:
-    """PUBLISH a coherence message; returns how many subscribers received it."""
-    return int(client.publish(channel, message))
-
-
-async def apublish(client: aredis.Redis, channel: str, message: str) -> int:
-    """The async twin of `publish`."""
-    return int(await client.publish(channel, message))
-
-
-def publish_drop(client: redis.Redis, channel: str, keys: Iterable[str]) -> int:
-    """Tell every process to drop these keys (after an overwrite or a deletion)."""
-    return publish(client, channel, drop_message(keys))
-
-
-async def apublish_drop(client: aredis.Redis, channel: str, keys: Iterable[str]) -> int:
-    """The async twin of `publish_drop`."""
-    return await apublish(client, channel, drop_message(keys))
-
-
-def publish_drop_prefix(client: redis.Redis, channel: str, prefix: str) -> int:
-    """Tell every process to drop every key under ``prefix`` (a tenant-wide invalidation)."""
-    return publish(client, channel, drop_prefix_message(prefix))
-
-
-async def apublish_drop_prefix(client: aredis.Redis, channel: str, prefix: str) -> int:
-    """The async twin of `publish_drop_prefix`."""
-    return await apublish(client, channel, drop_prefix_message(prefix))
-
-
-def publish_clear(client: redis.Redis, channel: str) -> int:
-    """Tell every process to drop everything of this namespace."""
-    return publish(client, channel, clear_message())
-
-
-async def apublish_clear(client: aredis.Redis, channel: str) -> int:
-    """The async twin of `publish_clear`."""
-    return await apublish(client, channel, clear_message())
-
-
-# -- the subscriber ---------------------------------------------------------------------
-class L1Coherence:
-    """Keeps a `LocalTier` coherent with every other process of the namespace.
-
-    A daemon thread subscribes to ``channel`` on its own connection and applies each
-    message to ``tier``. It PINGs every ``heartbeat`` seconds; when the connection fails,
-    or nothing (not even a PONG) arrives for ``liveness`` seconds, the tier is suspended
-    (cleared, serving nothing) and the thread reconnects with exponential backoff
-    (``backoff`` doubling up to ``max_backoff``). Once subscribed again the tier is cleared
-    and resumes. So a process serves from its tier only while it hears the channel; a
-    message published to a live subscription is applied within one network round trip.
-
-    Args:
-        tier: the tier to keep coherent; suspended until the first subscription.
-        channel: from `l1_channel`.
-        redis_url: where Redis is; the subscriber makes its own client from it.
-        client: alternatively, a client whose pool lends the subscriber one connection
-            for as long as it runs (it should not retry commands by itself).
-        heartbeat: seconds between PINGs on the subscription.
-        liveness: seconds of silence after which the subscription counts as dead.
-        backoff: first reconnect delay in seconds.
-        max_backoff: reconnect delay cap.
-        connect_timeout: seconds to open the connection (only with ``redis_url``).
-
-    Example:
-        >>> tier = LocalTier(10_000, ttl=30.0)
-        >>> sub = L1Coherence(tier, l1_channel("semcache", "default"), redis_url=url).start()
-        >>> sub.wait_connected(2.0)
-        True
-        >>> publish_drop(client, l1_channel("semcache", "default"), [key])  # anywhere
-        1
-    """
-
-    def __init__(
-        self,
-        tier: LocalTier,
-        channel: str,
-        *,
-        redis_url: str | None = None,
-        client: redis.Redis | None = None,
-        heartbeat: float = 0.25,
-        liveness: float = 0.75,
-        backoff: float = 0.05,
-        max_backoff: float = 2.0,
-        connect_timeout: float = 0.5,
-    ) -> None:
-        if (redis_url is None) == (client is None):
-            raise ValueError("pass exactly one of redis_url= or client=")
-        if not 0 < heartbeat < liveness:
-            raise ValueError("need 0 < heartbeat < liveness")
-        self.tier = tier
-        self.channel = channel
-        self.heartbeat = heartbeat
-        self.liveness = liveness
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self._own_client = client is None
-        self._client: redis.Redis = (
-            client
-            if client is not None
-            else redis.Redis.from_url(
-                redis_url,  # type: ignore[arg-type]
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=liveness,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
-        )
-        self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pubsub: Any = None
-        self.connects = 0  # successful subscriptions (the first one included)
-        self.disconnects = 0
-        self.messages = 0
-        self.bad_messages = 0
-        tier.suspend()
-
-    @property
-    def connected(self) -> bool:
-        """Subscribed and heard from within ``liveness``: the tier may serve."""
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        """Block until subscribed (or ``timeout``); True if subscribed."""
-        return self._connected.wait(timeout)
-
-    def start(self) -> L1Coherence:
-        """Start the subscriber thread (idempotent); returns ``self``."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"semcache-l1:{self.channel}", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread, suspend the tier, close what this object opened."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-        self._down()
-        if self._own_client:
-            self._client.close()
-
-    close = stop
-
-    def _down(self) -> None:
-        self._connected.clear()
-        self.tier.suspend()
-        ps, self._pubsub = self._pubsub, None
-        if ps is not None:
-            with contextlib.suppress(Exception):  # a broken connection: nothing to save
-                ps.close()
-
-    def _run(self) -> None:
-        delay = self.backoff
-        while not self._stop.is_set():
-            try:
-                self._listen()
-                delay = self.backoff
-            except Exception as exc:
-                was_up = self._connected.is_set()
-                self._down()
-                if was_up:
-                    self.disconnects += 1
-                    logger.warning("semcache L1: lost %s (%s); tier cleared", self.channel, exc)
-                    delay = self.backoff  # first retry soon after a drop
-                if self._stop.wait(delay):
-                    break
-                delay = min(delay * 2, self.max_backoff)
-        self._down()
-
-    def _listen(self) -> None:
-        """Subscribe and apply messages until stopped; raises when the link fails."""
-        ps = self._pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
-        ps.subscribe(self.channel)
-        started = last_heard = last_ping = time.monotonic()
-        while not self._stop.is_set():
-            msg = ps.get_message(timeout=self.heartbeat)
-            now = time.monotonic()
-            if msg is not None:
-                last_heard = now
-                self._handle(msg)
-            elif not self._connected.is_set() and now - started > self.liveness:
-                raise ConnectionError("no subscribe confirmation")
-            if now - last_heard > self.liveness:
-                raise ConnectionError(f"silent for {now - last_heard:.2f} s")
-            if now - last_ping >= self.heartbeat:
-                ps.ping()
-                last_ping = now
-
-    def _handle(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("type")
-        if kind == "subscribe":
-            # Messages published while we were away are lost: start empty.
-            self.tier.resume()
-            self.connects += 1
-            self._connected.set()
-        elif kind == "message":
-            self.messages += 1
-            try:
-                data = msg["data"]
-                if isinstance(data, bytes):
-                    data = data.decode("utf-8")
-                self.tier.apply(json.loads(data))
-            except (ValueError, TypeError, AttributeError) as exc:
-                # A message we cannot read may have meant "drop": drop everything.
-                self.bad_messages += 1
-                self.tier.clear()
-                logger.warning("semcache L1: unreadable message on %s: %s", self.channel, exc)
+        return any(seq > since and key.startswith(p) for p, seq in self._prefix_tombstones.items())

@@ -11,7 +11,7 @@ import threading
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
-from .policy import Outcome
+from .core.rules import Outcome
 
 if TYPE_CHECKING:
     from .counters import PendingCounts

@@ -17,6 +17,10 @@ is used by default. LangChain's ``aembed_documents`` and LlamaIndex's
 Instructor, any ``query_instruction``) those vectors differ from ``aembed_query`` /
 ``aget_query_embedding``, which is what semcache stores and searches with. They are used
 only with ``documents_match_queries=True``.
+
+`BatchQueue` is the batching itself, for any async ``texts -> vectors``: `MicroBatcher`
+uses it with the inner embedder's batch method, and the bundled local model
+(`SentenceTransformerEmbedder.aembed`) with one model call at a time.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .embedding import Embedder, as_embedder
+if TYPE_CHECKING:
+    from .embedding import Embedder
 
 BatchFn = Callable[[list[str]], Awaitable[Sequence[Sequence[float]]]]
 
@@ -50,10 +55,10 @@ def find_batch_method(obj: Any, *, documents_match_queries: bool = False) -> Bat
     return None
 
 
-class _LoopBatcher:
-    """One event loop's queue of texts waiting for a batch."""
+class _LoopQueue:
+    """One event loop's texts waiting for a batch, and its batches in flight."""
 
-    def __init__(self, owner: MicroBatcher, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, owner: BatchQueue, loop: asyncio.AbstractEventLoop) -> None:
         self._owner = owner
         self._loop = loop
         self._pending: list[tuple[str, asyncio.Future[list[float]]]] = []
@@ -80,23 +85,23 @@ class _LoopBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending = self._pending, []
-        batch = [(t, f) for t, f in batch if not f.done()]  # cancelled callers
-        if not batch:
-            return
-        self._in_flight += 1
-        task = self._loop.create_task(self._run(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        limit = self._owner.max_in_flight
+        max_batch = self._owner.max_batch
+        # At the in-flight limit, what is pending waits: the batch that ends next sends it.
+        while self._pending and (limit is None or self._in_flight < limit):
+            batch, self._pending = self._pending[:max_batch], self._pending[max_batch:]
+            batch = [(t, f) for t, f in batch if not f.done()]  # cancelled callers
+            if not batch:
+                continue
+            self._in_flight += 1
+            task = self._loop.create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[tuple[str, asyncio.Future[list[float]]]]) -> None:
         texts = list(dict.fromkeys(text for text, _ in batch))
         try:
-            vectors = await self._owner._call_batch(texts)
-            if len(vectors) != len(texts):
-                raise ValueError(
-                    f"the batch embedder returned {len(vectors)} vectors for {len(texts)} texts"
-                )
+            vectors = await self._owner.call(texts)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
@@ -108,10 +113,81 @@ class _LoopBatcher:
             return
         finally:
             self._in_flight -= 1
-        by_text = {t: [float(x) for x in v] for t, v in zip(texts, vectors, strict=True)}
+            if self._pending and self._timer is None:  # held back by the in-flight limit
+                self._timer = self._loop.call_soon(self._flush)
+        by_text = dict(zip(texts, vectors, strict=True))
         for text, future in batch:
             if not future.done():
                 future.set_result(list(by_text[text]))
+
+
+class BatchQueue:
+    """Sends texts submitted concurrently on an event loop to one async batch function.
+
+    Each event loop has its own queue (futures belong to one loop). A text submitted while
+    no batch is in flight goes out on the next loop turn, with whatever else was
+    submitted in that turn; texts submitted while a batch is in flight collect for at most
+    ``window`` seconds (or until ``max_batch``). Duplicates in a batch are sent once. An
+    error of the batch function reaches every caller of that batch.
+
+    Args:
+        batch_fn: async ``texts -> vectors``, one vector per text, in order.
+        window: seconds texts submitted during a batch wait for company.
+        max_batch: texts per batch call at most.
+        max_in_flight: batch calls running at once at most (``None``: no limit). With 1,
+            texts submitted during a batch wait for it to end and go out together next:
+            right for a CPU-bound model, whose concurrent batches would only compete
+            for the same cores.
+
+    Attributes:
+        calls: texts submitted.
+        batches: batch calls made.
+        largest: the largest batch sent.
+    """
+
+    def __init__(
+        self,
+        batch_fn: BatchFn,
+        *,
+        window: float = 0.002,
+        max_batch: int = 256,
+        max_in_flight: int | None = None,
+    ) -> None:
+        _check_limits(window, max_batch, max_in_flight)
+        self.batch_fn = batch_fn
+        self.window = window
+        self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.calls = 0
+        self.batches = 0
+        self.largest = 0
+
+    async def submit(self, text: str) -> list[float]:
+        """The vector of ``text``, from a batch call shared with concurrent submitters."""
+        self.calls += 1
+        loop = asyncio.get_running_loop()
+        queue = self._loops.get(loop)
+        if queue is None:
+            queue = self._loops[loop] = _LoopQueue(self, loop)
+        return await queue.submit(text)
+
+    async def call(self, texts: list[str]) -> list[list[float]]:
+        """One batch call for ``texts`` now (counted; no queueing).
+
+        Raises:
+            ValueError: the batch function returned a vector count other than ``len(texts)``.
+        """
+        self.batches += 1
+        self.largest = max(self.largest, len(texts))
+        vectors = await self.batch_fn(texts)
+        if len(vectors) != len(texts):
+            raise ValueError(
+                f"the batch embedder returned {len(vectors)} vectors for {len(texts)} texts"
+            )
+        return [[float(x) for x in v] for v in vectors]
 
 
 class MicroBatcher:
@@ -123,11 +199,10 @@ class MicroBatcher:
         max_batch: texts per inner call at most.
         documents_match_queries: see `find_batch_method`.
         batch_fn: an explicit async ``texts -> vectors`` to use instead of discovery.
+        max_in_flight: inner batch calls running at once at most; see `BatchQueue`.
 
     Attributes:
         calls: texts submitted to `aembed`.
-        batches: inner batch calls made.
-        largest: the largest batch sent.
 
     Example:
         >>> emb = MicroBatcher(my_embedder, window=0.002)
@@ -144,30 +219,46 @@ class MicroBatcher:
         max_batch: int = 256,
         documents_match_queries: bool = False,
         batch_fn: BatchFn | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
-        if window < 0:
-            raise ValueError(f"window must be >= 0 seconds, got {window}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        # Imported here: the embedding module's local model batches with this module's queue.
+        from .embedding import as_embedder
+
+        _check_limits(window, max_batch, max_in_flight)
         self.raw = embedder
         self.inner: Embedder = as_embedder(embedder)
         self.model_id: str = self.inner.model_id
-        self.window = window
-        self.max_batch = max_batch
-        self.batch_fn: BatchFn | None = batch_fn or find_batch_method(
+        batch_fn = batch_fn or find_batch_method(
             embedder, documents_match_queries=documents_match_queries
         )
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBatcher] = (
-            weakref.WeakKeyDictionary()
+        self._queue: BatchQueue | None = (
+            BatchQueue(batch_fn, window=window, max_batch=max_batch, max_in_flight=max_in_flight)
+            if batch_fn is not None
+            else None
         )
+        self.window = window
+        self.max_batch = max_batch
         self.calls = 0
-        self.batches = 0
-        self.largest = 0
+
+    @property
+    def batch_fn(self) -> BatchFn | None:
+        """The inner batch call concurrent calls share, or ``None``."""
+        return self._queue.batch_fn if self._queue is not None else None
 
     @property
     def batching(self) -> bool:
         """True when concurrent calls share inner calls (a batch method was found)."""
-        return self.batch_fn is not None
+        return self._queue is not None
+
+    @property
+    def batches(self) -> int:
+        """Inner batch calls made."""
+        return self._queue.batches if self._queue is not None else 0
+
+    @property
+    def largest(self) -> int:
+        """The largest batch sent."""
+        return self._queue.largest if self._queue is not None else 0
 
     @property
     def dims(self) -> int | None:
@@ -182,22 +273,21 @@ class MicroBatcher:
     async def aembed(self, text: str) -> list[float]:
         """Embed ``text``, sharing an inner batch call with concurrent callers."""
         self.calls += 1
-        if self.batch_fn is None:
+        if self._queue is None:
             return await self.inner.aembed(text)
-        loop = asyncio.get_running_loop()
-        batcher = self._loops.get(loop)
-        if batcher is None:
-            batcher = self._loops[loop] = _LoopBatcher(self, loop)
-        return await batcher.submit(text)
+        return await self._queue.submit(text)
 
     async def aembed_many(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed several texts (one inner batch call when there is a batch method)."""
-        if self.batch_fn is None:
+        if self._queue is None:
             return list(await asyncio.gather(*(self.inner.aembed(t) for t in texts)))
-        return [list(map(float, v)) for v in await self._call_batch(list(texts))]
+        return await self._queue.call(list(texts))
 
-    async def _call_batch(self, texts: list[str]) -> Sequence[Sequence[float]]:
-        assert self.batch_fn is not None
-        self.batches += 1
-        self.largest = max(self.largest, len(texts))
-        return await self.batch_fn(texts)
+
+def _check_limits(window: float, max_batch: int, max_in_flight: int | None) -> None:
+    if window < 0:
+        raise ValueError(f"window must be >= 0 seconds, got {window}")
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    if max_in_flight is not None and max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be >= 1 or None, got {max_in_flight}")

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from .policy import Outcome
+from .core.rules import Outcome
 from .request import tenant_digest
 
 LATENCY_BUCKETS = (

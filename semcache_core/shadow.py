@@ -15,11 +15,14 @@ candidates arrived.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from cachetools import TTLCache
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,43 @@ class PendingCandidate:
     guarded: bool = False
 
 
+class _Parked(TTLCache[tuple[str, int], PendingCandidate, float]):
+    """Parked candidates by ``(request key, sequence)``, bounded in count and age.
+
+    cachetools removes what ages out (`expire`) or makes room (`popitem`) on its own;
+    overriding both is how the ledger hears of each removal, to count it and keep its
+    per-request index in step.
+    """
+
+    def __init__(
+        self,
+        maxsize: int,
+        ttl: float,
+        timer: Callable[[], float],
+        on_drop: Callable[[tuple[str, int]], None],
+    ) -> None:
+        super().__init__(maxsize, ttl, timer)
+        self._on_drop = on_drop
+
+    def expire(self, time: float | None = None) -> list[tuple[tuple[str, int], PendingCandidate]]:
+        expired = super().expire(time)
+        for key, _ in expired:
+            self._on_drop(key)
+        return expired
+
+    def popitem(self) -> tuple[tuple[str, int], PendingCandidate]:
+        key, candidate = super().popitem()
+        self._on_drop(key)
+        return key, candidate
+
+
 class ShadowLedger:
-    """Thread-safe, bounded map from a request's entry key to its parked candidates."""
+    """Thread-safe, bounded map from a request's entry key to its parked candidates.
+
+    Each candidate is one entry of a cachetools `TTLCache` (``max_items`` entries, each
+    for ``max_age`` seconds, the oldest evicted first); an index keeps each request's
+    candidates in parking order, so `take` finds the oldest in O(1).
+    """
 
     def __init__(
         self,
@@ -56,9 +94,10 @@ class ShadowLedger:
         self.max_items = max_items
         self.max_age = max_age
         self._clock = clock
-        self._lock = threading.Lock()
-        self._items: OrderedDict[str, deque[PendingCandidate]] = OrderedDict()
-        self._size = 0
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
+        self._parked = _Parked(max(max_items, 1), max_age, clock, self._forget)
+        self._queues: dict[str, deque[int]] = {}  # request key -> sequences, oldest first
+        self._seq = itertools.count()
         self.dropped = 0
 
     def park(
@@ -70,51 +109,42 @@ class ShadowLedger:
         question: str,
         guarded: bool = False,
     ) -> None:
-        candidate = PendingCandidate(key, similarity, text, question, self._clock(), guarded)
-        with self._lock:
-            queue = self._items.get(request_key)
-            if queue is None:
-                queue = self._items[request_key] = deque()
-            else:
-                self._items.move_to_end(request_key)
-            queue.append(candidate)
-            self._size += 1
-            self._evict()
+        with self._lock, self._parked.timer as now:
+            if self.max_items <= 0:
+                self.dropped += 1  # nothing is held
+                return
+            candidate = PendingCandidate(key, similarity, text, question, now, guarded)
+            seq = next(self._seq)
+            self._queues.setdefault(request_key, deque()).append(seq)
+            self._parked[(request_key, seq)] = candidate  # sweeps stale ones, evicts if full
 
     def take(self, request_key: str) -> PendingCandidate | None:
         """The oldest fresh candidate parked for this request, removed; else ``None``."""
-        now = self._clock()
-        with self._lock:
-            queue = self._items.get(request_key)
-            while queue:
-                candidate = queue.popleft()
-                self._size -= 1
-                if not queue:
-                    del self._items[request_key]
-                if now - candidate.parked_at <= self.max_age:
-                    return candidate
-                self.dropped += 1
-                queue = self._items.get(request_key)
-            return None
+        with self._lock, self._parked.timer as now:
+            self._parked.expire(now)
+            queue = self._queues.get(request_key)
+            candidate = None
+            while queue and candidate is None:
+                candidate = self._parked.pop((request_key, queue.popleft()), None)
+            if queue is not None and not queue:
+                del self._queues[request_key]
+            return candidate
 
     def __len__(self) -> int:
         with self._lock:
-            return self._size
+            return len(self._parked)
 
-    def _evict(self) -> None:
-        now = self._clock()
-        while self._items and self._size > self.max_items:
-            self._pop_oldest()
-        while self._items:
-            oldest = next(iter(self._items.values()))
-            if now - oldest[0].parked_at <= self.max_age:
-                break
-            self._pop_oldest()
-
-    def _pop_oldest(self) -> None:
-        request_key, queue = next(iter(self._items.items()))
-        queue.popleft()
-        self._size -= 1
+    def _forget(self, entry: tuple[str, int]) -> None:
+        """cachetools dropped a candidate (stale or evicted): count it, unindex it."""
         self.dropped += 1
+        request_key, seq = entry
+        queue = self._queues.get(request_key)
         if not queue:
-            del self._items[request_key]
+            return
+        # Removals go oldest first, and a request's sequences are in parking order.
+        if queue[0] == seq:
+            queue.popleft()
+        elif seq in queue:
+            queue.remove(seq)
+        if not queue:
+            del self._queues[request_key]

@@ -12,10 +12,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import check_tenant_id
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .config import CacheConfig
+    from .request import CacheRequest
 
 
 class _Unset:
@@ -143,3 +147,44 @@ def tenant(tenant_id: str) -> Iterator[RequestContext]:
     """
     with cache_context(tenant=tenant_id) as ctx:
         yield ctx
+
+
+def build_request(
+    config: CacheConfig,
+    prompt: str,
+    question: str | None,
+    scope: Mapping[str, Any] | None,
+    tenant: str | None,
+    tags: Sequence[str] | None,
+    *,
+    ttl: Any = UNSET,
+    kind: str = "",
+) -> CacheRequest:
+    """`CacheEngine.request`: a request with tenant, tags, TTL and scope filled from the
+    current `cache_context` (see there)."""
+    from .request import CacheRequest
+
+    ctx = current_context()
+    merged_scope = dict(scope or {})
+    if ctx.scope:
+        merged_scope["context"] = dict(ctx.scope)
+    embedded = prompt if question is None else question
+    if ctx.semantic is False:
+        embedded = ""
+    elif ctx.question is not None and embedded:
+        if ctx.question in embedded:
+            merged_scope["template"] = embedded.replace(ctx.question, "\x00")
+            embedded = ctx.question
+        else:
+            embedded = ""  # the declared question is not in this request: exact only
+    return CacheRequest.build(
+        # An explicit tenant is checked, never replaced: "" is an error, not the default.
+        tenant=tenant if tenant is not None else ctx.tenant or config.default_tenant,
+        namespace=config.namespace,
+        prompt=prompt,
+        question=embedded,
+        scope=merged_scope,
+        tags=tuple(ctx.tags) + tuple(t for t in (tags or ()) if t not in ctx.tags),
+        ttl=ttl if ttl is not UNSET else ctx.ttl,
+        kind=kind,
+    )

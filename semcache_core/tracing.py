@@ -26,6 +26,12 @@ def tracer() -> Any:
     return _trace.get_tracer("semcache") if _trace is not None else None
 
 
+def mark_error(span: Any, description: str) -> None:
+    """Give a span the ERROR status (a lookup that failed open, a store that failed)."""
+    if _trace is not None:
+        span.set_status(_trace.Status(_trace.StatusCode.ERROR, description))
+
+
 def start_span(name: str, attributes: dict[str, Any]) -> Any:
     """A context manager for a span (``None`` when opentelemetry is absent)."""
     t = tracer()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
+from .l1 import clear_message
 
 if TYPE_CHECKING:
     from .engine import CacheEngine
@@ -45,34 +46,22 @@ def _decode(value: Any) -> bytes:
 
 def iter_entries(engine: CacheEngine, batch: int = 500) -> Iterator[dict[str, Any]]:
     """Every entry of the engine's namespace as an export record."""
-    client = engine._store.client
+    store = engine._store
     prefix = engine.layout.key_prefix
-    keys: list[bytes] = []
-
-    def flush(chunk: list[bytes]) -> Iterator[dict[str, Any]]:
-        pipe = client.pipeline(transaction=False)
-        for key in chunk:
-            pipe.hgetall(key)
-            pipe.pttl(key)
-        replies = pipe.execute()
-        for key, fields, pttl in zip(chunk, replies[::2], replies[1::2], strict=True):
-            if not fields:
-                continue  # expired or deleted meanwhile
-            name = key.decode()
-            yield {
-                "v": FORMAT_VERSION,
-                "key": name[len(prefix) :],
-                "pttl_ms": int(pttl) if int(pttl) > 0 else None,
-                "fields": {k.decode(): _encode(k.decode(), v) for k, v in fields.items()},
-            }
-
-    for key in client.scan_iter(match=engine.layout.scan_pattern(), count=1000):
-        keys.append(key if isinstance(key, bytes) else str(key).encode())
-        if len(keys) >= batch:
-            yield from flush(keys)
-            keys = []
-    if keys:
-        yield from flush(keys)
+    cursor = None
+    while cursor != 0:
+        cursor, keys = store.scan_page(engine.layout.scan_pattern(), cursor or 0)
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            for name, (fields, pttl) in zip(chunk, store.read_entries(chunk), strict=True):
+                if not fields:
+                    continue  # expired or deleted meanwhile
+                yield {
+                    "v": FORMAT_VERSION,
+                    "key": name[len(prefix) :],
+                    "pttl_ms": pttl if pttl > 0 else None,
+                    "fields": {k.decode(): _encode(k.decode(), v) for k, v in fields.items()},
+                }
 
 
 def export_entries(
@@ -96,16 +85,27 @@ def import_entries(
 ) -> int:
     """Write exported entries into the engine's namespace (overwriting same keys).
 
+    Every line is checked before the first write, so a bad file imports nothing.
+
     Raises:
         ConfigurationError: a line is not an export record, or its vector does not fit
             this namespace's index (other dimensions or data type).
     """
     engine.setup()
+    records = _parsed(engine, lines)
+    written = 0
+    for start in range(0, len(records), batch):
+        written += _write(engine, records[start : start + batch], progress)
+    _announce_import(engine)
+    return written
+
+
+def _parsed(
+    engine: CacheEngine, lines: Iterable[str]
+) -> list[tuple[str, dict[str, bytes], int | None]]:
     dims = engine._dims
     width = 2 if engine.config.datatype == "float16" else 4
-    client = engine._store.client
-    pipe = client.pipeline(transaction=False)
-    pending = written = 0
+    records: list[tuple[str, dict[str, bytes], int | None]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -114,8 +114,10 @@ def import_entries(
             if record.get("v") != FORMAT_VERSION or ":" not in record["key"]:
                 raise ValueError("not a semcache export record")
             fields = {k: _decode(v) for k, v in record["fields"].items()}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigurationError(f"line {number}: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"line {number}: {exc}; nothing was imported (fix or cut the file there)"
+            ) from None
         vector = fields.get("vector")
         if vector is not None and dims is not None and len(vector) != dims * width:
             raise ConfigurationError(
@@ -123,21 +125,29 @@ def import_entries(
                 f"namespace's index has {dims} ({engine.config.datatype}); import into a "
                 "namespace built with the same embedding model"
             )
-        key = engine.layout.key_prefix + record["key"]
-        pipe.delete(key)
-        pipe.hset(key, mapping=fields)
-        if record.get("pttl_ms"):
-            pipe.pexpire(key, int(record["pttl_ms"]))
-        pending += 1
-        if pending >= batch:
-            pipe.execute()
-            written += pending
-            if progress is not None:
-                progress(pending)
-            pending = 0
-    if pending:
-        pipe.execute()
-        written += pending
-        if progress is not None:
-            progress(pending)
-    return written
+        pttl = record.get("pttl_ms")
+        records.append(
+            (engine.layout.key_prefix + record["key"], fields, int(pttl) if pttl else None)
+        )
+    return records
+
+
+def _announce_import(engine: CacheEngine) -> None:
+    """Imported keys overwrote entries that L1 tiers (this process's and, announcing,
+    every other's) may hold: they all drop this namespace's copies."""
+    state = engine._state
+    if state.l1 is not None:
+        state.l1.clear()
+    if engine.config.l1_publish:
+        engine._store.publish(clear_message())
+
+
+def _write(
+    engine: CacheEngine,
+    records: list[tuple[str, dict[str, bytes], int | None]],
+    progress: Callable[[int], None] | None,
+) -> int:
+    n = engine._store.write_entries(records)
+    if progress is not None:
+        progress(n)
+    return n

@@ -108,3 +108,9 @@ def make_engine(redis_url: str, namespace: str) -> Iterator[Callable[..., CacheE
         cleaner = CacheEngine(redis_url, namespace=ns, validate=False)
         cleaner.drop_index()
         cleaner.close()
+
+
+def delete_totals(client: Any, prefix: str, namespace: str) -> int:
+    """Remove a namespace's persisted counters with a raw client (test cleanup)."""
+    keys = list(client.scan_iter(match=f"{prefix}:__stats__:{namespace}:*", count=1000))
+    return sum(int(client.unlink(k)) for k in keys)

@@ -1,6 +1,6 @@
 """A fake LLM that rewords its answers, as a real one does at temperature 0.7.
 
-Every intent of `semcache_core.workload` gets four phrasings of the same right answer:
+Every intent of `semcache_demo.workload` gets four phrasings of the same right answer:
 the workload's own answer and three rewordings written the way chat models vary theirs
 (another opener, sentences reordered or merged, synonyms, a detail dropped or added).
 `RewordingLLM` answers a question with one of its intent's phrasings, chosen by a seeded
@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from semcache_core.workload import INTENTS, intent_of
+from semcache_demo.workload import INTENTS, intent_of
 
 REWORDINGS: dict[str, tuple[str, ...]] = {
     "reset_password": (

@@ -16,9 +16,73 @@ from typing import Any
 import redis
 
 from semcache_core import CacheEngine
-from semcache_core.coalesce import Coalescer, Joined
-from semcache_core.l1 import L1Coherence, LocalTier, l1_channel
+from semcache_core._async.coalescing import AsyncCoalescing
+from semcache_core._sync.coalescing import SyncCoalescing
+from semcache_core.coalesce import Joined, SingleFlight, Ticket
+from semcache_core.config import build_config
+from semcache_core.l1 import LocalTier
 from semcache_core.request import CacheRequest
+from semcache_core.storage._async.store import AsyncStore
+from semcache_core.storage._sync.store import SyncStore
+from semcache_core.storage.l1_subscriber import L1Coherence
+from semcache_core.storage.layout import Layout
+
+
+def l1_channel(prefix: str, namespace: str) -> str:
+    return Layout(prefix, namespace).l1_channel
+
+
+class Coalescer:
+    """The engine's coalescing drivers (both), driven by hand with raw clients, the way
+    another process of the same namespace would: its own flights, the same locks."""
+
+    def __init__(
+        self,
+        key_prefix: str,
+        namespace: str,
+        *,
+        wait_timeout: float = 2.0,
+        lease: float = 30.0,
+        poll_interval: float = 0.02,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.local = SingleFlight(wait_timeout=wait_timeout, lease=lease, timer=timer)
+        self.layout = Layout(key_prefix, namespace)
+        self.config = build_config(None, key_prefix=key_prefix, namespace=namespace)
+        self.poll_interval = poll_interval
+        self._sync = SyncCoalescing(self.local, timer, poll_interval)
+        self._async = AsyncCoalescing(self.local, timer, poll_interval)
+
+    @property
+    def errors(self) -> int:
+        return self._sync.errors + self._async.errors
+
+    def lock_key(self, key: str) -> str:
+        return self.layout.lock_key(key)
+
+    def _store(self, client: Any) -> SyncStore | None:
+        return None if client is None else SyncStore(client, self.layout, self.config)
+
+    def _astore(self, client: Any) -> AsyncStore | None:
+        return None if client is None else AsyncStore(client, self.layout, self.config)
+
+    def begin(self, key: str, client: Any = None) -> Ticket:
+        return self._sync.begin(key, self._store(client))
+
+    def join(self, ticket: Ticket, client: Any = None) -> Joined:
+        return self._sync.join(ticket, self._store(client))
+
+    def finish(self, key: str, client: Any = None) -> None:
+        self._sync.finish(key, self._store(client))
+
+    async def abegin(self, key: str, client: Any = None) -> Ticket:
+        return await self._async.begin(key, self._astore(client))
+
+    async def ajoin(self, ticket: Ticket, client: Any = None) -> Joined:
+        return await self._async.join(ticket, self._astore(client))
+
+    async def afinish(self, key: str, client: Any = None) -> None:
+        await self._async.finish(key, self._astore(client))
 
 
 def _say(*parts: object) -> None:

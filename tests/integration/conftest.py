@@ -1,14 +1,33 @@
-"""Fixtures shared by the LlamaIndex integration tests."""
+"""Fixtures shared by the integration tests: both drivers, and LlamaIndex's globals."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 from llama_index.core import Settings
 from llama_index_instrumentation import get_dispatcher
 
+from tests.integration.drivers import DRIVERS, Driver
 from tests.integration.test_llamaindex_llm import Recorder, close_llamaindex_loop
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """Runs the test on the sync driver, then on the async one (ids ``[sync]``,
+    ``[async]``): wrap each engine, ``engine = driver(make_engine(...))``. The async run
+    owns one event loop for the whole test; its engines are ``aclose``d on it at the end
+    (tests/integration/drivers.py)."""
+    if request.param == "sync":
+        yield Driver("sync")
+        return
+    with asyncio.Runner() as runner:
+        driven = Driver("async", runner)
+        try:
+            yield driven
+        finally:
+            driven.close()
 
 
 @pytest.fixture

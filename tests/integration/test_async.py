@@ -12,18 +12,19 @@ from typing import Any
 import pytest
 
 from langchain_semcache import SemanticCache, tenant
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine
-from semcache_core.store import SyncStore
-from semcache_core.workload import INTENTS, answer_for
+from semcache_core.storage._sync.store import SyncStore
+from semcache_demo.langchain_fakes import FakeSupportChatModel
+from semcache_demo.workload import INTENTS, answer_for
 from tests.conftest import CountingEmbeddings
 
 PACKAGES = [
     Path(__file__).parents[2] / "semcache_core",
     Path(__file__).parents[2] / "langchain_semcache",
+    Path(__file__).parents[2] / "semcache_demo",
 ]
 # Entry points that own their event loop (the CLI) may start one; library calls may not.
-ENTRY_POINTS = {"cli.py", "demo.py"}
+ENTRY_POINTS = {"cli.py", "langchain_demo.py"}
 
 
 def booby_trap_sync(monkeypatch: pytest.MonkeyPatch, embeddings: CountingEmbeddings) -> None:
@@ -124,3 +125,34 @@ def test_no_asyncio_run_or_thread_hop_in_library_code() -> None:
         if pattern.search(line) and "# cpu-bound, not I/O" not in line
     ]
     assert offenders == []
+
+
+async def test_an_async_app_builds_and_runs_the_engine_without_sync_io(
+    redis_url: str,
+    namespace: str,
+    counting_embeddings: CountingEmbeddings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`acreate` sets up on the running loop: no sync Redis command, no sync embedding,
+    and the admin calls have async forms too."""
+    store_methods = [n for n in vars(SyncStore) if not n.startswith("_")]
+    for name in store_methods:
+        monkeypatch.setattr(SyncStore, name, lambda *a, **k: pytest.fail("sync I/O"))
+    monkeypatch.setattr(counting_embeddings, "embed_query", lambda *a: pytest.fail("sync embed"))
+    engine = await CacheEngine.acreate(
+        redis_url, embedder=counting_embeddings, namespace=namespace, dims=384
+    )
+    try:
+        request = engine.request("How do I reset my password?")
+        assert (await engine.alookup(request)).outcome.value == "miss"
+        assert await engine.astore(request, b"Use the reset link.")
+        assert (await engine.alookup(request)).hit
+        assert await engine.acount() == 1
+        await engine.aset_policy("acme", threshold=0.95)
+        assert (await engine.aget_policy("acme")).threshold == 0.95
+        stats = await engine.astats()
+        assert stats["totals"] is not None and stats["index"]["entries"] == 1
+        assert await engine.adrop_namespace() == 1
+        assert counting_embeddings.async_texts == ["How do I reset my password?"]
+    finally:
+        await engine.aclose()

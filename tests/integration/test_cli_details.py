@@ -12,9 +12,8 @@ from typer.testing import CliRunner
 from semcache_core import CacheEngine, Outcome
 from semcache_core.cli import app
 from semcache_core.config import build_config
-from semcache_core.counters import delete_totals
 from semcache_core.errors import ConfigurationError
-from tests.conftest import constant_embedder
+from tests.conftest import constant_embedder, delete_totals
 
 runner = CliRunner()
 

@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from semcache_core import CacheEngine, Outcome
 from semcache_core.cli import app
-from semcache_core.counters import delete_totals
 from semcache_core.prometheus import TotalsCollector
-from tests.conftest import hashed_embedder
+from tests.conftest import delete_totals, hashed_embedder
 
 runner = CliRunner()
 
@@ -96,7 +95,7 @@ def test_export_then_import_gives_the_same_lookups(
 
     # An index with other dimensions refuses the import with a fix-it message.
     other = f"import-{uuid.uuid4().hex[:8]}"
-    make_engine(embedder=hashed_embedder(dims=8), namespace=other)
+    make_engine(embedder=hashed_embedder(dims=8), namespace=other, dims=8)
     result = runner.invoke(app, ["import", str(dump), *_args(redis_url, other)])
     assert result.exit_code == 1 and "was built" in result.stderr
 
@@ -124,3 +123,33 @@ def test_totals_collector_parses(
         assert values[("semcache_totals_up", None)] == 1
     finally:
         delete_totals(raw_redis, "semcache", namespace)
+
+
+def test_a_bad_import_file_imports_nothing_and_says_where(
+    redis_url: str,
+    namespace: str,
+    make_engine: Callable[..., CacheEngine],
+    tmp_path: Path,
+) -> None:
+    source = make_engine(embedder=hashed_embedder())
+    _fill(source)
+    dump = tmp_path / "entries.jsonl"
+    assert runner.invoke(app, ["export", str(dump), *_args(redis_url, namespace)]).exit_code == 0
+    good = dump.read_text().splitlines()
+    target_ns = f"import-{uuid.uuid4().hex[:8]}"
+    target = make_engine(namespace=target_ns, dims=16)
+    cases = {
+        "cut": "\n".join([*good[:5], good[5][: len(good[5]) // 2], *good[6:]]).encode(),
+        "garbage first line": b"42\n" + "\n".join(good).encode(),
+        "not utf-8": "\n".join(good[:3]).encode() + b"\n\xff\xfe\n",
+    }
+    where = {"cut": "line 6", "garbage first line": "line 1", "not utf-8": "line 4"}
+    for name, content in cases.items():
+        bad = tmp_path / f"{name}.jsonl"
+        bad.write_bytes(content)
+        result = runner.invoke(app, ["import", str(bad), *_args(redis_url, target_ns)])
+        assert result.exit_code == 1, (name, result.output)
+        errors = [line for line in result.stderr.splitlines() if "Error" in line]
+        assert len(errors) == 1 and where[name] in errors[0], (name, result.stderr)
+        assert "Traceback" not in result.output
+        assert target.count() == 0, f"{name}: a bad file imported entries"

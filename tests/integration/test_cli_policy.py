@@ -83,7 +83,9 @@ def test_calibrate_dry_run_and_apply(
         v = Verdict(similarity=s, agreed=s >= 0.9 or rng.random() < 0.5)
         store.add_verdict(
             tenant_digest("acme"),
-            engine._verdict_fields(PendingCandidate("k", v.similarity, "", "", 0.0), v.agreed),
+            engine._state.verdict_fields(
+                PendingCandidate("k", v.similarity, "", "", 0.0), v.agreed
+            ),
         )
     code, out, _ = _cli(redis_url, namespace, "calibrate", "--tenant", "acme")
     assert code == 0 and "Recommended threshold" in out and "Dry run" in out

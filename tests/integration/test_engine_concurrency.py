@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+import redis
 from langchain_core.globals import get_llm_cache, set_llm_cache
 
 from langchain_semcache import SemanticCache
-from langchain_semcache.testing import FakeSupportChatModel
-from semcache_core import CacheEngine, Outcome
+from semcache_core import CacheEngine, Outcome, Usage
+from semcache_core.entry import vector_bytes
 from semcache_core.microbatch import MicroBatcher
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import hashed_embedder
+from tests.unit.test_microbatch import FakeRemoteEmbedder
 
 
 class CountingBatchEmbedder:
@@ -117,3 +124,101 @@ async def test_concurrent_semantic_lookups_share_embedder_calls(
         await engine.aclose()
         engine.drop_index()
         engine.close()
+
+
+async def test_64_concurrent_lookups_share_few_inner_calls(
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+) -> None:
+    inner = FakeRemoteEmbedder()
+    batcher = MicroBatcher(inner)
+    engine = make_engine(embedder=batcher, dims=inner.dims)
+    questions = [f"distinct question number {i}" for i in range(64)]
+    requests = [engine.request(q) for q in questions]
+    await engine.alookup(requests[0])  # warm: setup and the tenant policy
+    before = len(inner.batch_sizes)
+    results = await asyncio.gather(*(engine.alookup(r) for r in requests[1:]))
+    assert all(not r.hit for r in results)
+    calls = len(inner.batch_sizes) - before
+    print(
+        f"\n63 concurrent lookups: {calls} inner embedding call(s), batch sizes "
+        f"{inner.batch_sizes[before:]}; 0 single calls"
+    )
+    assert calls <= 8 and inner.single_calls == 0
+    # Identical vectors: what the stores wrote equals the unbatched embedding.
+    assert all(await asyncio.gather(*(engine.astore(r, b"a") for r in requests)))
+    for q, r in zip(questions, requests, strict=True):
+        stored = raw_redis.hget(engine.layout.entry_key(r.tenant_token, r.exact_key), "vector")
+        assert stored == vector_bytes(await inner.aembed(q), engine.config.datatype)
+    await engine.aclose()
+
+
+# -- what coalesced lookups count -------------------------------------------------------
+COALESCE = pytest.mark.parametrize("mode", ["process", "redis"])
+
+
+def _counts(engine: CacheEngine) -> tuple[int, int, int, int]:
+    view = engine.stats(totals=False)["tenants"]["default"]
+    return view["requests"], view["misses"], view["exact_hits"], view["tokens_saved"]
+
+
+def _waiters(engine: CacheEngine) -> int:
+    return int(engine.stats(totals=False)["coalesce"]["waiters"])
+
+
+@COALESCE
+async def test_a_hit_on_the_first_pass_counts_as_a_hit(
+    make_engine: Callable[..., CacheEngine], mode: str
+) -> None:
+    engine = make_engine(coalesce=mode)
+    sync_req, async_req = engine.request("asked in sync"), engine.request("asked in async")
+    assert engine.lookup(sync_req).outcome is Outcome.MISS  # leads
+    assert engine.store(sync_req, b"answer", usage=Usage(3, 4))
+    assert (await engine.alookup(async_req)).outcome is Outcome.MISS
+    assert await engine.astore(async_req, b"answer", usage=Usage(3, 4))
+    assert _counts(engine) == (2, 2, 0, 0)
+    assert engine.lookup(sync_req).outcome is Outcome.EXACT_HIT
+    assert (await engine.alookup(async_req)).outcome is Outcome.EXACT_HIT
+    assert _counts(engine) == (4, 2, 2, 14)  # each request once, the hits as hits
+    await engine.aclose()
+
+
+@COALESCE
+def test_a_waiter_served_the_leaders_answer_counts_as_a_hit(
+    make_engine: Callable[..., CacheEngine], mode: str
+) -> None:
+    engine = make_engine(coalesce=mode, coalesce_wait=60.0)
+    request = engine.request("one cold question")
+    assert engine.lookup(request).outcome is Outcome.MISS  # the leader: it calls the LLM
+    with ThreadPoolExecutor(1) as pool:
+        waiter = pool.submit(engine.lookup, request)
+        for _ in range(10_000):  # until the waiter has joined the leader's flight
+            if _waiters(engine) or waiter.done():
+                break
+            time.sleep(0.001)
+        assert _waiters(engine) == 1 and not waiter.done()
+        assert engine.store(request, b"answer", usage=Usage(3, 4))  # the leader's answer
+        result = waiter.result(timeout=60)
+    assert result.outcome is Outcome.EXACT_HIT and result.value == b"answer"
+    assert _counts(engine) == (2, 1, 1, 7)
+    assert engine.stats(totals=False)["coalesce"]["timeouts"] == 0
+
+
+@COALESCE
+async def test_an_async_waiter_served_the_leaders_answer_counts_as_a_hit(
+    make_engine: Callable[..., CacheEngine], mode: str
+) -> None:
+    engine = make_engine(coalesce=mode, coalesce_wait=60.0)
+    request = engine.request("one cold async question")
+    assert (await engine.alookup(request)).outcome is Outcome.MISS  # the leader
+    waiter = asyncio.ensure_future(engine.alookup(request))
+    for _ in range(10_000):  # until the waiter has joined the leader's flight
+        if _waiters(engine) or waiter.done():
+            break
+        await asyncio.sleep(0.001)
+    assert _waiters(engine) == 1 and not waiter.done()
+    assert await engine.astore(request, b"answer", usage=Usage(3, 4))
+    result = await waiter
+    assert result.outcome is Outcome.EXACT_HIT and result.value == b"answer"
+    assert _counts(engine) == (2, 1, 1, 7)
+    assert engine.stats(totals=False)["coalesce"]["timeouts"] == 0
+    await engine.aclose()

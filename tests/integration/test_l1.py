@@ -1,10 +1,9 @@
-"""The in-process L1 tier and its cross-process coherence over Redis pub/sub.
+"""The L1 tier's coherence over Redis pub/sub (the tier alone: tests/unit/test_l1_tier.py).
 
-Claims: the tier is a correct bounded LRU/LFU with TTL; a read that raced an
-invalidation cannot re-insert the old value; an invalidation published anywhere removes
-the entry from another process's tier within 1 s (measured: typically about a
-millisecond); a killed subscription, a silent (paused) Redis and a dead Redis all
-clear the tier, which serves nothing until it has resubscribed.
+Claims: an invalidation published anywhere removes the entry from another process's
+tier within 1 s (measured: typically about a millisecond); a killed subscription, a
+silent (paused) Redis and a dead Redis all clear the tier, which serves nothing until
+it has resubscribed.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -26,30 +25,47 @@ import redis.asyncio as aredis
 
 from semcache_core.embedded import start_embedded_redis
 from semcache_core.l1 import (
-    L1Coherence,
     LocalTier,
-    apublish_clear,
-    apublish_drop,
-    apublish_drop_prefix,
     clear_message,
     drop_message,
     drop_prefix_message,
-    l1_channel,
-    publish,
-    publish_drop,
-    publish_drop_prefix,
 )
+from semcache_core.storage.l1_subscriber import L1Coherence
+from tests.integration._procs import l1_channel
+from tests.integration.drivers import Driver
+
+
+# What another process's store publishes (storage.AsyncStore.publish), sent by hand.
+def publish(client: Any, channel: str, message: str) -> int:
+    return int(client.publish(channel, message))
+
+
+def publish_drop(client: Any, channel: str, keys: list[str]) -> int:
+    return publish(client, channel, drop_message(keys))
+
+
+def publish_drop_prefix(client: Any, channel: str, prefix: str) -> int:
+    return publish(client, channel, drop_prefix_message(prefix))
+
+
+async def apublish(client: Any, channel: str, message: str) -> int:
+    return int(await client.publish(channel, message))
+
+
+async def apublish_drop(client: Any, channel: str, keys: list[str]) -> int:
+    return await apublish(client, channel, drop_message(keys))
+
+
+async def apublish_drop_prefix(client: Any, channel: str, prefix: str) -> int:
+    return await apublish(client, channel, drop_prefix_message(prefix))
+
+
+async def apublish_clear(client: Any, channel: str) -> int:
+    return await apublish(client, channel, clear_message())
+
 
 ROOT = Path(__file__).resolve().parents[2]
 COHERENCE_BOUND = 1.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _until(cond: object, timeout: float) -> float | None:
@@ -61,134 +77,6 @@ def _until(cond: object, timeout: float) -> float | None:
             return time.monotonic() - start
         time.sleep(0.001)
     return None
-
-
-# -- the tier alone -----------------------------------------------------------------------
-def test_lru_evicts_least_recently_used() -> None:
-    tier = LocalTier(2)
-    tier.put("a", {"v": 1})
-    tier.put("b", {"v": 2})
-    assert tier.get("a") == {"v": 1}  # a is now more recent than b
-    tier.put("c", {"v": 3})
-    assert "b" not in tier and "a" in tier and "c" in tier
-    assert tier.stats().evictions == 1
-
-
-def test_lfu_evicts_least_frequently_used() -> None:
-    tier = LocalTier(2, policy="lfu")
-    tier.put("a", {"v": 1})
-    tier.put("b", {"v": 2})
-    for _ in range(3):
-        tier.get("a")
-    tier.get("b")
-    tier.put("c", {"v": 3})  # b (2 uses) goes, a (4 uses) stays
-    assert set(tier.keys()) == {"a", "c"}
-    tier.put("d", {"v": 4})  # c has the lowest count
-    assert set(tier.keys()) == {"a", "d"}
-    tier.drop("a")
-    tier.put("e", {"v": 5})
-    tier.put("f", {"v": 6})  # d and e tie at 1 use: the older (d) goes
-    assert set(tier.keys()) == {"e", "f"}
-
-
-def test_ttl_is_the_smaller_of_the_entry_and_the_tier() -> None:
-    clock = FakeClock()
-    tier = LocalTier(10, ttl=5.0, timer=clock)
-    tier.put("short", {"v": 1}, ttl=1.0)
-    tier.put("capped", {"v": 2}, ttl=100.0)
-    tier.put("forever", {"v": 3}, ttl=None)
-    clock.now += 1.0
-    assert tier.get("short") is None
-    assert tier.get("capped") is not None
-    clock.now += 4.0
-    assert tier.get("capped") is None and tier.get("forever") is None
-    assert tier.stats().expirations == 3
-    assert not tier.put("dead", {"v": 4}, ttl=0.0)  # an expired entry is never held
-    unbounded = LocalTier(10, ttl=None, timer=clock)
-    unbounded.put("k", {"v": 1})
-    clock.now += 1e9
-    assert unbounded.get("k") == {"v": 1}
-
-
-def test_drop_prefix_and_clear() -> None:
-    tier = LocalTier(100)
-    for tenant in ("t1", "t2"):
-        for i in range(3):
-            tier.put(f"semcache:ns:{tenant}:{i}", {"v": i})
-    assert tier.drop_prefix("semcache:ns:t1:") == 3
-    assert len(tier) == 3 and all(":t2:" in k for k in tier)
-    assert tier.clear() == 3 and len(tier) == 0
-    stats = tier.stats()
-    assert (stats.dropped, stats.size) == (6, 0)
-
-
-def test_a_read_that_raced_an_invalidation_is_not_held() -> None:
-    tier = LocalTier(100)
-    since = tier.version  # the Redis read starts
-    tier.drop("k")  # an overwrite elsewhere is applied before the read returns
-    assert not tier.put("k", {"v": "old"}, since=since)
-    assert tier.put("other", {"v": 1}, since=since)  # unrelated keys are not blocked
-    since = tier.version
-    tier.drop_prefix("semcache:ns:t1:")
-    assert not tier.put("semcache:ns:t1:k", {"v": "old"}, since=since)
-    assert tier.put("semcache:ns:t2:k", {"v": 1}, since=since)
-    since = tier.version
-    tier.clear()
-    assert not tier.put("anything", {"v": 1}, since=since)
-    assert tier.put("anything", {"v": 1}, since=tier.version)
-    assert tier.stats().refused == 3
-
-
-def test_apply_messages_and_reject_malformed_ones() -> None:
-    import json
-
-    tier = LocalTier(100)
-    for k in ("p:n:a:1", "p:n:a:2", "p:n:b:1"):
-        tier.put(k, {"v": k})
-    tier.apply(json.loads(drop_message(["p:n:a:1"])))
-    assert "p:n:a:1" not in tier
-    tier.apply(json.loads(drop_prefix_message("p:n:a:")))
-    assert list(tier.keys()) == ["p:n:b:1"]
-    tier.apply(json.loads(clear_message()))
-    assert len(tier) == 0
-    for bad in ({"op": "drop", "keys": "p:n:a:1"}, {"op": "drop_prefix"}, {"op": "nuke"}):
-        with pytest.raises(ValueError):
-            tier.apply(bad)
-
-
-def test_suspended_tier_serves_and_holds_nothing() -> None:
-    tier = LocalTier(10)
-    tier.put("k", {"v": 1})
-    tier.suspend()
-    assert tier.get("k") is None and not tier.put("k", {"v": 1}) and len(tier) == 0
-    tier.resume()
-    assert tier.put("k", {"v": 1}) and tier.get("k") == {"v": 1}
-
-
-def test_threads_hammering_one_tier() -> None:
-    tier = LocalTier(64, ttl=10.0, policy="lfu")
-    errors: list[BaseException] = []
-
-    def work(n: int) -> None:
-        try:
-            for i in range(3000):
-                key = f"k{(i * 7 + n) % 200}"
-                if i % 3 == 0:
-                    tier.put(key, {"v": i}, since=tier.version)
-                elif i % 17 == 0:
-                    tier.drop(key)
-                else:
-                    tier.get(key)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    assert len(tier) <= 64
 
 
 # -- coherence in one process ---------------------------------------------------------------
@@ -393,19 +281,25 @@ def test_invalidation_in_one_process_reaches_another_within_a_second(
     assert max(latencies) < COHERENCE_BOUND
 
 
-def test_engine_l1_is_coherent(redis_url: str, namespace: str) -> None:
+def test_engine_l1_is_coherent(redis_url: str, namespace: str, driver: Driver) -> None:
     """Two engines (as two processes would): B serves exact hits from its L1; A's
     overwrite and invalidation reach B's L1 within a second."""
     from semcache_core import CacheEngine, Outcome
 
-    a = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100)
-    b = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    a = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    b = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    state = b.engine._state
     try:
         # The subscriber starts on first use; until it is subscribed, L1 holds nothing.
-        assert b._l1_tier() is not None and b._l1_sub is not None
-        assert b._l1_sub.wait_connected(5.0)
+        assert state.l1_tier() is not None and state.l1_sub is not None
+        assert state.l1_sub.wait_connected(5.0)
         req = a.request("What is the refund window?", tenant="acme")
+        heard = state.l1_sub.messages
         assert a.store(req, b"30 days")
+        # B hears A's announcement of that write before it reads: heard later, it would
+        # drop the copy B just took (seen under load).
+        sub = state.l1_sub
+        assert _until(lambda: sub.messages > heard, COHERENCE_BOUND) is not None
         assert b.lookup(req).value == b"30 days"  # B reads Redis, keeps it in L1
         assert b.lookup(req).value == b"30 days"
         assert b.stats()["l1"]["hits"] == 1
@@ -418,6 +312,36 @@ def test_engine_l1_is_coherent(redis_url: str, namespace: str) -> None:
         deadline = time.monotonic() + COHERENCE_BOUND
         while b.lookup(req).outcome == Outcome.EXACT_HIT:
             assert time.monotonic() < deadline, "B's L1 kept an invalidated entry"
+            time.sleep(0.01)
+    finally:
+        a.drop_index()
+        a.close()
+        b.close()
+
+
+def test_an_import_reaches_every_l1(redis_url: str, namespace: str, tmp_path: Path) -> None:
+    """`semcache import` overwrites keys: other processes' L1 copies go, not after l1_ttl."""
+    from semcache_core import CacheEngine
+    from semcache_core.transfer import export_entries, import_entries
+
+    a = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100, l1_ttl=60.0)
+    b = CacheEngine(redis_url, namespace=namespace, dims=8, l1_maxsize=100, l1_ttl=60.0)
+    try:
+        assert b._state.l1_tier() is not None and b._state.l1_sub is not None
+        assert b._state.l1_sub.wait_connected(5.0)
+        req = a.request("What is the refund window?", tenant="acme")
+        assert a.store(req, b"45 days")
+        dump = tmp_path / "new.jsonl"
+        with dump.open("w") as out:
+            export_entries(a, out)
+        assert a.store(req, b"30 days")  # the old answer, now held in B's L1
+        assert b.lookup(req).value == b"30 days" and b.lookup(req).value == b"30 days"
+        assert b.stats(totals=False)["l1"]["hits"] == 1
+        with dump.open() as lines:
+            assert import_entries(a, lines) == 1
+        deadline = time.monotonic() + COHERENCE_BOUND
+        while b.lookup(req).value != b"45 days":
+            assert time.monotonic() < deadline, "B's L1 kept the answer the import replaced"
             time.sleep(0.01)
     finally:
         a.drop_index()

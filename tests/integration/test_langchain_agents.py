@@ -12,9 +12,9 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import tool
 
 from langchain_semcache import CachedStreamingChatModel, SemanticCache
-from langchain_semcache.streaming_testing import FakeStreamingChatModel
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine
+from semcache_demo.langchain_fakes import FakeSupportChatModel
+from tests.streaming_fake import FakeStreamingChatModel
 
 
 @tool

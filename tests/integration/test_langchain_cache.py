@@ -13,8 +13,8 @@ from langchain_core.outputs import ChatGeneration
 from pydantic import BaseModel
 
 from langchain_semcache import SemanticCache, tenant
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import CountingEmbeddings
 
 Q = "How do I reset my password?"

@@ -16,10 +16,10 @@ from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from langchain_semcache import CachedStreamingChatModel, SemanticCache, cache_context, tenant
-from langchain_semcache.streaming_testing import FakeStreamingChatModel
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, ConfigurationError, Outcome, last_lookup
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import constant_embedder
+from tests.streaming_fake import FakeStreamingChatModel
 
 Q = "How do I reset my password?"
 PARAPHRASE = "I forgot my password, how can I reset it?"

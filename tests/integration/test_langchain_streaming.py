@@ -20,10 +20,10 @@ from langchain_core.tools import tool
 
 from langchain_semcache import SemanticCache
 from langchain_semcache.streaming import CachedStreamingChatModel, replay_chunks
-from langchain_semcache.streaming_testing import FakeStreamingChatModel, StreamDropped
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, tenant
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import hashed_embedder
+from tests.streaming_fake import FakeStreamingChatModel, StreamDropped
 
 QUESTION = "Can you explain in a few words how cache replay of a long answer works?"
 

@@ -22,9 +22,9 @@ from llamaindex_semcache import (
     last_lookup,
     wrap,
 )
-from llamaindex_semcache.testing import FakeFunctionCallingLLM, FakeLLM
 from semcache_core import CacheEngine, ConfigurationError
 from semcache_core.embedding import SentenceTransformerEmbedder
+from semcache_demo.llamaindex_fakes import FakeFunctionCallingLLM, FakeLLM
 from tests.integration.test_llamaindex_query_engine import CountingQueryEngine
 
 Q = "How do I reset my password?"

@@ -19,8 +19,6 @@ from llama_index.core.base.llms.types import (
     ChatResponse,
     CompletionResponse,
     MessageRole,
-    TextBlock,
-    ToolCallBlock,
 )
 from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.embeddings import MockEmbedding
@@ -38,14 +36,8 @@ from llamaindex_semcache.llm import (
     SemanticCacheLLM,
     wrap,
 )
-from llamaindex_semcache.serialization import (
-    CHAT_CODEC,
-    CachedRecord,
-    decode_chat,
-    encode_chat,
-)
-from llamaindex_semcache.testing import FakeFunctionCallingLLM, FakeLLM
-from semcache_core import CacheEngine, SerializationError, tenant
+from semcache_core import CacheEngine, tenant
+from semcache_demo.llamaindex_fakes import FakeFunctionCallingLLM, FakeLLM
 from tests.conftest import CountingEmbeddings, hashed_embedder
 
 Q = "How do I reset my password?"
@@ -278,6 +270,43 @@ def test_cached_tool_call_parses_like_a_fresh_one(engine: CacheEngine) -> None:
     # tool_required is part of the call (tool_choice): a different choice never shares.
     llm.chat_with_tools([tool], user_msg="weather in Oslo?", tool_required=False)
     assert fake.calls == 2
+
+
+def test_chat_calls_that_differ_only_in_tools_never_share(engine: CacheEngine) -> None:
+    fake = FakeFunctionCallingLLM()
+    llm = wrap(fake, engine)
+    assert isinstance(llm, SemanticCacheFunctionCallingLLM)
+    weather = FunctionTool.from_defaults(fn=lambda city: city, name="weather", description="w")
+    clock = FunctionTool.from_defaults(fn=lambda city: city, name="local_time", description="t")
+    first = llm.chat_with_tools([weather], user_msg="Oslo?", tool_required=True)
+    other = llm.chat_with_tools([clock], user_msg="Oslo?", tool_required=True)
+    assert fake.calls == 2 and mark(other) is None  # another tool set: the LLM answers
+    assert [c.tool_name for c in llm.get_tool_calls_from_response(first)] == ["weather"]
+    assert [c.tool_name for c in llm.get_tool_calls_from_response(other)] == ["local_time"]
+    # Each is cached under its own tools.
+    again = llm.chat_with_tools([clock], user_msg="Oslo?", tool_required=True)
+    assert fake.calls == 2 and mark(again) is not None
+    assert [c.tool_name for c in llm.get_tool_calls_from_response(again)] == ["local_time"]
+    # The same through plain chat(): the tools are call arguments like any other.
+    specs = {t.metadata.name: [t.metadata.to_openai_tool()] for t in (weather, clock)}
+    llm.chat(user("Bergen?"), tools=specs["weather"])
+    assert mark(llm.chat(user("Bergen?"), tools=specs["local_time"])) is None
+    assert fake.calls == 4
+
+
+async def test_async_chat_calls_that_differ_only_in_tools_never_share(
+    engine: CacheEngine,
+) -> None:
+    fake = FakeFunctionCallingLLM()
+    llm = wrap(fake, engine)
+    assert isinstance(llm, SemanticCacheFunctionCallingLLM)
+    weather = FunctionTool.from_defaults(fn=lambda city: city, name="weather", description="w")
+    clock = FunctionTool.from_defaults(fn=lambda city: city, name="local_time", description="t")
+    await llm.achat_with_tools([weather], user_msg="Oslo?", tool_required=True)
+    other = await llm.achat_with_tools([clock], user_msg="Oslo?", tool_required=True)
+    assert fake.calls == 2 and mark(other) is None
+    assert [c.tool_name for c in llm.get_tool_calls_from_response(other)] == ["local_time"]
+    await engine.aclose()
 
 
 # -- structured output ------------------------------------------------------------------
@@ -581,38 +610,6 @@ def test_shadow_mode_does_not_serve_a_paraphrase_and_records_a_verdict(
 
 
 # -- the codec --------------------------------------------------------------------------
-def test_codec_round_trips_tool_calls_and_provider_objects() -> None:
-    class FunctionCall(BaseModel):
-        name: str
-        arguments: str
-
-    class ToolCall(BaseModel):
-        id: str
-        type: str
-        function: FunctionCall
-
-    call = ToolCall(id="c1", type="function", function=FunctionCall(name="f", arguments="{}"))
-    response = ChatResponse(
-        message=ChatMessage(
-            role=MessageRole.ASSISTANT,
-            blocks=[TextBlock(text="ok"), ToolCallBlock(tool_call_id="c1", tool_name="f")],
-            additional_kwargs={"tool_calls": [call], "note": {"$record": 1}},
-        ),
-        raw={"usage": {"total_tokens": 3}},
-        additional_kwargs={"total_tokens": 3},
-    )
-    back = decode_chat(encode_chat(response), CHAT_CODEC)
-    (replayed,) = back.message.additional_kwargs["tool_calls"]
-    assert isinstance(replayed, CachedRecord)
-    assert replayed.function.name == replayed["function"]["name"] == "f"
-    assert replayed.model_dump() == call.model_dump(mode="json")
-    assert back.message.additional_kwargs["note"] == {"$record": 1}
-    assert back.message.blocks == response.message.blocks
-    assert back.raw is None  # provider bookkeeping is not stored
-    with pytest.raises(SerializationError):
-        decode_chat(b'{"v": 2}', CHAT_CODEC)
-    with pytest.raises(SerializationError):
-        decode_chat(encode_chat(response), "pickle")
 
 
 def test_hits_count_the_tokens_and_dollars_they_saved(
@@ -621,7 +618,7 @@ def test_hits_count_the_tokens_and_dollars_they_saved(
     from llama_index.core.llms import ChatMessage
 
     from llamaindex_semcache import wrap
-    from llamaindex_semcache.testing import FakeLLM
+    from semcache_demo.llamaindex_fakes import FakeLLM
 
     engine = make_engine(embedder=hashed_embedder(), prices={"fake-llm-1": (1.0, 2.0)})
     llm = wrap(FakeLLM(), engine)

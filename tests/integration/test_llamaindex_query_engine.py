@@ -17,13 +17,10 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from llamaindex_semcache.query_engine import (
-    RESPONSE_CODEC,
     SemanticCacheQueryEngine,
     SemanticCacheRetriever,
-    decode_response,
-    encode_response,
 )
-from semcache_core import CacheEngine, ConfigurationError, SerializationError, tenant
+from semcache_core import CacheEngine, ConfigurationError, tenant
 from semcache_core.embedding import SentenceTransformerEmbedder
 
 DOCS = [
@@ -221,19 +218,6 @@ async def test_retriever_async(index: VectorStoreIndex, engine: CacheEngine) -> 
     hit = await cached.aretrieve(SHIPPING_PARAPHRASE)
     assert inner.calls == 1
     assert [n.node.node_id for n in hit] == [n.node.node_id for n in first]
-
-
-def test_codec_is_data_only_and_strict() -> None:
-    node = TextNode(id_="n1", text="hello", metadata={"a": 1})
-    response = Response(response="hi", source_nodes=[NodeWithScore(node=node, score=0.5)])
-    back = decode_response(encode_response(response), RESPONSE_CODEC)
-    assert back.response == "hi" and back.source_nodes[0].node.node_id == "n1"
-    assert back.source_nodes[0].score == 0.5
-    for bad in (b"not json", b'{"v": 2}', b'{"v": 1, "source_nodes": [{"id": 1}]}'):
-        with pytest.raises(SerializationError):
-            decode_response(bad, RESPONSE_CODEC)
-    with pytest.raises(SerializationError):
-        decode_response(encode_response(response), "pickle")
 
 
 def test_bad_arguments(inner: CountingQueryEngine, engine: CacheEngine) -> None:

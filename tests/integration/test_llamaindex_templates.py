@@ -26,8 +26,8 @@ from llama_index.core.tools import FunctionTool
 from pydantic import BaseModel
 
 from llamaindex_semcache.llm import SemanticCacheFunctionCallingLLM, wrap
-from llamaindex_semcache.testing import FakeFunctionCallingLLM, FakeLLM
 from semcache_core import CacheEngine, last_lookup
+from semcache_demo.llamaindex_fakes import FakeFunctionCallingLLM, FakeLLM
 from tests.conftest import CountingEmbeddings
 from tests.integration.test_llamaindex_llm import (
     WORKFLOWS_INSPECT,

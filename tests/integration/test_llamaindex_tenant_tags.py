@@ -21,8 +21,8 @@ from llamaindex_semcache import (
     instrument_tenant,
     wrap,
 )
-from llamaindex_semcache.testing import FakeFunctionCallingLLM, FakeLLM
 from semcache_core import CacheEngine, ConfigurationError, tenant
+from semcache_demo.llamaindex_fakes import FakeFunctionCallingLLM, FakeLLM
 from tests.integration.test_llamaindex_llm import Recorder
 from tests.integration.test_llamaindex_query_engine import CountingQueryEngine
 

@@ -14,12 +14,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from langchain_semcache import SemanticCache
-from langchain_semcache.testing import FakeSupportChatModel
-from semcache_core import CacheEngine, Outcome, tenant
-from semcache_core.counters import delete_totals
-from semcache_core.pricing import PriceTable, Usage
+from semcache_core import CacheEngine, tenant
+from semcache_core.pricing import Usage
 from semcache_core.prometheus import PrometheusMetrics
-from tests.conftest import hashed_embedder
+from semcache_demo.langchain_fakes import FakeSupportChatModel
+from tests.conftest import delete_totals, hashed_embedder
+from tests.integration.drivers import Driver
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -32,11 +32,11 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, st
 
 
 def test_exposition_parses_and_agrees_with_stats(
-    make_engine: Callable[..., CacheEngine], namespace: str
+    make_engine: Callable[..., CacheEngine], namespace: str, driver: Driver
 ) -> None:
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry, tenant_label=True)
-    engine = make_engine(embedder=hashed_embedder(), metrics=metrics, threshold=0.99)
+    engine = driver.make(make_engine, embedder=hashed_embedder(), metrics=metrics, threshold=0.99)
     for t in ("acme", "globex"):
         for i in range(5):
             req = engine.request(f"question {i}", tenant=t)
@@ -72,12 +72,14 @@ def test_exposition_parses_and_agrees_with_stats(
     assert count == 6
 
 
-def test_one_registry_serves_many_engines(make_engine: Callable[..., CacheEngine]) -> None:
+def test_one_registry_serves_many_engines(
+    make_engine: Callable[..., CacheEngine], driver: Driver
+) -> None:
     registry = CollectorRegistry()
     first = PrometheusMetrics.get(registry)
     assert PrometheusMetrics.get(registry) is first  # registering twice would raise
-    a = make_engine(metrics=first)
-    b = make_engine(metrics=PrometheusMetrics.get(registry))
+    a = driver.make(make_engine, metrics=first)
+    b = driver.make(make_engine, metrics=PrometheusMetrics.get(registry))
     a.lookup(a.request("x"))
     b.lookup(b.request("y"))
     total = sum(
@@ -102,15 +104,17 @@ _WORKER = textwrap.dedent(
 
 
 def test_persisted_counters_survive_restarts_and_add_up_across_processes(
-    redis_url: str, namespace: str, raw_redis: redis.Redis
+    redis_url: str, namespace: str, raw_redis: redis.Redis, driver: Driver
 ) -> None:
+    """The workers write with the sync driver; this process reads, adds and writes back
+    with the driver under test."""
     try:
         procs = [
             subprocess.Popen([sys.executable, "-c", _WORKER, redis_url, namespace, str(n)])
             for n in (10, 20)
         ]
         assert [p.wait(timeout=120) for p in procs] == [0, 0]
-        engine = CacheEngine(redis_url, namespace=namespace, dims=8)
+        engine = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8)
         try:
             totals = engine.stats()["totals"]["acme"]
             assert totals["requests"] == 30
@@ -121,7 +125,7 @@ def test_persisted_counters_survive_restarts_and_add_up_across_processes(
             engine.lookup(engine.request("q0", tenant="acme"))
         finally:
             engine.close()
-        again = CacheEngine(redis_url, namespace=namespace, dims=8)
+        again = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8)
         try:
             stats = again.stats()
             assert stats["totals"]["acme"]["requests"] == 31
@@ -134,8 +138,8 @@ def test_persisted_counters_survive_restarts_and_add_up_across_processes(
         delete_totals(raw_redis, "semcache", namespace)
 
 
-def test_stats_when_redis_is_down() -> None:
-    engine = CacheEngine("redis://127.0.0.1:1/0", dims=8, require_redis=False)
+def test_stats_when_redis_is_down(driver: Driver) -> None:
+    engine = driver.make(CacheEngine, "redis://127.0.0.1:1/0", dims=8, require_redis=False)
     engine.lookup(engine.request("q"))
     stats = engine.stats()
     assert stats["totals"] is None and "Redis" in stats["totals_error"]
@@ -175,15 +179,3 @@ def test_cost_saved_through_langchain(redis_url: str, namespace: str) -> None:
     assert stats["tenants"]["acme"]["cost_saved_usd"] == pytest.approx(expected)
     cache.engine.drop_index()
     cache.engine.close()
-
-
-def test_price_table() -> None:
-    table = PriceTable({"my-model": (1.0, 2.0)})
-    assert table.cost(Usage(1_000_000, 1_000_000, "my-model")) == 3.0
-    assert table.price("gpt-4o-mini-2024-07-18") == table.price("gpt-4o-mini") is not None
-    assert table.price("openai/gpt-4o") == table.price("gpt-4o") is not None
-    assert table.cost(Usage(100, 100, "unknown-model")) == 0.0
-    assert table.cost(None) == 0.0
-    assert Usage.from_json(b"{broken") is None
-    assert Usage.from_json(Usage(1, 2, "m").to_json()) == Usage(1, 2, "m")
-    assert Outcome.PROMOTED.value == "promoted"

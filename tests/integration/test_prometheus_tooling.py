@@ -21,10 +21,9 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 
 from semcache_core import CacheEngine
-from semcache_core.counters import delete_totals
 from semcache_core.http import serve_exporter
 from semcache_core.prometheus import PrometheusMetrics, TotalsCollector
-from tests.conftest import hashed_embedder
+from tests.conftest import delete_totals, hashed_embedder
 from tests.integration.test_metrics_exporter import exporter, fill
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "semcache.json"

@@ -15,7 +15,7 @@ from typing import Any
 
 from semcache_core import CacheEngine
 from semcache_core.judges import EmbeddingJudge
-from semcache_core.workload import INTENTS, replay
+from semcache_demo.workload import INTENTS, replay
 from tests.rewording import RewordingLLM, is_right
 
 TENANT = "acme"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import redis
 
 from semcache_core import CacheEngine, Outcome
+from tests.integration.drivers import Driver
 
 
 class Clock:
@@ -18,10 +19,10 @@ class Clock:
 
 
 def test_stale_lookup_serves_expired_entries_within_grace(
-    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis
+    make_engine: Callable[..., CacheEngine], raw_redis: redis.Redis, driver: Driver
 ) -> None:
     clock = Clock()
-    engine = make_engine(clock=clock, ttl=60, stale_grace=3600)
+    engine = driver.make(make_engine, clock=clock, ttl=60, stale_grace=3600)
     req = engine.request("What is the refund window?")
     assert engine.store(req, b"30 days")
     key = engine.lookup(req).key
@@ -39,9 +40,11 @@ def test_stale_lookup_serves_expired_entries_within_grace(
     assert stats["requests"] == 2  # stale lookups are not counted as more requests
 
 
-def test_without_grace_nothing_stale_is_served(make_engine: Callable[..., CacheEngine]) -> None:
+def test_without_grace_nothing_stale_is_served(
+    make_engine: Callable[..., CacheEngine], driver: Driver
+) -> None:
     clock = Clock()
-    engine = make_engine(clock=clock, ttl=60)
+    engine = driver.make(make_engine, clock=clock, ttl=60)
     req = engine.request("q")
     engine.store(req, b"a")
     assert engine.lookup(req, stale=True).hit  # fresh entries are served stale too

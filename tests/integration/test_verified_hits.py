@@ -17,8 +17,9 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.messages import HumanMessage
 
 from langchain_semcache import SemanticCache
-from langchain_semcache.testing import FakeSupportChatModel
-from semcache_core import CacheEngine, Outcome, cache_context, last_lookup, tenant
+from semcache_core import CacheEngine, LookupResult, Outcome, cache_context, last_lookup, tenant
+from semcache_demo.langchain_fakes import FakeSupportChatModel
+from tests.integration.drivers import DrivenEngine, Driver
 
 CORPUS = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "corpus").glob("*.jsonl"))
 
@@ -39,21 +40,65 @@ NEAR_MISSES = [
 ]  # fmt: skip
 
 
+class RecordingCache(SemanticCache):
+    """Keeps every lookup's `LookupResult`. After ``ainvoke`` the caller's `last_lookup`
+    does not see the lookup: LangChain's ``agenerate`` makes it in a child task
+    (``asyncio.gather``), whose context never comes back to the caller."""
+
+    def __init__(self, engine: CacheEngine) -> None:
+        super().__init__(engine=engine)
+        self.results: list[LookupResult | None] = []
+
+    def lookup(self, prompt: str, llm_string: str) -> Any:
+        found = super().lookup(prompt, llm_string)
+        self.results.append(last_lookup())
+        return found
+
+    async def alookup(self, prompt: str, llm_string: str) -> Any:
+        found = await super().alookup(prompt, llm_string)
+        self.results.append(last_lookup())
+        return found
+
+
+class Chat:
+    """A fake chat model behind a `RecordingCache` (set as LangChain's cache until
+    `close`), invoked on the test's driver: ``invoke`` or ``ainvoke``, so LangChain's
+    sync or async cache calls, so the engine's sync or async driver."""
+
+    def __init__(self, driver: Driver, engine: DrivenEngine) -> None:
+        self.driver, self.model = driver, FakeSupportChatModel()
+        self.cache = RecordingCache(engine.engine)
+        set_llm_cache(self.cache)
+
+    def invoke(self, prompt: Any) -> Any:
+        return self.driver.run(self.model.invoke, self.model.ainvoke, prompt)
+
+    def last_lookup(self) -> LookupResult | None:
+        return self.cache.results[-1] if self.cache.results else None
+
+    @property
+    def calls(self) -> int:
+        return self.model.calls
+
+    def close(self) -> None:
+        set_llm_cache(None)
+
+
 @pytest.fixture
 def chat(
-    make_engine: Callable[..., CacheEngine], embeddings: Any
-) -> Iterator[tuple[CacheEngine, FakeSupportChatModel]]:
-    engine = make_engine(embedder=embeddings)
-    set_llm_cache(SemanticCache(engine=engine))
+    make_engine: Callable[..., CacheEngine], embeddings: Any, driver: Driver
+) -> Iterator[tuple[DrivenEngine, Chat]]:
+    engine = driver.make(make_engine, embedder=embeddings)
+    chat = Chat(driver, engine)
     try:
-        yield engine, FakeSupportChatModel()
+        yield engine, chat
     finally:
-        set_llm_cache(None)
+        chat.close()
 
 
 @pytest.mark.parametrize(("cached", "asked"), NEAR_MISSES)
 def test_near_misses_are_guarded_not_served(
-    chat: tuple[CacheEngine, FakeSupportChatModel], cached: str, asked: str
+    chat: tuple[DrivenEngine, Chat], cached: str, asked: str
 ) -> None:
     engine, model = chat
     with tenant("acme"):
@@ -61,24 +106,24 @@ def test_near_misses_are_guarded_not_served(
         second = model.invoke(asked).content
     assert second != first
     assert model.calls == 2
-    result = last_lookup()
+    result = model.last_lookup()
     assert result is not None and result.outcome == Outcome.GUARDED, result
     assert result.similarity is not None and result.similarity >= engine.config.threshold
     assert engine.stats("acme")["tenants"]["acme"]["guarded"] == 1
 
 
-def test_a_rewording_still_hits(chat: tuple[CacheEngine, FakeSupportChatModel]) -> None:
+def test_a_rewording_still_hits(chat: tuple[DrivenEngine, Chat]) -> None:
     _, model = chat
     with tenant("acme"):
         first = model.invoke("How do I reset my password?").content
         again = model.invoke("how can I reset my password").content
     assert again == first and model.calls == 1
-    result = last_lookup()
+    result = model.last_lookup()
     assert result is not None and result.outcome == Outcome.SEMANTIC_HIT
 
 
 def test_a_long_rag_prompt_never_hits_from_a_cut_off_embedding(
-    make_engine: Callable[..., CacheEngine], embeddings: Any
+    make_engine: Callable[..., CacheEngine], embeddings: Any, driver: Driver
 ) -> None:
     """MiniLM reads 256 tokens: with ~400 tokens of context first, every question embeds
     the same. Such prompts are exact-only, even at threshold=1.0."""
@@ -87,9 +132,8 @@ def test_a_long_rag_prompt_never_hits_from_a_cut_off_embedding(
         for i in range(30)
     )
     for threshold in (0.9, 1.0):
-        engine = make_engine(embedder=embeddings, threshold=threshold)
-        set_llm_cache(SemanticCache(engine=engine))
-        model = FakeSupportChatModel()
+        engine = driver.make(make_engine, embedder=embeddings, threshold=threshold)
+        model = Chat(driver, engine)
         try:
             with tenant(f"acme-{threshold}"):
                 a = f"Context:\n{context}\n\nQuestion: How long do refunds take?"
@@ -97,19 +141,19 @@ def test_a_long_rag_prompt_never_hits_from_a_cut_off_embedding(
                 first = model.invoke([HumanMessage(a)]).content
                 assert model.invoke([HumanMessage(b)]).content != first
                 assert model.calls == 2
-                result = last_lookup()
+                result = model.last_lookup()
                 assert result is not None and result.outcome == Outcome.MISS
                 assert result.similarity is None  # never embedded
                 assert model.invoke([HumanMessage(a)]).content == first  # exact still hits
                 assert model.calls == 2
         finally:
-            set_llm_cache(None)
+            model.close()
 
 
 def test_threshold_one_serves_identical_questions_only(
-    make_engine: Callable[..., CacheEngine], embeddings: Any
+    make_engine: Callable[..., CacheEngine], embeddings: Any, driver: Driver
 ) -> None:
-    engine = make_engine(embedder=embeddings, threshold=1.0)
+    engine = driver.make(make_engine, embedder=embeddings, threshold=1.0)
     req = engine.request("Where is my order?", scope={"m": 1}, tenant="acme")
     engine.store(req, b"answer")
     twin = engine.request("Where is my order? ", scope={"m": 1}, tenant="acme")
@@ -119,9 +163,9 @@ def test_threshold_one_serves_identical_questions_only(
 
 
 def test_semantic_false_and_exact_only_kinds(
-    make_engine: Callable[..., CacheEngine], embeddings: Any
+    make_engine: Callable[..., CacheEngine], embeddings: Any, driver: Driver
 ) -> None:
-    engine = make_engine(embedder=embeddings, exact_only_kinds=("structured",))
+    engine = driver.make(make_engine, embedder=embeddings, exact_only_kinds=("structured",))
     stored = engine.request("How do I reset my password?", tenant="acme")
     engine.store(stored, b"answer")
     reworded = "how can I reset my password"
@@ -134,9 +178,9 @@ def test_semantic_false_and_exact_only_kinds(
 
 
 def test_declared_question_embeds_only_the_users_text(
-    make_engine: Callable[..., CacheEngine], embeddings: Any
+    make_engine: Callable[..., CacheEngine], embeddings: Any, driver: Driver
 ) -> None:
-    engine = make_engine(embedder=embeddings)
+    engine = driver.make(make_engine, embedder=embeddings)
     template = "You are a support bot for ACME. Answer briefly and politely.\n\nCustomer: {}"
     with cache_context(question="How do I reset my password?"):
         stored = engine.request(template.format("How do I reset my password?"), tenant="acme")
@@ -154,6 +198,7 @@ def test_declared_question_embeds_only_the_users_text(
 def test_an_async_verifier_is_awaited(
     make_engine: Callable[..., CacheEngine], embeddings: Any
 ) -> None:
+    """Async only: the sync driver cannot await an async verifier (it refuses it)."""
     import asyncio
 
     seen: list[tuple[str, str]] = []
@@ -180,15 +225,14 @@ def _corpus() -> list[dict[str, Any]]:
 
 
 def test_corpus_near_misses_are_not_served(
-    make_engine: Callable[..., CacheEngine], embeddings: Any
+    make_engine: Callable[..., CacheEngine], embeddings: Any, driver: Driver
 ) -> None:
     """The hand-written near-misses (plain and chat shapes, benchmarks/corpus): at the
     default threshold, at most 1 % are served (benchmarks/safety.py has every shape)."""
     from langchain_core.messages import AIMessage
 
-    engine = make_engine(embedder=embeddings)
-    set_llm_cache(SemanticCache(engine=engine))
-    model = FakeSupportChatModel()
+    engine = driver.make(make_engine, embedder=embeddings)
+    model = Chat(driver, engine)
     rows = _corpus()
     served = []
     try:
@@ -203,23 +247,23 @@ def test_corpus_near_misses_are_not_served(
                         for t in history
                     ]
                     model.invoke([*messages, HumanMessage(row[side])])
-                if (result := last_lookup()) is not None and result.hit:
+                if (result := model.last_lookup()) is not None and result.hit:
                     served.append(row["id"])
     finally:
-        set_llm_cache(None)
+        model.close()
     assert len(rows) >= 150
     assert len(served) <= 0.01 * len(rows), served
 
 
 def test_guarded_lookups_reach_prometheus(
-    make_engine: Callable[..., CacheEngine], embeddings: Any
+    make_engine: Callable[..., CacheEngine], embeddings: Any, driver: Driver
 ) -> None:
     from prometheus_client import CollectorRegistry
 
     from semcache_core import PrometheusMetrics
 
     registry = CollectorRegistry()
-    engine = make_engine(embedder=embeddings, metrics=PrometheusMetrics(registry))
+    engine = driver.make(make_engine, embedder=embeddings, metrics=PrometheusMetrics(registry))
     engine.store(engine.request("Flights from Boston to Denver", tenant="t"), b"x")
     result = engine.lookup(engine.request("Flights from Denver to Boston", tenant="t"))
     assert result.outcome == Outcome.GUARDED and result.guard == "order"

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from langchain_semcache.testing import FakeSupportChatModel
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import hashed_embedder
 from tests.reliability.conftest import (
     CURRENT_CALL,
@@ -222,7 +222,7 @@ class Asker:
             )
         else:
             from llamaindex_semcache.llm import wrap
-            from llamaindex_semcache.testing import FakeLLM
+            from semcache_demo.llamaindex_fakes import FakeLLM
 
             self.inner = FakeLLM(latency=MODEL_LATENCY)
             self.llm = wrap(self.inner, self.engine)

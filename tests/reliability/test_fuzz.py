@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from langchain_semcache import SemanticCache, tenant
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import CacheEngine, ConfigurationError, Outcome
 from semcache_core.config import MAX_TTL
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import constant_embedder
 from tests.reliability.conftest import report
 
@@ -76,7 +76,15 @@ scopes = st.dictionaries(
 )
 ttls = st.one_of(st.none(), st.floats(min_value=1.0, max_value=10 * 365 * 86400.0))
 
-_seen: dict[str, int] = {"examples": 0, "lookups": 0, "lc_calls": 0}
+# What the property tests above `test_fuzz_figures` did, for it to report and check.
+_seen: dict[str, int] = {
+    "examples": 0,
+    "lookups": 0,
+    "cross_serves": 0,
+    "async_examples": 0,
+    "invalidations": 0,
+    "lc_calls": 0,
+}
 
 
 def _owner(tenant_id: str, scope: dict[str, Any]) -> bytes:
@@ -141,8 +149,9 @@ def test_engine_any_input_roundtrips_and_never_crosses_partitions(
         for q in (question, "anything at all"):
             result = engine.lookup(engine.request(prompt, question=q, scope=s, tenant=t))
             _seen["lookups"] += 1
-            if result.hit:
-                assert result.value.startswith(_owner(t, s)), (t, s, result)
+            served_other = result.hit and not result.value.startswith(_owner(t, s))
+            _seen["cross_serves"] += served_other
+            assert not served_other, (t, s, result)
     assert engine.stats()["errors"] == {}
     _seen["examples"] += 1
 
@@ -166,6 +175,7 @@ def test_async_engine_any_input(
 
     asyncio.run(roundtrip())
     assert engine.stats()["errors"] == {}
+    _seen["async_examples"] += 1
 
 
 @FUZZ
@@ -182,6 +192,7 @@ def test_invalidation_with_hostile_tenant_and_tags(
     after = engine.lookup(request)
     assert after.outcome is not Outcome.EXACT_HIT and after.value != doomed
     assert engine.stats()["errors"] == {}
+    _seen["invalidations"] += 1
 
 
 class SurrogateSafeModel(FakeSupportChatModel):
@@ -263,15 +274,28 @@ def test_one_megabyte_prompt_payload_and_tags(
 
 
 def test_fuzz_figures() -> None:
-    """Runs last in this file (pytest keeps file order): prints what was tried."""
+    """Runs after the property tests above (pytest keeps file order; run the whole file):
+    prints what they tried and checks it. Every example ran to its end (hypothesis runs
+    ``max_examples`` of them when all pass), the cross-partition probes were made and
+    none was served another partition's entry."""
     report(
         "fuzz",
         engine_examples=_seen["examples"],
         cross_partition_lookups=_seen["lookups"],
+        cross_serves=_seen["cross_serves"],
+        async_examples=_seen["async_examples"],
+        invalidation_examples=_seen["invalidations"],
         langchain_calls=_seen["lc_calls"],
-        cross_serves=0,
         max_examples=f"{MORE.max_examples} (engine, LangChain), {FUZZ.max_examples} (others)",
     )
+    assert _seen["examples"] == MORE.max_examples, "run the whole file: the fuzz tests first"
+    assert _seen["cross_serves"] == 0
+    # Up to 3 probes x 2 questions per example (fewer when a probe is the example's own
+    # partition): the probes did run.
+    assert MORE.max_examples <= _seen["lookups"] <= 6 * MORE.max_examples
+    assert _seen["async_examples"] == FUZZ.max_examples
+    assert _seen["invalidations"] == FUZZ.max_examples
+    assert _seen["lc_calls"] == 3 * MORE.max_examples
 
 
 # -- configuration --------------------------------------------------------------------------------

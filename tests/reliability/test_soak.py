@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from langchain_semcache import SemanticCache, tenant
-from langchain_semcache.testing import FakeSupportChatModel
 from semcache_core import current_tenant
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import hashed_embedder
 from tests.reliability.conftest import OwnRedis, median, ms, percentile, report, rss_bytes
 

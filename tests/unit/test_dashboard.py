@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from semcache_core.policy import Outcome
+from semcache_core.core.rules import Outcome
 from semcache_core.prometheus import PrometheusMetrics, TotalsCollector
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "semcache.json"

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from semcache_core.core.rules import Outcome
 from semcache_core.pricing import Price, PriceTable, Usage, maintained_prices_available
 
 M = 1_000_000
@@ -78,3 +79,15 @@ def test_bad_user_prices_raise() -> None:
         PriceTable({"x": "cheap"})
     with pytest.raises(ConfigurationError, match="negative"):
         PriceTable({"x": (-1, 0)})
+
+
+def test_price_table() -> None:
+    table = PriceTable({"my-model": (1.0, 2.0)})
+    assert table.cost(Usage(1_000_000, 1_000_000, "my-model")) == 3.0
+    assert table.price("gpt-4o-mini-2024-07-18") == table.price("gpt-4o-mini") is not None
+    assert table.price("openai/gpt-4o") == table.price("gpt-4o") is not None
+    assert table.cost(Usage(100, 100, "unknown-model")) == 0.0
+    assert table.cost(None) == 0.0
+    assert Usage.from_json(b"{broken") is None
+    assert Usage.from_json(Usage(1, 2, "m").to_json()) == Usage(1, 2, "m")
+    assert Outcome.PROMOTED.value == "promoted"

@@ -44,7 +44,7 @@ def test_every_part_changes_the_exact_key(
 
 
 def test_namespaces_differ_by_key_prefix() -> None:
-    from semcache_core.store import Layout
+    from semcache_core.storage.layout import Layout
 
     a, b = build(namespace="n1"), build(namespace="n2")
     assert a.exact_key == b.exact_key  # portable between namespaces (export / import)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from semcache_core import CacheEngine
 from semcache_core.calibration import Calibration, CurvePoint
 from semcache_core.calibrator import BackgroundCalibrator
 from semcache_core.config import build_config
+from semcache_core.core.promotion import promotion
+from semcache_core.core.rules import Outcome, semantic_outcome
 from semcache_core.embedding import CallableEmbedder
 from semcache_core.errors import ConfigurationError
 from semcache_core.judges import (
@@ -25,7 +26,6 @@ from semcache_core.judges import (
     measure_judge,
     normalize_text,
 )
-from semcache_core.policy import Outcome, semantic_outcome
 from semcache_core.shadow import ShadowLedger
 from semcache_core.tenant_policy import (
     TenantPolicy,
@@ -80,6 +80,37 @@ def test_ledger_is_per_key_fifo_and_bounded() -> None:
     assert ledger.take("b") is None
     ledger.park("e", "k6", 0.5, "v", "q")  # parking sweeps stale entries
     assert len(ledger) == 1
+
+
+def test_ledger_evicts_the_oldest_candidate_whatever_its_key() -> None:
+    now = [0.0]
+    ledger = ShadowLedger(max_items=3, max_age=10.0, clock=lambda: now[0])
+    ledger.park("a", "k1", 0.9, "x", "q")
+    ledger.park("b", "k2", 0.9, "x", "q")
+    ledger.park("a", "k3", 0.9, "x", "q")  # a parked last, but k1 is still the oldest
+    ledger.park("c", "k4", 0.9, "x", "q")
+    assert ledger.dropped == 1 and len(ledger) == 3
+    taken = [ledger.take(k) for k in ("a", "a", "b", "c")]
+    assert [c.key if c else None for c in taken] == ["k3", None, "k2", "k4"]
+    assert len(ledger) == 0 and ledger.dropped == 1
+
+
+def test_ledger_ages_each_candidate_from_its_own_parking() -> None:
+    now = [0.0]
+    ledger = ShadowLedger(max_items=10, max_age=10.0, clock=lambda: now[0])
+    ledger.park("a", "old", 0.9, "x", "q")
+    now[0] = 5.0
+    ledger.park("a", "young", 0.9, "x", "q")
+    now[0] = 10.0  # old is exactly max_age: stale; young is 5 s old
+    candidate = ledger.take("a")
+    assert candidate is not None and candidate.key == "young" and candidate.parked_at == 5.0
+    assert ledger.dropped == 1 and len(ledger) == 0
+
+
+def test_ledger_of_no_room_holds_nothing() -> None:
+    ledger = ShadowLedger(max_items=0)
+    ledger.park("a", "k1", 0.9, "x", "q")
+    assert ledger.take("a") is None and len(ledger) == 0 and ledger.dropped == 1
 
 
 def test_text_judge_normalizes() -> None:
@@ -239,23 +270,23 @@ def _cal(threshold: float | None, samples: int = 300) -> Calibration:
 
 def test_promotion_promotes_recalibrates_up_and_down_and_demotes() -> None:
     shadow = TenantPolicy(semantic="shadow", promotion_threshold=0.9, auto_promote=True)
-    new, action = CacheEngine._promotion(shadow, _cal(0.93)) or ({}, "")
+    new, action = promotion(shadow, _cal(0.93)) or ({}, "")
     assert action == "promote" and new["semantic"] == "live" and new["threshold"] == 0.93
     assert new["promotion_threshold"] == 0.93  # never left below the threshold
     live = TenantPolicy(semantic="live", threshold=0.93, auto_promote=True)
-    assert CacheEngine._promotion(live, _cal(0.931)) == (
+    assert promotion(live, _cal(0.931)) == (
         {**live.overrides(), "threshold": 0.931},
         "recalibrate",
     )  # up: any amount
-    assert CacheEngine._promotion(live, _cal(0.928)) is None  # down: jitter ignored
-    down = CacheEngine._promotion(live, _cal(0.91))
+    assert promotion(live, _cal(0.928)) is None  # down: jitter ignored
+    down = promotion(live, _cal(0.91))
     assert down is not None and down[1] == "recalibrate" and down[0]["threshold"] == 0.91
-    assert CacheEngine._promotion(live, _cal(None)) == (
+    assert promotion(live, _cal(None)) == (
         {**live.overrides(), "semantic": "shadow"},
         "demote",
     )
-    assert CacheEngine._promotion(live, _cal(None, samples=100)) is None  # too few to judge
-    assert CacheEngine._promotion(shadow, _cal(None)) is None
+    assert promotion(live, _cal(None, samples=100)) is None  # too few to judge
+    assert promotion(shadow, _cal(None)) is None
 
 
 # -- the background calibrator ------------------------------------------------------------

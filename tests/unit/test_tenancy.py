@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,15 @@ def test_bad_values() -> None:
         pass
     with pytest.raises(ConfigurationError), cache_context(ttl=-1):
         pass
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [{"x": math.nan}, {"x": object()}, {1: "a", "b": 2}, ["not", "a", "mapping"]],
+    ids=["nan", "object", "mixed-keys", "list"],
+)
+def test_a_bad_scope_fails_at_with_time(scope: Any) -> None:
+    entered = False
+    with pytest.raises(ConfigurationError, match="scope"), cache_context(scope=scope):
+        entered = True
+    assert not entered  # never reaches model.invoke

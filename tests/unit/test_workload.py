@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from semcache_core.workload import INTENTS, WorkloadItem, answer_for, intent_of, replay
+from semcache_demo.workload import INTENTS, WorkloadItem, answer_for, intent_of, replay
 
 ALL_QUESTIONS = [q for intent in INTENTS for q in intent.questions]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from semcache_core import policy
+from semcache_core.core import rules as policy
 from semcache_core.tenancy import UNSET
 
 

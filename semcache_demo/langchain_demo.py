@@ -1,7 +1,7 @@
 """The ``semcache demo``: a support workload replayed through LangChain, with and without cache.
 
 Two tenants ("acme", "globex") each ask the support intents of
-`semcache_core.workload` of two chat models (a cheap, fast one and a dear, slow one), every
+`semcache_demo.workload` of two chat models (a cheap, fast one and a dear, slow one), every
 question twice, in a deterministic order. Everything goes through LangChain's global cache
 (``set_llm_cache``) set to a `SemanticCache` on Redis with the offline all-MiniLM-L6-v2
 embeddings. For every request the demo records whether the cache served it (exact or
@@ -36,15 +36,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from langchain_semcache import SemanticCache
 from semcache_core.config import build_config, check_tenant_id, redacted_url
 from semcache_core.embedded import start_embedded_redis
 from semcache_core.embedding import SentenceTransformerEmbedder, minilm
 from semcache_core.errors import BackendUnavailableError, ConfigurationError
 from semcache_core.tenancy import tenant
-from semcache_core.workload import INTENTS, MODEL_PRICES, WorkloadItem, answer_for, replay
 
-from .cache import SemanticCache
-from .testing import FakeSupportChatModel
+from .langchain_fakes import FakeSupportChatModel
+from .workload import INTENTS, MODEL_PRICES, WorkloadItem, answer_for, replay
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -95,7 +95,7 @@ class Price:
 
 
 PRICES: dict[str, Price] = {name: Price(*usd) for name, usd in MODEL_PRICES.items()}
-"""Illustrative prices of the two fake models (`semcache_core.workload.MODEL_PRICES`, which
+"""Illustrative prices of the two fake models (`semcache_demo.workload.MODEL_PRICES`, which
 the demo also gives the engine)."""
 
 

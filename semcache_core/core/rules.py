@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .tenancy import _Unset
+from ..tenancy import _Unset
 
 # Float32 cosine of a vector with itself comes out a hair below 1.0; without this slack,
 # threshold=1.0 ("identical questions only") would never match anything.

@@ -1,6 +1,6 @@
-"""Deterministic fake LlamaIndex LLMs for the demo, the notebooks and tests.
+"""Deterministic fake LlamaIndex LLMs for the notebooks, the README and tests.
 
-`FakeLLM` answers the questions of `semcache_core.workload` with their intent's answer
+`FakeLLM` answers the questions of `semcache_demo.workload` with their intent's answer
 and any other input with a fixed text derived from it. It implements all eight
 endpoints (streams yield word chunks with a delta), reports token usage like a real
 provider (in ``raw["usage"]`` and ``additional_kwargs``), fires LlamaIndex's LLM
@@ -41,7 +41,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 from pydantic import PrivateAttr
 
-from semcache_core.workload import answer_for
+from .workload import answer_for
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool

@@ -1,6 +1,6 @@
 """A deterministic fake chat model for the demo, the notebooks and tests.
 
-It answers the questions of `semcache_core.workload` with their intent's answer, and any
+It answers the questions of `semcache_demo.workload` with their intent's answer, and any
 other question with a fixed text derived from it. It reports token usage like a real
 provider, can sleep to simulate provider latency, supports ``bind_tools`` (it calls the
 first tool with the question, and answers in text once a tool result is the last
@@ -27,7 +27,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, PrivateAttr
 
-from semcache_core.workload import answer_for
+from .workload import answer_for
 
 
 def _tokens(text: str) -> int:

@@ -1,4 +1,4 @@
-"""A fake chat model that streams, for tests and demos of `CachedStreamingChatModel`.
+"""A fake chat model that streams, for the tests of `CachedStreamingChatModel`.
 
 `FakeStreamingChatModel` answers like `FakeSupportChatModel` (same answers, usage, tool
 calls) and streams the answer as a provider does: text in small pieces, each tool call's
@@ -20,7 +20,7 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import PrivateAttr
 
-from .testing import FakeSupportChatModel
+from semcache_demo.langchain_fakes import FakeSupportChatModel
 
 
 class StreamDropped(RuntimeError):

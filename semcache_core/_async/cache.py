@@ -1,0 +1,430 @@
+"""The hot path, async, written once: setup, lookup and store.
+
+Each method is a short read -> decide -> apply loop: it reads through the store, hands
+what it read to the pure decisions of `semcache_core.core.read`, and applies what they
+return. Every fault is caught here: a lookup becomes a miss (`Outcome.ERROR`), a store
+is skipped, and the fault is counted and logged at a bounded rate. `_sync/cache.py` is
+generated from this file by ``scripts/unasync.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import tracing
+from ..coalesce import Ticket
+from ..config import redacted_url
+from ..core import read
+from ..core.result import LookupResult
+from ..core.rules import Outcome
+from ..core.verify import Verification
+from ..counters import take_commands
+from ..entry import CorruptEntry, DecodeFailed, entry_fields
+from ..errors import ConfigurationError
+from ..l1 import drop_message
+from ..pricing import Usage
+from ..request import CacheRequest
+from ..state import Decoder, EngineState, TextOf, identity
+from ..storage.schema import (
+    NO_SEARCH_MODULE,
+    check_index_info,
+    check_meta,
+    index_schema_dict,
+    meta_document,
+    parse_meta,
+)
+from ..tenant_policy import TenantPolicy
+from .coalescing import AsyncCoalescing
+from .verdicts import judge
+
+if TYPE_CHECKING:
+    from ..storage._async.store import AsyncStore
+    from ..storage.clients import AsyncStores
+
+
+class AsyncCache:
+    """Lookups and stores of one engine (the async driver)."""
+
+    def __init__(
+        self, state: EngineState, stores: AsyncStores, coalescing: AsyncCoalescing | None
+    ) -> None:
+        self.state = state
+        self.stores = stores
+        self.coalescing = coalescing
+
+    # -- setup ---------------------------------------------------------------------------
+    async def setup(self) -> None:
+        """Check the search module, and check or create the index.
+
+        The embedder is never called here: the index is created now when its dims are
+        known (configured, the embedder's own ``dims``, or an existing index's meta), else
+        by the first store, from the first vector.
+
+        Raises:
+            ConfigurationError: no search module in this Redis.
+            SchemaMismatchError: the existing index differs from this configuration.
+            BackendUnavailableError: Redis is unreachable.
+        """
+        state = self.state
+        if state.ready:
+            return
+        store = await self.stores.get()
+        if not await store.has_search_module():
+            raise ConfigurationError(
+                NO_SEARCH_MODULE.format(url=redacted_url(state.config.redis_url))
+            )
+        # The index first: its meta is written before it is created, so an index seen
+        # here has its meta by the time we read it (processes may be creating it now).
+        info = await store.index_info()
+        meta_raw = await store.read_meta()
+        meta = parse_meta(meta_raw, state.layout) if meta_raw is not None else None
+        if info is not None:
+            check_index_info(state.layout, info, meta)
+        if meta is not None and state.dims is None and state.config.dims is None:
+            state.dims = meta.get("dims")
+        dims = state.known_dims()
+        if meta is not None and dims is not None:
+            check_meta(state.layout, meta, meta_document(state.config, dims))
+        if info is None and dims is not None:
+            await self._create_index(store, dims)
+        state.ready = info is not None or dims is not None
+
+    async def _create_index(self, store: AsyncStore, dims: int) -> None:
+        state = self.state
+        await store.write_meta_if_absent(meta_document(state.config, dims))
+        # Another process may have won the race with other settings: check what it wrote.
+        meta = parse_meta(await store.read_meta(), state.layout)
+        check_meta(state.layout, meta, meta_document(state.config, dims))
+        await store.create_index(index_schema_dict(state.config, dims))
+
+    async def _learn_dims(self, store: AsyncStore, vector: list[float], create: bool) -> None:
+        """An engine whose dims were unknown learns them from its first vector: from an
+        index another process made meanwhile, or (``create``: a store) by creating it.
+        Concurrent first calls may all create: creation is idempotent."""
+        state = self.state
+        meta_raw = await store.read_meta()
+        if meta_raw is not None and await store.index_info() is not None:
+            meta = parse_meta(meta_raw, state.layout)
+            state.dims = meta.get("dims")
+        elif create:
+            await self._create_index(store, len(vector))
+            state.dims = len(vector)
+
+    # -- lookup --------------------------------------------------------------------------
+    async def lookup(
+        self,
+        request: CacheRequest,
+        decode: Decoder | None = None,
+        *,
+        text_of: TextOf | None = None,
+        stale: bool = False,
+    ) -> LookupResult:
+        """See `CacheEngine.lookup`."""
+        with self.state.span("semcache.lookup", request) as span:
+            result = await self._lookup(request, decode, text_of, stale)
+            if span is not None:
+                span.set_attribute("semcache.outcome", result.outcome.value)
+                span.set_attribute("semcache.hit", result.hit)
+                if result.similarity is not None:
+                    span.set_attribute("semcache.similarity", result.similarity)
+                if result.outcome is Outcome.ERROR:
+                    tracing.mark_error(span, "the lookup failed and was served as a miss")
+        await self.flush_counts()
+        return result
+
+    async def _lookup(
+        self, request: CacheRequest, decode: Decoder | None, text_of: TextOf | None, stale: bool
+    ) -> LookupResult:
+        coalescing = self.coalescing
+        if coalescing is None or stale:
+            return await self._lookup_once(request, decode, text_of, stale)
+        first = await self._lookup_once(request, decode, text_of, False, record=False)
+        if first.outcome not in (Outcome.MISS, Outcome.SHADOW_HIT):
+            self.state.record(request, first)
+            return first
+        store = await self._lock_store()
+        ticket: Ticket = await coalescing.begin(self.state.key(request), store)
+        if ticket.leader:
+            self.state.record(request, first)
+            return first
+        await coalescing.join(ticket, store)
+        return await self._lookup_once(request, decode, text_of, False)
+
+    async def _lookup_once(
+        self,
+        request: CacheRequest,
+        decode: Decoder | None,
+        text_of: TextOf | None,
+        stale: bool,
+        *,
+        record: bool = True,
+    ) -> LookupResult:
+        """One pass of a lookup (a coalesced waiter makes a second one)."""
+        state = self.state
+        started = time.perf_counter()
+        decode = decode or identity
+        if not state.breaker.allow():
+            return state.result(request, read.ReadDecision(Outcome.BYPASS), started, stale=stale)
+        try:
+            store = await self.stores.get()
+            await self.setup()
+            pol = await self.policy(store, request.tenant)
+            decision = None
+            if pol.exact:
+                decision = await self._read_exact(store, request, decode, stale)
+            if decision is None:
+                decision = await self._read_semantic(store, request, pol, decode, stale)
+            if decision.touch is not None:
+                touch = decision.touch
+                await store.touch(touch.key, touch.ttl, touch.expires_at)
+            if decision.park is not None:
+                state.park(request, decision.park, text_of)
+            state.breaker.record_success()
+            return state.result(request, decision, started, stale=stale, record=record)
+        except ConfigurationError:
+            raise  # a misconfiguration (another embedding model, no search module): loud
+        except Exception as exc:
+            if isinstance(exc, DecodeFailed):
+                state.breaker.record_success()  # Redis answered; the framework failed
+            state.fault("decode" if isinstance(exc, DecodeFailed) else "lookup", request, exc)
+            return state.result(
+                request, read.ReadDecision(Outcome.ERROR), started, stale=stale, record=record
+            )
+
+    async def _accept(
+        self,
+        store: AsyncStore,
+        request: CacheRequest,
+        key: str,
+        fields: dict[str, Any],
+        decode: Decoder,
+        stale: bool,
+    ) -> read.Found | None:
+        """`read.accept`, applying its verdicts on bad entries: a corrupt one is deleted
+        (and dropped from every L1), a foreign one refused."""
+        state = self.state
+        grace = state.config.stale_grace if stale else 0.0
+        try:
+            return read.accept(
+                request,
+                key,
+                fields,
+                decode,
+                now=state.clock(),
+                distance=fields.get("distance"),
+                grace=grace,
+            )
+        except CorruptEntry as exc:
+            state.corrupt(request, key, exc)
+            await store.unlink([key])
+            await self.drop_l1([key])
+        except read.ForeignEntry:
+            state.foreign(request, key)
+        return None
+
+    async def _read_exact(
+        self, store: AsyncStore, request: CacheRequest, decode: Decoder, stale: bool
+    ) -> read.ReadDecision | None:
+        state = self.state
+        key = state.key(request)
+        tier = None if stale else state.l1_tier()
+        fields = tier.get(key) if tier is not None else None
+        from_l1 = fields is not None
+        since = tier.version if tier is not None else 0  # before the read
+        if fields is None:
+            fields = await store.read(key)
+        if fields is None:
+            return None
+        found = await self._accept(store, request, key, fields, decode, stale)
+        if found is None:
+            return None
+        if tier is not None and not from_l1:
+            state.l1_put(tier, key, fields, found.entry, since)
+        return read.exact_hit(
+            found, stale=stale, sliding=state.config.sliding_ttl, now=state.clock()
+        )
+
+    async def _read_semantic(
+        self,
+        store: AsyncStore,
+        request: CacheRequest,
+        pol: TenantPolicy,
+        decode: Decoder,
+        stale: bool,
+    ) -> read.ReadDecision:
+        state = self.state
+        vector = await self.embed(request, pol)
+        if vector is None:
+            return read.ReadDecision(Outcome.MISS)
+        candidates = []
+        hits = await store.search(request.partition, vector, state.config.search_candidates)
+        for key, fields in hits:
+            found = await self._accept(store, request, key, fields, decode, stale)
+            if found is not None:
+                candidates.append(found)
+        sem = state.semantic_policy(pol)
+        checked = []
+        for found, outcome in read.to_verify(sem, candidates):
+            check = await self.verify(request, sem, outcome, found)
+            checked.append((found, outcome, check))
+            if check.ok:
+                break
+        return read.semantic(
+            sem,
+            candidates,
+            checked,
+            stale=stale,
+            audit_draw=state.audit_rng.random(),
+            now=state.clock(),
+        )
+
+    async def verify(
+        self, request: CacheRequest, sem: read.SemanticPolicy, outcome: Outcome, found: read.Found
+    ) -> Verification:
+        decided = read.precheck(sem, outcome, request.question, found.entry.question)
+        if decided is not None:
+            return decided
+        assert request.question is not None and found.entry.question is not None
+        try:
+            verdict: Verification = await self.state.verifier.averify(
+                request.question, found.entry.question
+            )
+            return verdict
+        except Exception as exc:
+            return self.state.verify_failed(request, exc)
+
+    # -- store ---------------------------------------------------------------------------
+    async def store(
+        self,
+        request: CacheRequest,
+        payload: bytes,
+        *,
+        codec: str = "bytes",
+        text: str | None = None,
+        usage: Usage | None = None,
+    ) -> bool:
+        """See `CacheEngine.store`."""
+        state = self.state
+        key = state.key(request)
+        with state.span("semcache.store", request) as span:
+            try:
+                written = await self._store_once(request, payload, codec, text, usage)
+                if span is not None:
+                    span.set_attribute("semcache.stored", written)
+            finally:
+                # Written, skipped or failed: this process's L1 copy is stale (other
+                # processes hear it from the write itself), and the key's coalesced
+                # waiters may look again.
+                if state.l1 is not None:
+                    state.l1.drop(key)
+                if self.coalescing is not None:
+                    await self.coalescing.finish(key, await self._lock_store())
+        await self.flush_counts()
+        return written
+
+    async def _store_once(
+        self,
+        request: CacheRequest,
+        payload: bytes,
+        codec: str,
+        text: str | None,
+        usage: Usage | None,
+    ) -> bool:
+        state = self.state
+        if not state.breaker.allow_write():
+            state.stats.record(request.tenant, "stores_skipped")
+            return False
+        try:
+            store = await self.stores.get()
+            await self.setup()
+            pol = await self.policy(store, request.tenant)
+            write, ttl = state.store_ttl(request, pol)
+            if write:
+                vector = await self.embed(request, pol, create=True)
+                fields = entry_fields(
+                    request,
+                    payload=payload,
+                    codec=codec,
+                    vector=vector,
+                    now=state.clock(),
+                    ttl=ttl,
+                    usage=usage.to_json() if usage is not None else None,
+                )
+                await store.write(state.key(request), fields, ttl, state.announce(request))
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            state.write_fault("store", request, exc)
+            return False
+        state.breaker.record_success()
+        await judge(state, store, request, pol, payload, text)
+        if write:
+            state.stats.record(request.tenant, "stores")
+        return write
+
+    # -- shared steps --------------------------------------------------------------------
+    async def policy(self, store: AsyncStore, tenant: str) -> TenantPolicy:
+        """The tenant's effective policy, from the local copy while it is fresh."""
+        pol = self.state.cached_policy(tenant)
+        if pol is None:
+            pol = self.state.cache_policy(tenant, await store.read_policy(tenant))
+        return pol
+
+    async def embed(
+        self, request: CacheRequest, pol: TenantPolicy, *, create: bool = False
+    ) -> bytes | None:
+        """The request's question as index bytes; ``None`` when it is not embedded.
+        ``create``: a store may create the index from its first vector."""
+        state = self.state
+        if not state.wants_vector(request, pol):
+            return None
+        assert state.embedder is not None and request.question is not None
+        try:
+            vector = await state.embedder.aembed(request.question)
+        except Exception as exc:
+            state.embed_failed(request, exc)
+            return None
+        if state.dims is None:
+            await self._learn_dims(await self.stores.get(), list(vector), create)
+            if state.dims is None:
+                return None  # no index yet: nothing to find, and a lookup creates nothing
+        return state.vector_bytes(vector)
+
+    async def drop_l1(self, keys: list[str]) -> None:
+        """Drop keys from this process's L1 and (announcing) every other process's."""
+        state = self.state
+        if state.l1 is not None:
+            state.l1.drop_many(keys)
+        if state.config.l1_publish and state.breaker.allow_write():
+            try:
+                store = await self.stores.get()
+                await store.publish(drop_message(keys))
+            except Exception as exc:
+                state.fault("l1_publish", None, exc, breaker=False)
+
+    async def _lock_store(self) -> AsyncStore | None:
+        """The store coalescing locks go through (``None``: this process only)."""
+        if self.state.config.coalesce != "redis":
+            return None
+        return await self.stores.get()
+
+    async def flush_counts(self, force: bool = False) -> None:
+        """Write the buffered counters when due (``force``: now)."""
+        state = self.state
+        pending = state.pending
+        if pending is None or not (force or pending.due(state.config.stats_flush_interval)):
+            return
+        if not state.breaker.allow_write():
+            return  # Redis is failing: keep counting in memory
+        taken = take_commands(pending, state.layout)
+        if taken is None:
+            return
+        commands, restore = taken
+        try:
+            store = await self.stores.get()
+            await store.add_counts(commands)
+        except Exception as exc:
+            restore()
+            # Bookkeeping: a refused write (OOM) must not pause the cache's own writes.
+            state.write_fault("stats", None, exc)

@@ -1,0 +1,340 @@
+"""Every Redis command semcache sends: the async store, written once.
+
+`storage/_sync/store.py` is generated from this file by ``scripts/unasync.py`` (the
+way httpcore and hishel keep their twins identical); edit this one and regenerate. The
+store makes no decisions: the drivers tell it what to read and write. Everything that is
+not a command (schema, arguments, parsing) is a pure function in `schema`, `commands`
+or `semcache_core.entry`. Every public method translates Redis errors into semcache's
+(`errors.boundary`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from ...config import CacheConfig, redacted_url
+from ...entry import READ_FIELDS, parse_keys_reply, parse_search_reply
+from ..commands import (
+    AUDIT_LIMIT,
+    DISAGREE_LUA,
+    RAISE_FLOOR_LUA,
+    RELEASE_LUA,
+    TAKEOVER_LUA,
+    count_args,
+    count_reply,
+    expiry_ms,
+    filter_args,
+    parse_stream,
+    search_args,
+    text,
+    xadd_args,
+)
+from ..errors import boundary, is_missing_index
+from ..layout import Layout
+from ..schema import module_names
+
+
+def _key_text(key: Any) -> str:
+    return key.decode() if isinstance(key, bytes) else str(key)
+
+
+@boundary
+class AsyncStore:
+    """One namespace's Redis commands on one client."""
+
+    def __init__(self, client: Redis, layout: Layout, config: CacheConfig) -> None:
+        self.client = client
+        self.layout = layout
+        self.config = config
+        self.url = redacted_url(config.redis_url)
+
+    async def _exec(self, *args: Any) -> Any:
+        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    # -- setup ---------------------------------------------------------------------------
+    async def ping(self) -> bool:
+        return bool(await cast(Any, self.client).ping())
+
+    async def has_search_module(self) -> bool:
+        try:
+            return "search" in module_names(await self._exec("MODULE", "LIST"))
+        except ResponseError:
+            # MODULE LIST can be forbidden (managed Redis): ask the query engine directly.
+            try:
+                await self._exec("FT._LIST")
+                return True
+            except ResponseError:
+                return False
+
+    async def read_meta(self) -> Any:
+        return await self.client.get(self.layout.meta_key)
+
+    async def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
+        return bool(await self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
+
+    async def index_info(self) -> Any | None:
+        try:
+            return await self._exec("FT.INFO", self.layout.index_name)
+        except ResponseError as exc:
+            if is_missing_index(exc):
+                return None
+            raise
+
+    async def create_index(self, schema: dict[str, Any]) -> None:
+        from redisvl.index import AsyncSearchIndex
+        from redisvl.schema import IndexSchema
+
+        index = AsyncSearchIndex(IndexSchema.from_dict(schema), redis_client=self.client)
+        try:
+            await index.create(overwrite=False)
+        except Exception as exc:
+            # Processes that start together race to create it: theirs is ours.
+            if "index already exists" not in str(exc).lower():
+                raise
+
+    async def drop_index(self) -> None:
+        try:
+            await self._exec("FT.DROPINDEX", self.layout.index_name)
+        except ResponseError as exc:
+            if not is_missing_index(exc):
+                raise
+        await self.client.delete(self.layout.meta_key)
+
+    # -- entries -------------------------------------------------------------------------
+    async def read(self, key: str) -> dict[str, Any] | None:
+        values = await self.client.hmget(key, list(READ_FIELDS))
+        if all(v is None for v in values):
+            return None
+        return dict(zip(READ_FIELDS, values, strict=True))
+
+    async def search(
+        self, partition: str, vector: bytes, k: int = 1
+    ) -> list[tuple[str, dict[str, Any]]]:
+        reply = await self._exec(*search_args(self.layout, self.config, partition, vector, k))
+        return parse_search_reply(reply)
+
+    async def write(
+        self, key: str, fields: dict[str, Any], ttl: float | None, announce: str | None = None
+    ) -> None:
+        """One MULTI: replace the entry, set its expiry, and (``announce``: an L1
+        coherence message) tell other processes' L1 tiers, in the same round trip."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)  # an overwrite must not keep fields of the old entry
+        pipe.hset(key, mapping=cast(Any, fields))
+        if ttl is not None:
+            pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
+        if announce is not None:
+            pipe.publish(self.layout.l1_channel, announce)
+        await pipe.execute()
+
+    async def touch(self, key: str, ttl: float, expires_at: float) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
+        pipe.hset(key, "expires_at", expires_at)
+        await pipe.execute()
+
+    async def unlink(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        # One UNLINK per key in a pipeline: never a multi-key command across hash slots.
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        return sum(int(n) for n in await pipe.execute())
+
+    async def delete_matching(self, expr: str) -> int:
+        """UNLINK, in batches, every entry matching a filter expression."""
+        total = 0
+        for _ in range(1_000_000):
+            try:
+                args = filter_args(self.layout, expr, self.config.invalidate_batch)
+                reply = await self._exec(*args)
+            except ResponseError as exc:
+                if is_missing_index(exc):
+                    break  # no index yet (nothing was stored) or it was dropped
+                raise
+            keys = parse_keys_reply(reply)
+            if not keys:
+                break
+            removed = await self.unlink(keys)
+            total += removed
+            if removed == 0:  # keys the index still lists but Redis no longer has
+                break
+        return total
+
+    async def delete_scan(self, pattern: str) -> int:
+        """UNLINK, in batches, every key matching a SCAN pattern."""
+        total = 0
+        batch: list[str] = []
+        async for key in self.client.scan_iter(match=pattern, count=1000):
+            batch.append(_key_text(key))
+            if len(batch) >= self.config.invalidate_batch:
+                total += await self.unlink(batch)
+                batch = []
+        return total + await self.unlink(batch)
+
+    async def count(self, expr: str = "*") -> int:
+        """Indexed entries matching ``expr``; 0 while there is no index."""
+        try:
+            return count_reply(await self._exec(*count_args(self.layout, expr)))
+        except ResponseError as exc:
+            if is_missing_index(exc):
+                return 0
+            raise
+
+    async def scan_page(self, pattern: str, cursor: int = 0) -> tuple[int, list[str]]:
+        """One SCAN step: the next cursor (0 when done) and the keys it found."""
+        cursor, keys = await self.client.scan(cursor, match=pattern, count=1000)
+        return int(cursor), [_key_text(k) for k in keys]
+
+    async def read_entries(self, keys: Sequence[str]) -> list[tuple[dict[bytes, bytes], int]]:
+        """Every field and the PTTL (ms, negative when none) of each key: for export."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+            pipe.pttl(key)
+        replies = await pipe.execute()
+        return [(f or {}, int(p)) for f, p in zip(replies[::2], replies[1::2], strict=True)]
+
+    async def write_entries(
+        self, records: Sequence[tuple[str, dict[str, bytes], int | None]]
+    ) -> int:
+        """Replace entries with raw fields and an optional PTTL (ms): for import."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, fields, pttl_ms in records:
+            pipe.delete(key)
+            pipe.hset(key, mapping=cast(Any, fields))
+            if pttl_ms:
+                pipe.pexpire(key, int(pttl_ms))
+        await pipe.execute()
+        return len(records)
+
+    # -- policies, verdicts, audit -------------------------------------------------------
+    async def read_policy(self, tenant: str) -> Any:
+        return await self.client.hget(
+            self.layout.policy_key, tenant.encode("utf-8", "surrogatepass")
+        )
+
+    async def write_policy(self, tenant: str, document: str) -> None:
+        await self.client.hset(
+            self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"), document
+        )
+
+    async def delete_policy(self, tenant: str) -> None:
+        await self.client.hdel(self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"))
+
+    async def all_policies(self) -> dict[bytes, bytes]:
+        return cast(dict[bytes, bytes], await self.client.hgetall(self.layout.policy_key))
+
+    async def add_verdict(self, tenant_token: str, fields: dict[str, Any]) -> None:
+        key = self.layout.verdict_key(tenant_token)
+        await self._exec(*xadd_args(key, fields, self.config.verdict_limit))
+
+    async def read_verdicts(self, tenant_token: str) -> list[dict[str, Any]]:
+        key = self.layout.verdict_key(tenant_token)
+        return parse_stream(await self._exec("XRANGE", key, "-", "+"))
+
+    async def delete_verdicts(self, tenant_token: str) -> int:
+        return int(await self.client.unlink(self.layout.verdict_key(tenant_token)))
+
+    async def add_audit(self, fields: dict[str, Any]) -> None:
+        await self._exec(*xadd_args(self.layout.audit_key, fields, AUDIT_LIMIT))
+
+    async def read_audit(self, count: int) -> list[dict[str, Any]]:
+        reply = await self._exec("XREVRANGE", self.layout.audit_key, "+", "-", "COUNT", count)
+        return parse_stream(reply)
+
+    async def raise_floor(self, key: str, floor: float) -> None:
+        await self._exec("EVAL", RAISE_FLOOR_LUA, 1, key, repr(floor))
+
+    async def add_disagreement(
+        self, key: str, similarity: float, evidence: int, step: float
+    ) -> int:
+        """Record a disagreeing verdict on an entry; its floor rises on enough of them."""
+        args = ("EVAL", DISAGREE_LUA, 1, key, repr(similarity), evidence, repr(step))
+        return int(await self._exec(*args))
+
+    # -- persisted counters --------------------------------------------------------------
+    async def add_counts(self, commands: Sequence[tuple[Any, ...]]) -> None:
+        """Apply counter increments (`commands.counter_commands`) in one pipeline."""
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call,unused-ignore]
+        await pipe.execute()
+
+    async def read_counts(self, tenant: str | None = None) -> list[dict[Any, Any]]:
+        """The raw counter hashes of one tenant, or of every tenant (SCAN)."""
+        if tenant is not None:
+            keys = [self.layout.stats_key(tenant)]
+        else:
+            keys = [
+                _key_text(k)
+                async for k in self.client.scan_iter(match=self.layout.stats_pattern, count=1000)
+            ]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return [raw or {} for raw in await pipe.execute()]
+
+    async def delete_counts(self) -> int:
+        """Remove every persisted counter of the namespace."""
+        return await self.delete_scan(self.layout.stats_pattern)
+
+    async def delete_bookkeeping(self) -> int:
+        """Remove the namespace's policies, audit log, verdicts and counters."""
+        removed = await self.unlink([self.layout.policy_key, self.layout.audit_key])
+        removed += await self.delete_scan(self.layout.verdict_pattern)
+        return removed + await self.delete_counts()
+
+    # -- L1 coherence --------------------------------------------------------------------
+    async def publish(self, message: str) -> int:
+        """PUBLISH an L1 coherence message; returns how many subscribers received it."""
+        return int(await self.client.publish(self.layout.l1_channel, message))
+
+    # -- coalescing locks ----------------------------------------------------------------
+    async def lock(self, entry_key: str, token: str, lease_ms: int) -> tuple[bool, str | None]:
+        """SET NX PX the entry's lock: ``(True, None)`` when taken, else ``(False,
+        holder)`` (``holder`` ``None`` when it was released in between)."""
+        lk = self.layout.lock_key(entry_key)
+        if await self.client.set(lk, token, nx=True, px=lease_ms):
+            return True, None
+        holder = await self.client.get(lk)
+        return False, None if holder is None else text(holder)
+
+    async def lock_holder(self, entry_key: str) -> str | None:
+        holder = await self.client.get(self.layout.lock_key(entry_key))
+        return None if holder is None else text(holder)
+
+    async def unlock(self, entry_key: str) -> None:
+        """Release the entry's lock, whoever holds it (the entry now exists)."""
+        await self.client.delete(self.layout.lock_key(entry_key))
+
+    async def release(self, entry_key: str, token: str) -> None:
+        """Release the entry's lock only if ``token`` still holds it."""
+        await self._exec("EVAL", RELEASE_LUA, 1, self.layout.lock_key(entry_key), token)
+
+    async def take_over(self, entry_key: str, watched: str, token: str, lease_ms: int) -> bool:
+        """Take the lock if its holder is still ``watched`` (or it is free)."""
+        lk = self.layout.lock_key(entry_key)
+        return bool(await self._exec("EVAL", TAKEOVER_LUA, 1, lk, watched, token, lease_ms))
+
+    # -- plain values (the embedding store) ----------------------------------------------
+    async def get_values(self, keys: Sequence[str]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        return list(await pipe.execute())
+
+    async def set_values(self, items: Sequence[tuple[str, bytes]], px: int | None) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, value in items:
+            pipe.set(key, value, px=px)
+        await pipe.execute()
+
+    async def close(self) -> None:
+        await self.client.aclose()

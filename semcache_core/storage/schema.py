@@ -1,0 +1,130 @@
+"""The index schema, the meta key's document and the checks an existing index must pass.
+
+Pure: no I/O. The store reads what Redis holds and these functions decide.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..config import CacheConfig
+from ..errors import SchemaMismatchError
+from .layout import Layout
+
+SCHEMA_VERSION = 1
+META_MIGRATION = (
+    "drop the old index with `CacheEngine(..., validate=False).drop_index()` (its entries "
+    "are removed and the cache refills), or use a new namespace"
+)
+
+
+def index_schema_dict(config: CacheConfig, dims: int) -> dict[str, Any]:
+    """The RedisVL schema of a namespace's index."""
+    vector_attrs: dict[str, Any] = {
+        "dims": dims,
+        "algorithm": config.algorithm,
+        "distance_metric": "cosine",
+        "datatype": config.datatype,
+    }
+    if config.algorithm == "hnsw":
+        vector_attrs.update(
+            m=config.hnsw_m,
+            ef_construction=config.hnsw_ef_construction,
+            ef_runtime=config.hnsw_ef_runtime,
+        )
+    layout = Layout(config.key_prefix, config.namespace)
+    tag = {"case_sensitive": True}
+    return {
+        "index": {
+            "name": layout.index_name,
+            "prefix": layout.key_prefix,
+            "storage_type": "hash",
+            "key_separator": ":",
+        },
+        "fields": [
+            {"name": "tenant", "type": "tag", "attrs": tag},
+            {"name": "scope", "type": "tag", "attrs": tag},
+            {"name": "partition", "type": "tag", "attrs": tag},
+            {"name": "tags", "type": "tag", "attrs": {**tag, "separator": ","}},
+            {"name": "created_at", "type": "numeric"},
+            {"name": "expires_at", "type": "numeric"},
+            {"name": "vector", "type": "vector", "attrs": vector_attrs},
+        ],
+    }
+
+
+def meta_document(config: CacheConfig, dims: int) -> dict[str, Any]:
+    """What the meta key records about an index, checked by every later process."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dims": dims,
+        "algorithm": config.algorithm,
+        "datatype": config.datatype,
+        "distance_metric": "cosine",
+    }
+
+
+def check_meta(layout: Layout, found: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Raise `SchemaMismatchError` when an existing index differs from what we need."""
+    if found.get("schema_version") != expected["schema_version"]:
+        raise SchemaMismatchError(
+            f"index {layout.index_name!r} has schema version {found.get('schema_version')!r}, "
+            f"this semcache needs version {expected['schema_version']}: {META_MIGRATION}"
+        )
+    for field in ("dims", "algorithm", "datatype", "distance_metric"):
+        if found.get(field) != expected[field]:
+            hint = (
+                "your embedder produces a different vector size than the one the index was "
+                "built for (did the embedding model change?)"
+                if field == "dims"
+                else f"set {field}={found.get(field)!r} to use the existing index"
+            )
+            raise SchemaMismatchError(
+                f"index {layout.index_name!r} was built with {field}={found.get(field)!r} but "
+                f"this engine uses {field}={expected[field]!r}; {hint}. Otherwise "
+                f"{META_MIGRATION}"
+            )
+
+
+def parse_meta(raw: Any, layout: Layout) -> dict[str, Any]:
+    try:
+        found = json.loads(raw)
+        if not isinstance(found, dict):
+            raise ValueError("not an object")
+        return found
+    except ValueError as exc:
+        raise SchemaMismatchError(
+            f"the meta key {layout.meta_key!r} is unreadable ({exc}): {META_MIGRATION}"
+        ) from exc
+
+
+def check_index_info(layout: Layout, info: Any, meta: dict[str, Any] | None) -> None:
+    """An index exists: it must be ours (meta key present) and its prefix must match."""
+    if meta is None:
+        raise SchemaMismatchError(
+            f"an index named {layout.index_name!r} exists but was not created by this "
+            f"version of semcache (no {layout.meta_key!r} key): {META_MIGRATION}"
+        )
+
+
+NO_SEARCH_MODULE = (
+    "the Redis at {url} has no search module (RediSearch / Redis Query Engine), which "
+    "semcache needs for its vector index. Use Redis 8 with the Query Engine (the "
+    "official redis:8 images), Redis Stack, Redis Cloud or Redis Software; locally: "
+    'pip install "semcache[embedded]" and '
+    "semcache_core.start_embedded_redis() (or `semcache redis`)"
+)
+
+
+def module_names(reply: Any) -> set[str]:
+    names = set()
+    for module in reply or []:
+        if isinstance(module, dict):
+            name = module.get(b"name", module.get("name"))
+        else:
+            pairs = dict(zip(module[::2], module[1::2], strict=False))
+            name = pairs.get(b"name", pairs.get("name"))
+        if name is not None:
+            names.add((name.decode() if isinstance(name, bytes) else str(name)).lower())
+    return names
