@@ -21,6 +21,11 @@ class SchemaMismatchError(ConfigurationError):
     """An existing index was built with a different schema (version, dims, algorithm)."""
 
 
+class EmbedderMismatchError(SchemaMismatchError):
+    """The embedder's vectors do not fit the namespace's index (another model): raised
+    from the first lookup or store that embeds, never served as a miss."""
+
+
 class BackendUnavailableError(SemcacheError):
     """Redis could not be reached or answered with an error."""
 

@@ -32,7 +32,7 @@ from .core.verify import Verification
 from .counters import PendingCounts
 from .embedding import CachedEmbedder, Embedder, declared_dims
 from .entry import StoredEntry, vector_bytes
-from .errors import BackendRefusedError, ConfigurationError, SchemaMismatchError
+from .errors import BackendRefusedError, ConfigurationError, EmbedderMismatchError
 from .judges import Judge
 from .l1 import LocalTier, drop_message
 from .metrics import LocalStats
@@ -349,7 +349,7 @@ class EngineState:
 
     def vector_bytes(self, vector: Sequence[float]) -> bytes:
         if self.dims is not None and len(vector) != self.dims:
-            raise SchemaMismatchError(
+            raise EmbedderMismatchError(
                 f"index {self.layout.index_name!r} was built with dims={self.dims} but "
                 f"this engine's embedder produces dims={len(vector)}: your embedder "
                 "produces a different vector size than the one the index was built for "

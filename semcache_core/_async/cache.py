@@ -21,7 +21,7 @@ from ..core.rules import Outcome
 from ..core.verify import Verification
 from ..counters import take_commands
 from ..entry import CorruptEntry, DecodeFailed, entry_fields
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, EmbedderMismatchError
 from ..l1 import drop_message
 from ..pricing import Usage
 from ..request import CacheRequest
@@ -165,7 +165,8 @@ class AsyncCache:
         started = time.perf_counter()
         decode = decode or identity
         if not state.breaker.allow():
-            return state.result(request, read.ReadDecision(Outcome.BYPASS), started, stale=stale)
+            bypass = read.ReadDecision(Outcome.BYPASS)
+            return state.result(request, bypass, started, stale=stale, record=record)
         try:
             store = await self.stores.get()
             await self.setup()
@@ -182,8 +183,8 @@ class AsyncCache:
                 state.park(request, decision.park, text_of)
             state.breaker.record_success()
             return state.result(request, decision, started, stale=stale, record=record)
-        except ConfigurationError:
-            raise  # a misconfiguration (another embedding model, no search module): loud
+        except EmbedderMismatchError:
+            raise  # another embedding model than the index's: loud, never a silent miss
         except Exception as exc:
             if isinstance(exc, DecodeFailed):
                 state.breaker.record_success()  # Redis answered; the framework failed
@@ -352,7 +353,7 @@ class AsyncCache:
                     usage=usage.to_json() if usage is not None else None,
                 )
                 await store.write(state.key(request), fields, ttl, state.announce(request))
-        except ConfigurationError:
+        except EmbedderMismatchError:
             raise
         except Exception as exc:
             state.write_fault("store", request, exc)

@@ -23,7 +23,7 @@ from ..core.rules import Outcome
 from ..core.verify import Verification
 from ..counters import take_commands
 from ..entry import CorruptEntry, DecodeFailed, entry_fields
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, EmbedderMismatchError
 from ..l1 import drop_message
 from ..pricing import Usage
 from ..request import CacheRequest
@@ -167,7 +167,8 @@ class SyncCache:
         started = time.perf_counter()
         decode = decode or identity
         if not state.breaker.allow():
-            return state.result(request, read.ReadDecision(Outcome.BYPASS), started, stale=stale)
+            bypass = read.ReadDecision(Outcome.BYPASS)
+            return state.result(request, bypass, started, stale=stale, record=record)
         try:
             store = self.stores.get()
             self.setup()
@@ -184,8 +185,8 @@ class SyncCache:
                 state.park(request, decision.park, text_of)
             state.breaker.record_success()
             return state.result(request, decision, started, stale=stale, record=record)
-        except ConfigurationError:
-            raise  # a misconfiguration (another embedding model, no search module): loud
+        except EmbedderMismatchError:
+            raise  # another embedding model than the index's: loud, never a silent miss
         except Exception as exc:
             if isinstance(exc, DecodeFailed):
                 state.breaker.record_success()  # Redis answered; the framework failed
@@ -354,7 +355,7 @@ class SyncCache:
                     usage=usage.to_json() if usage is not None else None,
                 )
                 store.write(state.key(request), fields, ttl, state.announce(request))
-        except ConfigurationError:
+        except EmbedderMismatchError:
             raise
         except Exception as exc:
             state.write_fault("store", request, exc)

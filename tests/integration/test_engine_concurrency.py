@@ -222,3 +222,19 @@ async def test_an_async_waiter_served_the_leaders_answer_counts_as_a_hit(
     assert _counts(engine) == (2, 1, 1, 7)
     assert engine.stats(totals=False)["coalesce"]["timeouts"] == 0
     await engine.aclose()
+
+
+@pytest.mark.parametrize("driver_name", ["sync", "async"])
+async def test_a_bypassed_coalesced_lookup_counts_once(
+    make_engine: Callable[..., CacheEngine], driver_name: str
+) -> None:
+    engine = make_engine(coalesce="process", breaker_failures=1)
+    engine.breaker.record_failure()  # open: the cache is skipped
+    request = engine.request("asked while the breaker is open")
+    if driver_name == "sync":
+        result = engine.lookup(request)
+    else:
+        result = await engine.alookup(request)
+    assert result.outcome is Outcome.BYPASS
+    tenant = engine.stats(totals=False)["tenants"]["default"]
+    assert tenant["requests"] == 1 and tenant["bypassed"] == 1
