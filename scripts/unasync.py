@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -69,19 +68,13 @@ def unasync_line(line: str) -> str:
 
 
 def generate(src: Path, dst: Path) -> str:
-    """The sync twin of ``src``, formatted as ``ruff format`` would write ``dst``: lines
-    that lost an ``await`` may now fit on one line."""
+    """The sync twin of ``src``: the substitutions, line by line, and nothing else, so
+    the output depends on this script alone (no formatter, no installed tool). A line
+    that lost an ``await`` may now fit on one; ruff's formatter leaves ``_sync/`` alone
+    (pyproject.toml) so the twins stay line-for-line comparable."""
     rel = src.relative_to(ROOT).as_posix()
     body = "".join(unasync_line(line) for line in src.read_text().splitlines(keepends=True))
-    formatted = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(dst), "-"],
-        input=HEADER.format(src=rel) + body,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    return formatted.stdout
+    return HEADER.format(src=rel) + body
 
 
 def main(argv: list[str]) -> int:

@@ -154,7 +154,9 @@ class SyncAdmin:
         if apply if apply is not None else pol.auto_promote:
             change = promotion(pol, cal)
             if change is not None:
-                self._write_policy(tenant, pol.overrides(), change[0], change[1], cal.evidence())
+                self._write_policy(
+                    tenant, pol.overrides(), change[0], change[1], cal.evidence()
+                )
         return cal
 
     # -- invalidation --------------------------------------------------------------------

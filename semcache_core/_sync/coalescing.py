@@ -83,7 +83,9 @@ class SyncCoalescing:
         if store is not None:
             new_token = uuid.uuid4().hex
             try:
-                took = store.take_over(ticket.key, _watched(ticket), new_token, self.lease_ms)
+                took = store.take_over(
+                    ticket.key, _watched(ticket), new_token, self.lease_ms
+                )
             except BackendUnavailableError:
                 self.errors += 1
                 took = False

@@ -203,7 +203,9 @@ class SyncStore:
         replies = pipe.execute()
         return [(f or {}, int(p)) for f, p in zip(replies[::2], replies[1::2], strict=True)]
 
-    def write_entries(self, records: Sequence[tuple[str, dict[str, bytes], int | None]]) -> int:
+    def write_entries(
+        self, records: Sequence[tuple[str, dict[str, bytes], int | None]]
+    ) -> int:
         """Replace entries with raw fields and an optional PTTL (ms): for import."""
         pipe = self.client.pipeline(transaction=False)
         for key, fields, pttl_ms in records:
@@ -216,10 +218,14 @@ class SyncStore:
 
     # -- policies, verdicts, audit -------------------------------------------------------
     def read_policy(self, tenant: str) -> Any:
-        return self.client.hget(self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"))
+        return self.client.hget(
+            self.layout.policy_key, tenant.encode("utf-8", "surrogatepass")
+        )
 
     def write_policy(self, tenant: str, document: str) -> None:
-        self.client.hset(self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"), document)
+        self.client.hset(
+            self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"), document
+        )
 
     def delete_policy(self, tenant: str) -> None:
         self.client.hdel(self.layout.policy_key, tenant.encode("utf-8", "surrogatepass"))
@@ -248,7 +254,9 @@ class SyncStore:
     def raise_floor(self, key: str, floor: float) -> None:
         self._exec("EVAL", RAISE_FLOOR_LUA, 1, key, repr(floor))
 
-    def add_disagreement(self, key: str, similarity: float, evidence: int, step: float) -> int:
+    def add_disagreement(
+        self, key: str, similarity: float, evidence: int, step: float
+    ) -> int:
         """Record a disagreeing verdict on an entry; its floor rises on enough of them."""
         args = ("EVAL", DISAGREE_LUA, 1, key, repr(similarity), evidence, repr(step))
         return int(self._exec(*args))
