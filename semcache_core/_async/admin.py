@@ -15,7 +15,7 @@ from .. import query
 from ..calibration import Calibration, Verdict
 from ..config import check_tenant_id
 from ..core.promotion import parse_verdicts, promotion, recommend
-from ..counters import totals
+from ..counters import totals as persisted_totals
 from ..errors import ConfigurationError, SemcacheError
 from ..l1 import clear_message, drop_prefix_message
 from ..metrics import summarize
@@ -227,7 +227,7 @@ class AsyncAdmin:
             try:
                 await self.cache.flush_counts(force=True)
                 store = await self.stores.get()
-                found = _totals(await store.read_counts(tenant))
+                found = persisted_totals(await store.read_counts(tenant))
                 snap["totals"] = {t: summarize(c) for t, c in found.items()}
                 snap["index"] = index_summary(await store.index_info())
                 for t, view in snap["totals"].items():
@@ -290,5 +290,3 @@ class AsyncAdmin:
             state.policies.clear()
         return removed
 
-
-_totals = totals

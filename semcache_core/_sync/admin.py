@@ -17,7 +17,7 @@ from .. import query
 from ..calibration import Calibration, Verdict
 from ..config import check_tenant_id
 from ..core.promotion import parse_verdicts, promotion, recommend
-from ..counters import totals
+from ..counters import totals as persisted_totals
 from ..errors import ConfigurationError, SemcacheError
 from ..l1 import clear_message, drop_prefix_message
 from ..metrics import summarize
@@ -229,7 +229,7 @@ class SyncAdmin:
             try:
                 self.cache.flush_counts(force=True)
                 store = self.stores.get()
-                found = _totals(store.read_counts(tenant))
+                found = persisted_totals(store.read_counts(tenant))
                 snap["totals"] = {t: summarize(c) for t, c in found.items()}
                 snap["index"] = index_summary(store.index_info())
                 for t, view in snap["totals"].items():
@@ -292,5 +292,3 @@ class SyncAdmin:
             state.policies.clear()
         return removed
 
-
-_totals = totals

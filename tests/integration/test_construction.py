@@ -221,3 +221,24 @@ async def test_close_and_aclose_release_every_connection(tmp_path: Path) -> None
         gc.collect()  # a leaked pool warns here, in this test, not in a later one
         admin.close()
         server.stop()
+
+
+def test_construction_never_calls_the_embedder(make_engine: MakeEngine, driver: Driver) -> None:
+    """A hosted embedder is a paid call: building and setting up the engine makes none.
+    The first store creates the index from its vector; a later engine adopts it."""
+    calls: list[str] = []
+
+    def embed(text: str) -> list[float]:
+        calls.append(text)
+        return hashed_embedder(12).embed(text)
+
+    from semcache_core import CallableEmbedder
+
+    engine = driver.make(make_engine, embedder=CallableEmbedder(embed))
+    assert calls == []
+    request = engine.request("the first question")
+    assert engine.store(request, b"answer")
+    assert calls == ["the first question"] and engine.engine._dims == 12
+    later = driver.make(make_engine, embedder=CallableEmbedder(embed))
+    assert len(calls) == 1 and later.engine._dims == 12  # from the index, not a probe
+    assert later.lookup(later.request("other prompt", question="the first question")).hit
