@@ -289,4 +289,3 @@ class AsyncAdmin:
         with state.policy_lock:
             state.policies.clear()
         return removed
-

@@ -291,4 +291,3 @@ class SyncAdmin:
         with state.policy_lock:
             state.policies.clear()
         return removed
-

@@ -211,8 +211,14 @@ class Asker:
     the answer is the model's own."""
 
     def __init__(self, url: str, adapter: str) -> None:
+        # dims declared: the index is made at construction, so the healthy phase measures
+        # calls, not the one-time index creation an undeclared embedder's first store pays.
         self.engine = InstrumentedEngine(
-            url, embedder=hashed_embedder(), breaker_cooldown=COOLDOWN, namespace="faults"
+            url,
+            embedder=hashed_embedder(),
+            dims=16,
+            breaker_cooldown=COOLDOWN,
+            namespace="faults",
         )
         assert self.engine.config.socket_timeout == TIMEOUT
         self.adapter = adapter

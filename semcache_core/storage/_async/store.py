@@ -17,6 +17,11 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+# Imported with the module, not inside a call: the import takes ~0.1 s, which would block
+# an event loop in the first lookup or store that creates the index.
+from redisvl.index import AsyncSearchIndex
+from redisvl.schema import IndexSchema
+
 from ...config import CacheConfig, redacted_url
 from ...entry import READ_FIELDS, parse_keys_reply, parse_search_reply
 from ..commands import (
@@ -86,9 +91,6 @@ class AsyncStore:
             raise
 
     async def create_index(self, schema: dict[str, Any]) -> None:
-        from redisvl.index import AsyncSearchIndex
-        from redisvl.schema import IndexSchema
-
         index = AsyncSearchIndex(IndexSchema.from_dict(schema), redis_client=self.client)
         try:
             await index.create(overwrite=False)

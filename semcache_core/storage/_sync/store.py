@@ -19,6 +19,11 @@ from typing import Any, cast
 from redis import Redis
 from redis.exceptions import ResponseError
 
+# Imported with the module, not inside a call: the import takes ~0.1 s, which would block
+# an event loop in the first lookup or store that creates the index.
+from redisvl.index import SearchIndex
+from redisvl.schema import IndexSchema
+
 from ...config import CacheConfig, redacted_url
 from ...entry import READ_FIELDS, parse_keys_reply, parse_search_reply
 from ..commands import (
@@ -88,9 +93,6 @@ class SyncStore:
             raise
 
     def create_index(self, schema: dict[str, Any]) -> None:
-        from redisvl.index import SearchIndex
-        from redisvl.schema import IndexSchema
-
         index = SearchIndex(IndexSchema.from_dict(schema), redis_client=self.client)
         try:
             index.create(overwrite=False)
