@@ -28,6 +28,7 @@ DIRS = [
 
 # Whole-word substitutions, in order. Async-only names map to their sync twins.
 SUBS = [
+    ("from redis.asyncio.cluster import", "from redis.cluster import"),
     ("from redis.asyncio import", "from redis import"),
     ("import redis.asyncio as aredis", "import redis as aredis"),
     ("AsyncSearchIndex", "SearchIndex"),

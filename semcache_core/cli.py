@@ -146,7 +146,7 @@ def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> Ca
     """An engine for administration: no index checks, patient timeouts."""
     from .engine import CacheEngine
 
-    return CacheEngine(
+    engine = CacheEngine(
         redis_url,
         namespace=namespace,
         validate=False,
@@ -154,6 +154,11 @@ def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> Ca
         connect_timeout=5.0,
         dims=dims,
     )
+    if engine.probe_fault is not None:  # unreachable: say so now, without a second try
+        fault = engine._unreachable(engine.probe_fault)
+        engine.close()
+        raise fault
+    return engine
 
 
 _POLICY_HEADERS = {

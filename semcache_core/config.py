@@ -45,6 +45,18 @@ class CacheConfig(BaseSettings):
         "default", description="One RedisVL index per namespace; letters, digits, _ . -"
     )
     key_prefix: str = Field("semcache", description="First part of every Redis key.")
+    cluster: bool | None = Field(
+        None,
+        description="Redis Cluster or one node: None detects it (INFO cluster_enabled) "
+        "when the client is made; True or False forces it.",
+    )
+    cluster_buckets: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="On a cluster: bucket indexes per namespace, each under its own hash "
+        "tag (a partition's entries share one bucket). Fixed when the namespace is made.",
+    )
     default_tenant: str = Field("default", description="Tenant used when none is set.")
 
     exact: bool = Field(True, description="Serve identical requests from the exact layer.")

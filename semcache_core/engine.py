@@ -15,9 +15,6 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import redis
-import redis.asyncio as aredis
-
 from ._async.admin import AsyncAdmin
 from ._async.cache import AsyncCache
 from ._async.coalescing import AsyncCoalescing
@@ -39,9 +36,18 @@ from .resilience import CircuitBreaker
 from .state import Decoder, EngineState, TextOf, approx_tokens
 from .storage._async.store import AsyncStore
 from .storage._sync.store import SyncStore
-from .storage.clients import AsyncStores, SyncStores, make_client
+from .storage.clients import (
+    AsyncClient,
+    AsyncStores,
+    Client,
+    SyncStores,
+    adetect_cluster,
+    detect_cluster,
+    is_cluster_client,
+    make_client,
+)
 from .storage.errors import REDIS_FAULTS
-from .storage.layout import Layout
+from .storage.layout import layout_for
 from .tenancy import UNSET, _Unset, build_request
 from .verifiers import CandidateVerifier, as_verifier
 
@@ -120,8 +126,8 @@ class CacheEngine(AdminCalls):
         namespace: str | None = None,
         *,
         config: CacheConfig | None = None,
-        redis_client: redis.Redis | None = None,
-        async_redis_client: aredis.Redis | None = None,
+        redis_client: Client | None = None,
+        async_redis_client: AsyncClient | None = None,
         validate: bool = True,
         judge: Any = None,
         verifier: Any = None,
@@ -139,7 +145,13 @@ class CacheEngine(AdminCalls):
         if ttl is not UNSET:
             overrides["ttl"] = ttl
         self.config = config = build_config(config, **overrides)
-        self.layout = Layout(config.key_prefix, config.namespace)
+        probe_fault: Exception | None = None
+        if redis_client is not None or async_redis_client is not None:
+            cluster = is_cluster_client(redis_client or async_redis_client)
+        else:
+            cluster, probe_fault = detect_cluster(config)
+        self.cluster = cluster
+        self.layout = layout_for(config, cluster)
         self.embedder: Embedder | None = None
         if embedder is not None:
             inner = as_embedder(embedder)
@@ -159,6 +171,7 @@ class CacheEngine(AdminCalls):
         )
         self._state = state = EngineState(
             config,
+            layout=self.layout,
             embedder=self.embedder,
             judge=self.judge,
             verifier=self.verifier,
@@ -168,9 +181,11 @@ class CacheEngine(AdminCalls):
             clock=clock,
         )
         self._store = SyncStore(
-            redis_client if redis_client is not None else make_client(config), self.layout, config
+            redis_client if redis_client is not None else make_client(config, cluster),
+            self.layout,
+            config,
         )
-        self._async_stores = AsyncStores(config, self.layout, async_redis_client)
+        self._async_stores = AsyncStores(config, self.layout, async_redis_client, cluster=cluster)
         flights = state.flights
         self._cache = SyncCache(
             state,
@@ -194,7 +209,11 @@ class CacheEngine(AdminCalls):
         # Counts not yet written would be lost when a short script or a notebook exits
         # without close(): write them at interpreter exit (weakly: no leak, no I/O if gone).
         atexit.register(_flush_at_exit, weakref.ref(self))
-        if validate:
+        # Unreachable when asked for its topology: one attempt, not a second one.
+        self.probe_fault = probe_fault
+        if validate and probe_fault is not None:
+            self._setup_failed(probe_fault)
+        elif validate:
             self._validate_now()
 
     @classmethod
@@ -203,8 +222,20 @@ class CacheEngine(AdminCalls):
 
         Takes `CacheEngine`'s arguments; raises what `asetup` raises.
         """
+        config = kwargs.get("config")
+        settings = {k: v for k, v in kwargs.items() if k in CacheConfig.model_fields}
+        fault: Exception | None = None
+        no_client = kwargs.get("redis_client") is None and kwargs.get("async_redis_client") is None
+        if no_client and kwargs.get("cluster") is None:
+            if args:
+                settings["redis_url"] = args[0]
+            probe_config = build_config(config, **settings)
+            kwargs["cluster"], fault = await adetect_cluster(probe_config)
         engine = cls(*args, validate=False, **kwargs)
-        await engine._avalidate_now()
+        if fault is not None:
+            engine._setup_failed(fault)
+        else:
+            await engine._avalidate_now()
         return engine
 
     def _unreachable(self, exc: BaseException) -> BackendUnavailableError:

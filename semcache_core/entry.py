@@ -183,8 +183,14 @@ def _kv(raw: Any) -> dict[str, Any]:
     return {_text(raw[j]): raw[j + 1] for j in range(0, len(raw) - 1, 2)}
 
 
-def parse_search_reply(reply: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Turn an FT.SEARCH reply (RESP2 list or RESP3 map) into ``[(key, {field: value})]``."""
+def parse_search_reply(reply: Any, *, content: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """Turn an FT.SEARCH reply (RESP2 list or RESP3 map) into ``[(key, {field: value})]``.
+
+    ``content=False`` reads a ``NOCONTENT`` reply (keys only). With content, a document
+    whose fields come back nil or empty is left out: RediSearch on a cluster without a
+    coordinator answers that for a document held by another shard, and one just deleted
+    or expired can look the same. It is a miss, never a corrupt entry to delete.
+    """
     if isinstance(reply, dict):
         results = reply.get(b"results", reply.get("results")) or []
         out = []
@@ -192,16 +198,20 @@ def parse_search_reply(reply: Any) -> list[tuple[str, dict[str, Any]]]:
             item = _kv(item)
             if "id" not in item:
                 continue  # a partial result (the query hit RediSearch's TIMEOUT)
-            out.append((_text(item["id"]), _kv(item.get("extra_attributes") or {})))
+            fields = _kv(item.get("extra_attributes") or {})
+            if content and not fields:
+                continue
+            out.append((_text(item["id"]), fields))
         return out
     if not isinstance(reply, list) or not reply:
         return []
     items = reply[1:]
-    if len(items) and not isinstance(items[1] if len(items) > 1 else None, list):
-        return [(_text(k), {}) for k in items]  # NOCONTENT
-    return [(_text(items[i]), _kv(items[i + 1])) for i in range(0, len(items) - 1, 2)]
+    if not content:
+        return [(_text(k), {}) for k in items]
+    pairs = [(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
+    return [(_text(key), _kv(fields)) for key, fields in pairs if fields]
 
 
 def parse_keys_reply(reply: Any) -> list[str]:
     """Keys from an FT.SEARCH ... NOCONTENT reply."""
-    return [key for key, _ in parse_search_reply(reply)]
+    return [key for key, _ in parse_search_reply(reply, content=False)]

@@ -82,6 +82,7 @@ class EngineState:
         self,
         config: CacheConfig,
         *,
+        layout: Layout,
         embedder: Embedder | None,
         judge: Judge,
         verifier: CandidateVerifier,
@@ -91,7 +92,7 @@ class EngineState:
         clock: Callable[[], float],
     ) -> None:
         self.config = config
-        self.layout = Layout(config.key_prefix, config.namespace)
+        self.layout = layout
         self.embedder = embedder
         self.judge = judge
         self.verifier = verifier
@@ -131,7 +132,7 @@ class EngineState:
 
     # -- keys and results ----------------------------------------------------------------
     def key(self, request: CacheRequest) -> str:
-        return self.layout.entry_key(request.tenant_token, request.exact_key)
+        return self.layout.entry_key(request.tenant_token, request.exact_key, request.partition)
 
     def result(
         self,

@@ -45,23 +45,26 @@ def _decode(value: Any) -> bytes:
 
 
 def iter_entries(engine: CacheEngine, batch: int = 500) -> Iterator[dict[str, Any]]:
-    """Every entry of the engine's namespace as an export record."""
+    """Every entry of the engine's namespace as an export record.
+
+    A record's ``key`` is ``<tenant token>:<exact key>``, whatever the layout (one node's
+    or a cluster's buckets): import re-keys each entry for the layout it writes into.
+    """
     store = engine._store
-    prefix = engine.layout.key_prefix
-    cursor = None
-    while cursor != 0:
-        cursor, keys = store.scan_page(engine.layout.scan_pattern(), cursor or 0)
-        for start in range(0, len(keys), batch):
-            chunk = keys[start : start + batch]
-            for name, (fields, pttl) in zip(chunk, store.read_entries(chunk), strict=True):
-                if not fields:
-                    continue  # expired or deleted meanwhile
-                yield {
-                    "v": FORMAT_VERSION,
-                    "key": name[len(prefix) :],
-                    "pttl_ms": pttl if pttl > 0 else None,
-                    "fields": {k.decode(): _encode(k.decode(), v) for k, v in fields.items()},
-                }
+    layout = engine.layout
+    keys = store.scan_keys(layout.scan_pattern())
+    for start in range(0, len(keys), batch):
+        chunk = keys[start : start + batch]
+        for name, (fields, pttl) in zip(chunk, store.read_entries(chunk), strict=True):
+            if not fields:
+                continue  # expired or deleted meanwhile
+            token, exact = layout.relative_key(name)
+            yield {
+                "v": FORMAT_VERSION,
+                "key": f"{token}:{exact}",
+                "pttl_ms": pttl if pttl > 0 else None,
+                "fields": {k.decode(): _encode(k.decode(), v) for k, v in fields.items()},
+            }
 
 
 def export_entries(
@@ -126,10 +129,23 @@ def _parsed(
                 "namespace built with the same embedding model"
             )
         pttl = record.get("pttl_ms")
-        records.append(
-            (engine.layout.key_prefix + record["key"], fields, int(pttl) if pttl else None)
-        )
+        key = _key_for(engine, number, record["key"], fields)
+        records.append((key, fields, int(pttl) if pttl else None))
     return records
+
+
+def _key_for(engine: CacheEngine, number: int, key: str, fields: dict[str, bytes]) -> str:
+    """The entry's key in this engine's layout (the bucket comes from its partition)."""
+    layout = engine.layout
+    try:
+        token, exact = layout.relative_key(layout.key_prefix + key)
+        partition = fields["partition"].decode("ascii")
+    except (ValueError, KeyError, UnicodeDecodeError):
+        raise ConfigurationError(
+            f"line {number}: not a semcache export record (no tenant, key or partition); "
+            "nothing was imported (fix or cut the file there)"
+        ) from None
+    return layout.entry_key(token, exact, partition)
 
 
 def _announce_import(engine: CacheEngine) -> None:

@@ -29,6 +29,7 @@ from ..state import Decoder, EngineState, TextOf, identity
 from ..storage.schema import (
     NO_SEARCH_MODULE,
     check_index_info,
+    check_layout,
     check_meta,
     index_schema_dict,
     meta_document,
@@ -81,22 +82,26 @@ class AsyncCache:
         meta = parse_meta(meta_raw, state.layout) if meta_raw is not None else None
         if info is not None:
             check_index_info(state.layout, info, meta)
+        if meta is not None:
+            check_layout(state.layout, meta)
         if meta is not None and state.dims is None and state.config.dims is None:
             state.dims = meta.get("dims")
         dims = state.known_dims()
         if meta is not None and dims is not None:
-            check_meta(state.layout, meta, meta_document(state.config, dims))
+            check_meta(state.layout, meta, meta_document(state.config, dims, state.layout))
         if info is None and dims is not None:
             await self._create_index(store, dims)
         state.ready = info is not None or dims is not None
 
     async def _create_index(self, store: AsyncStore, dims: int) -> None:
         state = self.state
-        await store.write_meta_if_absent(meta_document(state.config, dims))
+        layout = state.layout
+        await store.write_meta_if_absent(meta_document(state.config, dims, layout))
         # Another process may have won the race with other settings: check what it wrote.
-        meta = parse_meta(await store.read_meta(), state.layout)
-        check_meta(state.layout, meta, meta_document(state.config, dims))
-        await store.create_index(index_schema_dict(state.config, dims))
+        meta = parse_meta(await store.read_meta(), layout)
+        check_meta(layout, meta, meta_document(state.config, dims, layout))
+        schemas = [index_schema_dict(state.config, dims, layout, b) for b in layout.all_buckets]
+        await store.create_index(schemas)
 
     async def _learn_dims(self, store: AsyncStore, vector: list[float], create: bool) -> None:
         """An engine whose dims were unknown learns them from its first vector: from an

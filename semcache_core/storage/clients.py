@@ -11,7 +11,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 
 from ..config import CacheConfig, redacted_url
 from ..errors import ConfigurationError
@@ -32,10 +34,84 @@ def client_kwargs(config: CacheConfig) -> dict[str, Any]:
     }
 
 
-def make_client(config: CacheConfig) -> redis.Redis:
-    """A redis-py client: no retries, short timeouts, a bounded pool that queues."""
+Client = redis.Redis | RedisCluster
+AsyncClient = aredis.Redis | AsyncRedisCluster
+
+
+def _bad_url(config: CacheConfig, exc: Exception) -> ConfigurationError:
+    return ConfigurationError(
+        f"redis_url {redacted_url(config.redis_url)!r} is not a Redis URL ({exc}); use e.g. "
+        "redis://localhost:6379/0, rediss://user:password@host:6380/0 or unix:///path.sock "
+        "(for a cluster, the URL of any one node)"
+    )
+
+
+def is_cluster_client(client: object) -> bool:
+    return isinstance(client, (RedisCluster, AsyncRedisCluster))
+
+
+def detect_cluster(config: CacheConfig) -> tuple[bool, Exception | None]:
+    """Whether ``redis_url`` is a Redis Cluster node: the ``cluster`` setting if set,
+    else ``INFO cluster``'s ``cluster_enabled``, asked once (one connection attempt,
+    no retry).
+
+    Returns ``(cluster, fault)``: an unreachable Redis counts as one node and its error
+    comes back for the engine to raise (``require_redis``) or log; ``cluster=True``
+    (``SEMCACHE_CLUSTER=true``) makes the choice without asking.
+    """
+    if config.cluster is not None:
+        return config.cluster, None
     from redis.retry import Retry
 
+    try:
+        probe = redis.Redis.from_url(
+            config.redis_url, retry=Retry(NoBackoff(), 0), **client_kwargs(config)
+        )
+    except ValueError as exc:
+        raise _bad_url(config, exc) from exc
+    try:
+        return bool(int(probe.info("cluster").get("cluster_enabled", 0))), None
+    except redis.RedisError as exc:
+        return False, exc
+    finally:
+        probe.close()
+
+
+async def adetect_cluster(config: CacheConfig) -> tuple[bool, Exception | None]:
+    """`detect_cluster` on ``redis.asyncio``, for `CacheEngine.acreate`."""
+    if config.cluster is not None:
+        return config.cluster, None
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    try:
+        probe = aredis.Redis.from_url(
+            config.redis_url, retry=AsyncRetry(NoBackoff(), 0), **client_kwargs(config)
+        )
+    except ValueError as exc:
+        raise _bad_url(config, exc) from exc
+    try:
+        info = await probe.info("cluster")
+        return bool(int(info.get("cluster_enabled", 0))), None
+    except redis.RedisError as exc:
+        return False, exc
+    finally:
+        await probe.aclose()
+
+
+def make_client(config: CacheConfig, cluster: bool = False) -> Client:
+    """A redis-py client: no retries, short timeouts, a bounded pool (per node)."""
+    from redis.retry import Retry
+
+    if cluster:
+        try:
+            return RedisCluster.from_url(
+                config.redis_url,
+                max_connections=config.max_connections,
+                retry=Retry(NoBackoff(), 0),
+                **client_kwargs(config),
+            )
+        except ValueError as exc:
+            raise _bad_url(config, exc) from exc
     try:
         pool = redis.BlockingConnectionPool.from_url(
             config.redis_url,
@@ -45,17 +121,21 @@ def make_client(config: CacheConfig) -> redis.Redis:
             **client_kwargs(config),
         )
     except ValueError as exc:
-        raise ConfigurationError(
-            f"redis_url {redacted_url(config.redis_url)!r} is not a Redis URL ({exc}); use e.g. "
-            "redis://localhost:6379/0, rediss://user:password@host:6380/0 or unix:///path.sock"
-        ) from exc
+        raise _bad_url(config, exc) from exc
     return redis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
-def make_async_client(config: CacheConfig) -> aredis.Redis:
+def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient:
     """The redis.asyncio twin of `make_client` (one per event loop)."""
     from redis.asyncio.retry import Retry as AsyncRetry
 
+    if cluster:
+        return AsyncRedisCluster.from_url(
+            config.redis_url,
+            max_connections=config.max_connections,
+            retry=AsyncRetry(NoBackoff(), 0),
+            **client_kwargs(config),
+        )
     pool = aredis.BlockingConnectionPool.from_url(
         config.redis_url,
         max_connections=config.max_connections,
@@ -92,11 +172,17 @@ class AsyncStores:
     """
 
     def __init__(
-        self, config: CacheConfig, layout: Layout, client: aredis.Redis | None = None
+        self,
+        config: CacheConfig,
+        layout: Layout,
+        client: AsyncClient | None = None,
+        *,
+        cluster: bool = False,
     ) -> None:
         self.config = config
         self.layout = layout
         self.shared = client
+        self.cluster = cluster
         self._stores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
         ] = weakref.WeakKeyDictionary()
@@ -105,7 +191,7 @@ class AsyncStores:
         loop = asyncio.get_running_loop()
         entry = self._stores.get(loop)
         if entry is None:
-            client = self.shared or make_async_client(self.config)
+            client = self.shared or make_async_client(self.config, self.cluster)
             store = AsyncStore(client, self.layout, self.config)
             closer = _close_at_loop_shutdown(store, own=self.shared is None)
             await closer.asend(None)

@@ -5,7 +5,10 @@ sync twin. Pure: building ``FT.SEARCH`` arguments or parsing a stream reply need
 from __future__ import annotations
 
 import math
+from enum import Enum
 from typing import Any
+
+from redisvl.schema import IndexSchema
 
 from .. import query
 from ..config import CacheConfig
@@ -20,18 +23,30 @@ def search_args(
     expr = query.knn(
         query.tag_any("partition", [partition]), k=k, vector_param="vec", hybrid_policy=policy
     )
-    args: list[Any] = ["FT.SEARCH", layout.index_name, expr, "PARAMS", 2, "vec", vector]
+    index = layout.index_of(layout.bucket_of(partition))
+    args: list[Any] = ["FT.SEARCH", index, expr, "PARAMS", 2, "vec", vector]
     args += ["RETURN", len(READ_FIELDS) + 1, *READ_FIELDS, "distance"]
     args += ["SORTBY", "distance", "LIMIT", 0, k, "DIALECT", 2]
     return args
 
 
-def filter_args(layout: Layout, expr: str, batch: int) -> list[Any]:
-    return ["FT.SEARCH", layout.index_name, expr, "NOCONTENT", "LIMIT", 0, batch, "DIALECT", 2]
+def filter_args(index: str, expr: str, batch: int) -> list[Any]:
+    return ["FT.SEARCH", index, expr, "NOCONTENT", "LIMIT", 0, batch, "DIALECT", 2]
 
 
-def count_args(layout: Layout, expr: str) -> list[Any]:
-    return ["FT.SEARCH", layout.index_name, expr, "NOCONTENT", "LIMIT", 0, 0, "DIALECT", 2]
+def count_args(index: str, expr: str) -> list[Any]:
+    return ["FT.SEARCH", index, expr, "NOCONTENT", "LIMIT", 0, 0, "DIALECT", 2]
+
+
+def create_args(schema: IndexSchema) -> list[Any]:
+    """``FT.CREATE`` of a RedisVL schema, as RedisVL's ``create`` would send it (built
+    here so the store can send it to the shard that must hold the index)."""
+    index = schema.index
+    args: list[Any] = ["FT.CREATE", index.name, "ON", "HASH"]
+    args += ["PREFIX", 1, index.prefix, "SCHEMA"]
+    for field in schema.redis_fields:
+        args += [arg.value if isinstance(arg, Enum) else arg for arg in field.redis_args()]
+    return args
 
 
 def count_reply(reply: Any) -> int:

@@ -19,8 +19,10 @@ META_MIGRATION = (
 )
 
 
-def index_schema_dict(config: CacheConfig, dims: int) -> dict[str, Any]:
-    """The RedisVL schema of a namespace's index."""
+def index_schema_dict(
+    config: CacheConfig, dims: int, layout: Layout, bucket: int = 0
+) -> dict[str, Any]:
+    """The RedisVL schema of one bucket's index (the namespace's index on one node)."""
     vector_attrs: dict[str, Any] = {
         "dims": dims,
         "algorithm": config.algorithm,
@@ -33,12 +35,11 @@ def index_schema_dict(config: CacheConfig, dims: int) -> dict[str, Any]:
             ef_construction=config.hnsw_ef_construction,
             ef_runtime=config.hnsw_ef_runtime,
         )
-    layout = Layout(config.key_prefix, config.namespace)
     tag = {"case_sensitive": True}
     return {
         "index": {
-            "name": layout.index_name,
-            "prefix": layout.key_prefix,
+            "name": layout.index_of(bucket),
+            "prefix": layout.bucket_prefix(bucket),
             "storage_type": "hash",
             "key_separator": ":",
         },
@@ -54,19 +55,51 @@ def index_schema_dict(config: CacheConfig, dims: int) -> dict[str, Any]:
     }
 
 
-def meta_document(config: CacheConfig, dims: int) -> dict[str, Any]:
-    """What the meta key records about an index, checked by every later process."""
-    return {
+def meta_document(config: CacheConfig, dims: int, layout: Layout) -> dict[str, Any]:
+    """What the meta key records about an index, checked by every later process. A
+    cluster layout adds its bucket count (a single-node meta has none: the layout of
+    every earlier release)."""
+    document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "dims": dims,
         "algorithm": config.algorithm,
         "datatype": config.datatype,
         "distance_metric": "cosine",
     }
+    if layout.tagged:
+        document["layout"] = "cluster"
+        document["buckets"] = layout.buckets
+    return document
+
+
+LAYOUT_MIGRATION = (
+    "move the namespace with `semcache export` from where it was made and `semcache "
+    "import` into this Redis (entries are re-keyed for the target's layout), or use a new "
+    "namespace"
+)
+
+
+def check_layout(layout: Layout, found: dict[str, Any]) -> None:
+    """The namespace's stored layout must be the one this engine uses."""
+    found_layout = found.get("layout", "single")
+    if found_layout != ("cluster" if layout.tagged else "single"):
+        raise SchemaMismatchError(
+            f"namespace {layout.namespace!r} was made with the {found_layout} layout, and "
+            f"this engine talks to a {'cluster' if layout.tagged else 'single node'} "
+            f"(set cluster={found_layout == 'cluster'} if that is wrong); otherwise "
+            f"{LAYOUT_MIGRATION}"
+        )
+    if layout.tagged and found.get("buckets") != layout.buckets:
+        raise SchemaMismatchError(
+            f"namespace {layout.namespace!r} was made with cluster_buckets="
+            f"{found.get('buckets')!r}, this engine uses {layout.buckets}: set "
+            f"cluster_buckets={found.get('buckets')!r} to use it"
+        )
 
 
 def check_meta(layout: Layout, found: dict[str, Any], expected: dict[str, Any]) -> None:
     """Raise `SchemaMismatchError` when an existing index differs from what we need."""
+    check_layout(layout, found)
     if found.get("schema_version") != expected["schema_version"]:
         raise SchemaMismatchError(
             f"index {layout.index_name!r} has schema version {found.get('schema_version')!r}, "

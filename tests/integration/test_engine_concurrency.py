@@ -147,7 +147,7 @@ async def test_64_concurrent_lookups_share_few_inner_calls(
     # Identical vectors: what the stores wrote equals the unbatched embedding.
     assert all(await asyncio.gather(*(engine.astore(r, b"a") for r in requests)))
     for q, r in zip(questions, requests, strict=True):
-        stored = raw_redis.hget(engine.layout.entry_key(r.tenant_token, r.exact_key), "vector")
+        stored = raw_redis.hget(engine.key(r), "vector")
         assert stored == vector_bytes(await inner.aembed(q), engine.config.datatype)
     await engine.aclose()
 

@@ -493,7 +493,7 @@ def test_corrupt_semantic_candidate_is_deleted_and_skipped(
         assert engine.store(stored, b'"good"')
         hit = lookup(probe)
         assert hit.outcome is Outcome.SEMANTIC_HIT and hit.value == "good"
-        key = engine.layout.entry_key(stored.tenant_token, stored.exact_key)
+        key = engine.key(stored)
         assert hit.key == key
 
         _damage(own_redis.url, key, how)

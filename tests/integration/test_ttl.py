@@ -22,7 +22,7 @@ from tests.integration.drivers import DrivenEngine, Driver
 
 def key_of(engine: DrivenEngine, prompt: str, **kw: object) -> str:
     req = engine.request(prompt, **kw)  # type: ignore[arg-type]
-    return engine.layout.entry_key(req.tenant_token, req.exact_key)
+    return engine.key(req)
 
 
 TTL = 1000.0  # seconds: nothing expires on its own while a test runs

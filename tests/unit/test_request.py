@@ -48,8 +48,8 @@ def test_namespaces_differ_by_key_prefix() -> None:
 
     a, b = build(namespace="n1"), build(namespace="n2")
     assert a.exact_key == b.exact_key  # portable between namespaces (export / import)
-    key_a = Layout("semcache", "n1").entry_key(a.tenant_token, a.exact_key)
-    key_b = Layout("semcache", "n2").entry_key(b.tenant_token, b.exact_key)
+    key_a = Layout("semcache", "n1").entry_key(a.tenant_token, a.exact_key, a.partition)
+    key_b = Layout("semcache", "n2").entry_key(b.tenant_token, b.exact_key, b.partition)
     assert key_a != key_b
 
 

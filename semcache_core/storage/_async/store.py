@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 # Imported with the module, not inside a call: the import takes ~0.1 s, which would block
 # an event loop in the first lookup or store that creates the index.
-from redisvl.index import AsyncSearchIndex
 from redisvl.schema import IndexSchema
 
 from ...config import CacheConfig, redacted_url
@@ -32,6 +32,7 @@ from ..commands import (
     TAKEOVER_LUA,
     count_args,
     count_reply,
+    create_args,
     expiry_ms,
     filter_args,
     parse_stream,
@@ -50,28 +51,39 @@ def _key_text(key: Any) -> str:
 
 @boundary
 class AsyncStore:
-    """One namespace's Redis commands on one client."""
+    """One namespace's Redis commands on one client (one node's or a cluster's)."""
 
-    def __init__(self, client: Redis, layout: Layout, config: CacheConfig) -> None:
-        self.client = client
+    def __init__(self, client: Redis | RedisCluster, layout: Layout, config: CacheConfig) -> None:
+        self.client: Any = client
         self.layout = layout
         self.config = config
         self.url = redacted_url(config.redis_url)
+        self.cluster = isinstance(client, RedisCluster)
 
     async def _exec(self, *args: Any) -> Any:
-        return await self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+        return await self.client.execute_command(*args)
+
+    async def _on_index(self, index: str, *args: Any) -> Any:
+        """A search command, sent to the shard that holds ``index``. redis-py sends
+        ``FT.*`` to a cluster's default node (right only with a coordinator); without
+        one an index lives on the shard owning its name's slot."""
+        if not self.cluster:
+            return await self.client.execute_command(*args)
+        node = self.client.get_node_from_key(index)
+        return await self.client.execute_command(*args, target_nodes=node)
 
     # -- setup ---------------------------------------------------------------------------
     async def ping(self) -> bool:
         return bool(await cast(Any, self.client).ping())
 
     async def has_search_module(self) -> bool:
+        index = self.layout.index_name
         try:
-            return "search" in module_names(await self._exec("MODULE", "LIST"))
+            return "search" in module_names(await self._on_index(index, "MODULE", "LIST"))
         except ResponseError:
             # MODULE LIST can be forbidden (managed Redis): ask the query engine directly.
             try:
-                await self._exec("FT._LIST")
+                await self._on_index(index, "FT._LIST")
                 return True
             except ResponseError:
                 return False
@@ -83,28 +95,38 @@ class AsyncStore:
         return bool(await self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
 
     async def index_info(self) -> Any | None:
-        try:
-            return await self._exec("FT.INFO", self.layout.index_name)
-        except ResponseError as exc:
-            if is_missing_index(exc):
-                return None
-            raise
-
-    async def create_index(self, schema: dict[str, Any]) -> None:
-        index = AsyncSearchIndex(IndexSchema.from_dict(schema), redis_client=self.client)
-        try:
-            await index.create(overwrite=False)
-        except Exception as exc:
-            # Processes that start together race to create it: theirs is ours.
-            if "index already exists" not in str(exc).lower():
+        """The first bucket's ``FT.INFO``, or ``None`` unless every bucket's index exists."""
+        first = None
+        for bucket in self.layout.all_buckets:
+            index = self.layout.index_of(bucket)
+            try:
+                info = await self._on_index(index, "FT.INFO", index)
+            except ResponseError as exc:
+                if is_missing_index(exc):
+                    return None
                 raise
+            first = info if first is None else first
+        return first
+
+    async def create_index(self, schemas: Sequence[dict[str, Any]]) -> None:
+        """Create each bucket's index (RedisVL schemas) that does not exist yet."""
+        for schema in schemas:
+            index_schema = IndexSchema.from_dict(schema)
+            try:
+                await self._on_index(index_schema.index.name, *create_args(index_schema))
+            except ResponseError as exc:
+                # Processes that start together race to create it: theirs is ours.
+                if "index already exists" not in str(exc).lower():
+                    raise
 
     async def drop_index(self) -> None:
-        try:
-            await self._exec("FT.DROPINDEX", self.layout.index_name)
-        except ResponseError as exc:
-            if not is_missing_index(exc):
-                raise
+        for bucket in self.layout.all_buckets:
+            index = self.layout.index_of(bucket)
+            try:
+                await self._on_index(index, "FT.DROPINDEX", index)
+            except ResponseError as exc:
+                if not is_missing_index(exc):
+                    raise
         await self.client.delete(self.layout.meta_key)
 
     # -- entries -------------------------------------------------------------------------
@@ -117,22 +139,26 @@ class AsyncStore:
     async def search(
         self, partition: str, vector: bytes, k: int = 1
     ) -> list[tuple[str, dict[str, Any]]]:
-        reply = await self._exec(*search_args(self.layout, self.config, partition, vector, k))
-        return parse_search_reply(reply)
+        args = search_args(self.layout, self.config, partition, vector, k)
+        return parse_search_reply(await self._on_index(args[1], *args))
 
     async def write(
         self, key: str, fields: dict[str, Any], ttl: float | None, announce: str | None = None
     ) -> None:
         """One MULTI: replace the entry, set its expiry, and (``announce``: an L1
-        coherence message) tell other processes' L1 tiers, in the same round trip."""
+        coherence message) tell other processes' L1 tiers, in the same round trip. On a
+        cluster the message is a second call: PUBLISH has no slot, so it cannot ride in
+        a transaction there."""
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
             pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
-        if announce is not None:
+        if announce is not None and not self.cluster:
             pipe.publish(self.layout.l1_channel, announce)
         await pipe.execute()
+        if announce is not None and self.cluster:
+            await self.client.publish(self.layout.l1_channel, announce)
 
     async def touch(self, key: str, ttl: float, expires_at: float) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -150,12 +176,18 @@ class AsyncStore:
         return sum(int(n) for n in await pipe.execute())
 
     async def delete_matching(self, expr: str) -> int:
-        """UNLINK, in batches, every entry matching a filter expression."""
+        """UNLINK, in batches, every entry matching a filter expression (every bucket)."""
+        total = 0
+        for bucket in self.layout.all_buckets:
+            total += await self._delete_matching_in(self.layout.index_of(bucket), expr)
+        return total
+
+    async def _delete_matching_in(self, index: str, expr: str) -> int:
         total = 0
         for _ in range(1_000_000):
             try:
-                args = filter_args(self.layout, expr, self.config.invalidate_batch)
-                reply = await self._exec(*args)
+                args = filter_args(index, expr, self.config.invalidate_batch)
+                reply = await self._on_index(index, *args)
             except ResponseError as exc:
                 if is_missing_index(exc):
                     break  # no index yet (nothing was stored) or it was dropped
@@ -181,18 +213,20 @@ class AsyncStore:
         return total + await self.unlink(batch)
 
     async def count(self, expr: str = "*") -> int:
-        """Indexed entries matching ``expr``; 0 while there is no index."""
-        try:
-            return count_reply(await self._exec(*count_args(self.layout, expr)))
-        except ResponseError as exc:
-            if is_missing_index(exc):
-                return 0
-            raise
+        """Indexed entries matching ``expr`` (every bucket); 0 while there is no index."""
+        total = 0
+        for bucket in self.layout.all_buckets:
+            index = self.layout.index_of(bucket)
+            try:
+                total += count_reply(await self._on_index(index, *count_args(index, expr)))
+            except ResponseError as exc:
+                if not is_missing_index(exc):
+                    raise
+        return total
 
-    async def scan_page(self, pattern: str, cursor: int = 0) -> tuple[int, list[str]]:
-        """One SCAN step: the next cursor (0 when done) and the keys it found."""
-        cursor, keys = await self.client.scan(cursor, match=pattern, count=1000)
-        return int(cursor), [_key_text(k) for k in keys]
+    async def scan_keys(self, pattern: str) -> list[str]:
+        """Every key matching a SCAN pattern (every master of a cluster)."""
+        return [_key_text(k) async for k in self.client.scan_iter(match=pattern, count=1000)]
 
     async def read_entries(self, keys: Sequence[str]) -> list[tuple[dict[bytes, bytes], int]]:
         """Every field and the PTTL (ms, negative when none) of each key: for export."""
