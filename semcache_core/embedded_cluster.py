@@ -186,8 +186,15 @@ class EmbeddedCluster:
 
     @property
     def url(self) -> str:
-        """URL of one current master (the one serving slot 0 while it is up)."""
-        return self.masters()[0].url
+        """URL of one current master (the one serving slot 0 while it is up).
+
+        Raises:
+            EmbeddedRedisError: No running master serves slots, or no node answers.
+        """
+        masters = self.masters()
+        if not masters:
+            raise EmbeddedRedisError("No running master of the cluster serves slots.")
+        return masters[0].url
 
     @property
     def urls(self) -> list[str]:
@@ -234,7 +241,10 @@ class EmbeddedCluster:
         ]
 
     def kill(self, port: int) -> None:
-        """SIGKILL the node on ``port``, as a crash would (no SHUTDOWN, no failover).
+        """SIGKILL the node on ``port``, as a crash would: no SHUTDOWN, nothing handed over.
+
+        The cluster then fails a killed master over by itself; :meth:`wait_for_failover`
+        waits for that.
 
         Args:
             port: Client port of one of this cluster's running nodes.
