@@ -8,6 +8,7 @@ from .calibration import Calibration, CurvePoint, Verdict
 from .config import CacheConfig
 from .core.rules import Outcome
 from .embedded import EmbeddedRedis, start_embedded_redis
+from .embedded_cluster import EmbeddedCluster, EmbeddedClusterNode, start_embedded_cluster
 from .embedding import CachedEmbedder, CallableEmbedder, Embedder, as_embedder, minilm
 from .embedding_store import DEFAULT_EMBEDDING_TTL, EmbeddingStore
 from .engine import CacheEngine, LookupResult, last_lookup
@@ -42,6 +43,8 @@ __all__ = [
     "CallableJudge",
     "ConfigurationError",
     "CurvePoint",
+    "EmbeddedCluster",
+    "EmbeddedClusterNode",
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "Embedder",
@@ -69,6 +72,7 @@ __all__ = [
     "current_tenant",
     "last_lookup",
     "minilm",
+    "start_embedded_cluster",
     "start_embedded_redis",
     "start_metrics_server",
     "tenant",

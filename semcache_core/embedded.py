@@ -338,8 +338,9 @@ def start_embedded_redis(
             find_modules(),
             directory,
             port=port,
-            appendfsync=appendfsync,
-            maxmemory=maxmemory.strip() if maxmemory is not None else None,
+            config=_persistence_args(
+                appendfsync, maxmemory.strip() if maxmemory is not None else None
+            ),
             deadline=time.monotonic() + startup_timeout,
         )
         try:
@@ -638,8 +639,7 @@ def _launch(
     directory: Path,
     *,
     port: int | None,
-    appendfsync: str,
-    maxmemory: str | None,
+    config: list[str],
     deadline: float,
 ) -> EmbeddedRedis:
     # The port is picked before redis-server binds it, so another process can take it in
@@ -647,7 +647,7 @@ def _launch(
     for _ in range(_PORT_ATTEMPTS if port is None else 1):
         chosen = port if port is not None else _free_port()
         try:
-            return _spawn(server, modules, directory, chosen, appendfsync, maxmemory, deadline)
+            return _spawn(server, modules, directory, chosen, config, deadline)
         except _PortInUseError:
             if port is not None:
                 raise EmbeddedRedisError(
@@ -661,15 +661,23 @@ def _launch(
     )
 
 
+def _persistence_args(appendfsync: str, maxmemory: str | None) -> list[str]:
+    """The options of the single embedded server: AOF on, an optional memory cap."""
+    args = ["--appendonly", "yes", "--appendfsync", appendfsync]
+    if maxmemory is not None:
+        args += ["--maxmemory", maxmemory]
+    return args
+
+
 def _spawn(
     server: Path,
     modules: list[Path],
     directory: Path,
     port: int,
-    appendfsync: str,
-    maxmemory: str | None,
+    config: list[str],
     deadline: float,
 ) -> EmbeddedRedis:
+    """Start ``server`` on ``port`` plus the options in ``config``; wait until it answers."""
     log_path = directory / _LOG_FILE
     # Command-line options rather than a config file: redis-server quotes them itself, so
     # paths with spaces or quotes need no escaping from us.
@@ -681,12 +689,9 @@ def _spawn(
         "--daemonize", "no",
         "--dir", str(directory),
         "--dbfilename", "dump.rdb",
-        "--appendonly", "yes",
-        "--appendfsync", appendfsync,
         "--logfile", str(log_path),
+        *config,
     ]  # fmt: skip
-    if maxmemory is not None:
-        args += ["--maxmemory", maxmemory]
     for module in modules:
         args += ["--loadmodule", str(module)]
 

@@ -7,14 +7,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import redis
 
-from semcache_core import CacheEngine, start_embedded_redis
+from semcache_core import CacheEngine, start_embedded_cluster, start_embedded_redis
 from semcache_core.embedded import EmbeddedRedis
+from semcache_core.embedded_cluster import EmbeddedCluster
 from semcache_core.embedding import CallableEmbedder, SentenceTransformerEmbedder, minilm
 
 
@@ -28,6 +30,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 @pytest.fixture(scope="session")
 def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedCluster]:
+    """A loopback Redis Cluster (3 masters, each with 1 replica, RediSearch on every node)
+    shared by the session and started on first use (~3 s), so tests without it pay nothing.
+    Its topology must stay as formed: never kill or fail over its nodes here; a test that
+    does takes ``failover_cluster``. Keys are shared too: use the test's ``namespace``."""
+    cluster = start_embedded_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_url(redis_cluster: EmbeddedCluster) -> str:
+    """One master's plain URL (``redis://127.0.0.1:<port>/0``), the way users configure it."""
+    return redis_cluster.url
+
+
+@pytest.fixture
+def failover_cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    """A cluster of the test's own (3 masters, 3 replicas, ``cluster-node-timeout`` 1 s), for
+    tests that kill nodes: breaking it cannot break the shared ``redis_cluster``. Costs a
+    cluster start (~3 s) per test; stopped afterwards, killed nodes included."""
+    cluster = start_embedded_cluster(tmp_path, masters=3, replicas=1, node_timeout_ms=1000)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

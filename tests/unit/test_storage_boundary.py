@@ -48,8 +48,25 @@ def _violations(path: Path) -> list[str]:
     return found
 
 
+# Modules outside storage/ allowed to send commands, each with why.
+EXEMPT = {
+    # Test and benchmark infrastructure, not the cache's data path: it forms a loopback
+    # cluster (CLUSTER ADDSLOTSRANGE / MEET / REPLICATE) and watches failovers. Written
+    # while storage/ was being changed for Redis Cluster; may move to storage/ later.
+    CORE / "embedded_cluster.py",
+}
+
+
 def _outside_storage() -> list[Path]:
-    return [p for p in CORE.rglob("*.py") if "storage" not in p.relative_to(CORE).parts]
+    return [
+        p
+        for p in CORE.rglob("*.py")
+        if "storage" not in p.relative_to(CORE).parts and p not in EXEMPT
+    ]
+
+
+def test_each_exemption_names_a_module_that_needs_it() -> None:
+    assert all(path.is_file() and _violations(path) for path in EXEMPT)
 
 
 def test_no_redis_command_outside_storage() -> None:
