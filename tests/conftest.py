@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from semcache_core import CacheEngine, start_embedded_cluster, start_embedded_redis
 from semcache_core.embedded import EmbeddedRedis
@@ -28,7 +29,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: EmbeddedRedis) -> str:
+def redis_url(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> str:
+    """The session Redis's URL; in modules that run on both topologies
+    (tests/integration/conftest.py), ``[cluster]`` runs get one master's URL of the
+    loopback cluster instead."""
+    if getattr(request, "param", "node") == "cluster":
+        return str(request.getfixturevalue("cluster_url"))
     return redis_server.url
 
 
@@ -60,8 +66,13 @@ def failover_cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
 
 
 @pytest.fixture
-def raw_redis(redis_url: str) -> Iterator[redis.Redis]:
+def raw_redis(redis_url: str) -> Iterator[Any]:
+    """A plain client for looking at what the cache wrote (a cluster client on a
+    cluster)."""
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    if int(client.info("cluster").get("cluster_enabled", 0)):
+        client.close()
+        client = RedisCluster.from_url(redis_url, socket_timeout=5)
     yield client
     client.close()
 

@@ -130,11 +130,13 @@ def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient
     from redis.asyncio.retry import Retry as AsyncRetry
 
     if cluster:
+        # redis.asyncio's cluster takes no retry_on_timeout: retry=0 already says it.
+        kwargs = {k: v for k, v in client_kwargs(config).items() if k != "retry_on_timeout"}
         return AsyncRedisCluster.from_url(
             config.redis_url,
             max_connections=config.max_connections,
             retry=AsyncRetry(NoBackoff(), 0),
-            **client_kwargs(config),
+            **kwargs,
         )
     pool = aredis.BlockingConnectionPool.from_url(
         config.redis_url,
@@ -192,6 +194,9 @@ class AsyncStores:
         entry = self._stores.get(loop)
         if entry is None:
             client = self.shared or make_async_client(self.config, self.cluster)
+            if isinstance(client, AsyncRedisCluster):
+                # Learn the slot map now: redis.asyncio's cluster pipelines do not.
+                await client.initialize()
             store = AsyncStore(client, self.layout, self.config)
             closer = _close_at_loop_shutdown(store, own=self.shared is None)
             await closer.asend(None)

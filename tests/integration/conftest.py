@@ -13,6 +13,25 @@ from tests.integration.drivers import DRIVERS, Driver
 from tests.integration.test_llamaindex_llm import Recorder, close_llamaindex_loop
 
 
+# Modules whose tests run on one Redis and on the loopback Redis Cluster (ids
+# ``[node]``/``[cluster]``): the cache must behave the same on both.
+BOTH_TOPOLOGIES = {
+    "test_invalidation",
+    "test_l1",
+    "test_langchain_cache",
+    "test_llamaindex_llm",
+    "test_shadow",
+    "test_tenant_isolation",
+    "test_ttl",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in BOTH_TOPOLOGIES and "redis_url" in metafunc.fixturenames:
+        metafunc.parametrize("redis_url", ["node", "cluster"], indirect=True, scope="session")
+
+
 @pytest.fixture(params=DRIVERS)
 def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     """Runs the test on the sync driver, then on the async one (ids ``[sync]``,

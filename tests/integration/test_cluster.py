@@ -23,7 +23,7 @@ from langchain_core.messages import HumanMessage
 from redis.cluster import RedisCluster
 
 from langchain_semcache import SemanticCache
-from semcache_core import CacheEngine, Outcome, tenant
+from semcache_core import CacheEngine, Outcome, last_lookup, tenant
 from semcache_core.embedded_cluster import EmbeddedCluster
 from semcache_core.embedding import SentenceTransformerEmbedder
 from semcache_core.entry import parse_search_reply
@@ -99,34 +99,37 @@ def test_langchain_workload(cache: SemanticCache, topology_url: str) -> None:
         for (t, q), answer in first.items():
             assert ask(model, t, q) == answer
         assert model.calls == calls, "an exact repeat called the model"
-        # Paraphrases: semantic hits, never another tenant's answer.
-        outcomes = []
-        for t in TENANTS:
-            for q, para in QUESTIONS:
-                with tenant(t):
-                    lookup = engine.lookup(engine.request(f"[{t}] {para}", tenant=t))
-                outcomes.append(lookup.outcome)
-                if lookup.hit:  # its own entry, never another tenant's
-                    assert lookup.question == f"[{t}] {q}"
-        semantic = outcomes.count(Outcome.SEMANTIC_HIT)
-        assert semantic >= len(outcomes) // 2, f"only {semantic}/{len(outcomes)} paraphrases hit"
-
         keys = entry_keys(client, engine)
         assert len(keys) == len(TENANTS) * len(QUESTIONS)
         assert engine.count() == len(keys)
-        assert corrupt(engine) == 0  # nothing deleted as corrupt
         if on_cluster:
             masters = {client.get_node_from_key(k).name for k in keys}
             assert len(masters) == 3, f"entries on {masters}, not on every master"
             assert engine.layout.tagged and engine.layout.buckets == 16
+        # Paraphrases: semantic hits, each tenant's own answer, never another's.
+        outcomes = []
+        for t in TENANTS:
+            for q, para in QUESTIONS:
+                answer = ask(model, t, para)
+                result = last_lookup()
+                assert result is not None
+                outcomes.append(result.outcome)
+                if result.hit:
+                    assert result.question == f"[{t}] {q}" and answer == first[(t, q)]
+        semantic = outcomes.count(Outcome.SEMANTIC_HIT)
+        assert semantic >= len(outcomes) // 2, f"only {semantic}/{len(outcomes)} paraphrases hit"
+        assert corrupt(engine) == 0  # nothing deleted as corrupt
+        keys = entry_keys(client, engine)
 
         # invalidate(tenant=) removes exactly that tenant's entries.
+        globex = engine.count("globex")
+        assert globex >= len(QUESTIONS)
         removed = engine.invalidate(tenant="globex")
-        assert removed == len(QUESTIONS)
+        assert removed == globex
         left = entry_keys(client, engine)
-        assert len(left) == len(keys) - len(QUESTIONS)
+        assert len(left) == len(keys) - globex
         assert engine.count("globex") == 0
-        assert engine.count("acme") == len(QUESTIONS)
+        assert engine.count("acme") >= len(QUESTIONS)
         for q, _ in QUESTIONS:
             assert ask(model, "acme", q) == first[("acme", q)]
         calls = model.calls
@@ -256,15 +259,17 @@ def test_failover_fails_open_then_caching_resumes(
         outcomes = [engine.lookup(r).outcome for r in requests]
         assert set(outcomes) <= {Outcome.EXACT_HIT, Outcome.ERROR, Outcome.BYPASS}
         failover_cluster.wait_for_failover(victim, timeout=30)
-        time.sleep(0.3)  # the breaker's cooldown
-        # After the replica took over: the entries it replicated are served again, and
-        # new stores land.
-        for r in on_victim:
-            result = engine.lookup(r)
-            assert result.outcome in (Outcome.EXACT_HIT, Outcome.MISS)
+        # The client's slot map still names the dead master: its first calls fail open
+        # (and make redis-py reload the map), then caching resumes on the same client.
+        deadline = time.monotonic() + 15
+        probe = on_victim[0]
+        while engine.lookup(probe).outcome in (Outcome.ERROR, Outcome.BYPASS):
+            assert time.monotonic() < deadline, "caching did not resume after the failover"
+            time.sleep(0.25)
         fresh = engine.request("asked after the failover", tenant="t1")
         assert engine.store(fresh, b"new answer")
         assert engine.lookup(fresh).outcome == Outcome.EXACT_HIT
+        # Entries replicated before the kill are served by the promoted replica.
         hits = sum(engine.lookup(r).outcome == Outcome.EXACT_HIT for r in requests)
         assert hits >= len(requests) - len(on_victim)
     finally:

@@ -23,7 +23,7 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from semcache_core.embedded import start_embedded_redis
+from semcache_core.embedded import EmbeddedRedis, start_embedded_redis
 from semcache_core.l1 import (
     LocalTier,
     clear_message,
@@ -223,9 +223,14 @@ def test_silent_or_dead_redis_suspends_the_tier(tmp_path: Path) -> None:
 
 # -- coherence across two processes -----------------------------------------------------
 def test_invalidation_in_one_process_reaches_another_within_a_second(
-    redis_url: str, raw_redis: redis.Redis, namespace: str
+    redis_server: EmbeddedRedis, namespace: str
 ) -> None:
+    """The coherence messages themselves, timed (one node: the test publishes its own
+    one-node drop-prefix messages; test_engine_l1_is_coherent covers both topologies)."""
     from semcache_core import CacheEngine
+
+    redis_url = redis_server.url
+    raw_redis = redis.Redis.from_url(redis_url, socket_timeout=5)
 
     # The test publishes itself, to time each message; the engine's own announcements
     # (test_engine_l1_is_coherent) would race with them.
@@ -273,6 +278,7 @@ def test_invalidation_in_one_process_reaches_another_within_a_second(
         child.stdout.close()
         engine.drop_index()
         engine.close()
+        raw_redis.close()
     ms = sorted(x * 1000 for x in latencies)
     print(
         f"\nL1 coherence across processes, {len(ms)} invalidations: p50 "

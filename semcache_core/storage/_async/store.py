@@ -150,7 +150,7 @@ class AsyncStore:
         cluster the message is a second call: PUBLISH has no slot, so it cannot ride in
         a transaction there."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(key)  # an overwrite must not keep fields of the old entry
+        pipe.execute_command("DEL", key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
             pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
@@ -172,7 +172,7 @@ class AsyncStore:
         # One UNLINK per key in a pipeline: never a multi-key command across hash slots.
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.unlink(key)
+            pipe.execute_command("UNLINK", key)
         return sum(int(n) for n in await pipe.execute())
 
     async def delete_matching(self, expr: str) -> int:
@@ -243,7 +243,7 @@ class AsyncStore:
         """Replace entries with raw fields and an optional PTTL (ms): for import."""
         pipe = self.client.pipeline(transaction=False)
         for key, fields, pttl_ms in records:
-            pipe.delete(key)
+            pipe.execute_command("DEL", key)
             pipe.hset(key, mapping=cast(Any, fields))
             if pttl_ms:
                 pipe.pexpire(key, int(pttl_ms))

@@ -152,7 +152,7 @@ class SyncStore:
         cluster the message is a second call: PUBLISH has no slot, so it cannot ride in
         a transaction there."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(key)  # an overwrite must not keep fields of the old entry
+        pipe.execute_command("DEL", key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
             pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
@@ -174,7 +174,7 @@ class SyncStore:
         # One UNLINK per key in a pipeline: never a multi-key command across hash slots.
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.unlink(key)
+            pipe.execute_command("UNLINK", key)
         return sum(int(n) for n in pipe.execute())
 
     def delete_matching(self, expr: str) -> int:
@@ -245,7 +245,7 @@ class SyncStore:
         """Replace entries with raw fields and an optional PTTL (ms): for import."""
         pipe = self.client.pipeline(transaction=False)
         for key, fields, pttl_ms in records:
-            pipe.delete(key)
+            pipe.execute_command("DEL", key)
             pipe.hset(key, mapping=cast(Any, fields))
             if pttl_ms:
                 pipe.pexpire(key, int(pttl_ms))
