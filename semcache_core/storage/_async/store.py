@@ -23,7 +23,7 @@ from redisvl.index import AsyncSearchIndex
 from redisvl.schema import IndexSchema
 
 from ...config import CacheConfig, redacted_url
-from ...entry import READ_FIELDS, parse_keys_reply, parse_search_reply
+from ...entry import READ_FIELDS, check_indexable, parse_keys_reply, parse_search_reply
 from ..commands import (
     AUDIT_LIMIT,
     DISAGREE_LUA,
@@ -124,7 +124,12 @@ class AsyncStore:
         self, key: str, fields: dict[str, Any], ttl: float | None, announce: str | None = None
     ) -> None:
         """One MULTI: replace the entry, set its expiry, and (``announce``: an L1
-        coherence message) tell other processes' L1 tiers, in the same round trip."""
+        coherence message) tell other processes' L1 tiers, in the same round trip.
+
+        Raises:
+            ValueError: an indexed number is not finite (`entry.check_indexable`).
+        """
+        check_indexable(fields)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
@@ -135,6 +140,7 @@ class AsyncStore:
         await pipe.execute()
 
     async def touch(self, key: str, ttl: float, expires_at: float) -> None:
+        check_indexable({"expires_at": expires_at})
         pipe = self.client.pipeline(transaction=True)
         pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
         pipe.hset(key, "expires_at", expires_at)
@@ -206,7 +212,13 @@ class AsyncStore:
     async def write_entries(
         self, records: Sequence[tuple[str, dict[str, bytes], int | None]]
     ) -> int:
-        """Replace entries with raw fields and an optional PTTL (ms): for import."""
+        """Replace entries with raw fields and an optional PTTL (ms): for import.
+
+        Raises:
+            ValueError: an entry's indexed number is not finite; nothing is written.
+        """
+        for _, fields, _ in records:
+            check_indexable(fields)
         pipe = self.client.pipeline(transaction=False)
         for key, fields, pttl_ms in records:
             pipe.delete(key)
