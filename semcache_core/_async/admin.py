@@ -207,7 +207,7 @@ class AsyncAdmin:
                 removed = await store.delete_scan(state.layout.scan_pattern())
             else:
                 expr = self._filter(tenant, tags, match, scope, older_than)
-                await self.cache.setup()
+                await self.cache.ensure_index(store)
                 removed = await store.delete_matching(expr)
                 if only_tenant and tenant is not None:
                     # What the index does not hold is still under the tenant's key prefix:
@@ -256,8 +256,8 @@ class AsyncAdmin:
     async def count(self, tenant: str | None = None) -> int:
         """See `CacheEngine.count`."""
         try:
-            await self.cache.setup()
             store = await self.stores.get()
+            await self.cache.ensure_index(store)
             expr = query.tag_any("tenant", [tenant_digest(tenant)]) if tenant else "*"
             return await store.count(expr)
         except REDIS_FAULTS as exc:

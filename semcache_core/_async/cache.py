@@ -21,7 +21,7 @@ from ..core.rules import Outcome
 from ..core.verify import Verification
 from ..counters import take_commands
 from ..entry import CorruptEntry, DecodeFailed, entry_fields
-from ..errors import ConfigurationError, EmbedderMismatchError
+from ..errors import ConfigurationError, EmbedderMismatchError, IndexMissingError
 from ..l1 import drop_message
 from ..pricing import Usage
 from ..request import CacheRequest
@@ -89,6 +89,17 @@ class AsyncCache:
         if info is None and dims is not None:
             await self._create_index(store, dims)
         state.ready = info is not None or dims is not None
+
+    async def ensure_index(self, store: AsyncStore) -> None:
+        """`setup`, and notice an index that is gone since: Redis came back empty
+        (FLUSHALL, a restart without its data, a failover to an empty replica) or another
+        process dropped it. Its meta key went with it (one EXISTS), so both are made again,
+        for exact-only engines too: without the index, entries written now would be
+        invisible to `count` and to invalidation by tag. Raises what `setup` raises."""
+        state = self.state
+        if state.ready and not await store.has_meta():
+            state.ready = False
+        await self.setup()
 
     async def _create_index(self, store: AsyncStore, dims: int) -> None:
         state = self.state
@@ -259,7 +270,14 @@ class AsyncCache:
         if vector is None:
             return read.ReadDecision(Outcome.MISS)
         candidates = []
-        hits = await store.search(request.partition, vector, state.config.search_candidates)
+        try:
+            hits = await store.search(request.partition, vector, state.config.search_candidates)
+        except IndexMissingError:
+            # Redis came back empty: make the index again. Nothing is in it to find, so
+            # this is a miss, not an error (and no failure for the breaker).
+            state.ready = False
+            await self.setup()
+            hits = []
         for key, fields in hits:
             found = await self._accept(store, request, key, fields, decode, stale)
             if found is not None:
@@ -338,7 +356,7 @@ class AsyncCache:
             return False
         try:
             store = await self.stores.get()
-            await self.setup()
+            await self.ensure_index(store)
             pol = await self.policy(store, request.tenant)
             write, ttl = state.store_ttl(request, pol)
             if write:

@@ -209,7 +209,7 @@ class SyncAdmin:
                 removed = store.delete_scan(state.layout.scan_pattern())
             else:
                 expr = self._filter(tenant, tags, match, scope, older_than)
-                self.cache.setup()
+                self.cache.ensure_index(store)
                 removed = store.delete_matching(expr)
                 if only_tenant and tenant is not None:
                     # What the index does not hold is still under the tenant's key prefix:
@@ -258,8 +258,8 @@ class SyncAdmin:
     def count(self, tenant: str | None = None) -> int:
         """See `CacheEngine.count`."""
         try:
-            self.cache.setup()
             store = self.stores.get()
+            self.cache.ensure_index(store)
             expr = query.tag_any("tenant", [tenant_digest(tenant)]) if tenant else "*"
             return store.count(expr)
         except REDIS_FAULTS as exc:

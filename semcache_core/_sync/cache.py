@@ -23,7 +23,7 @@ from ..core.rules import Outcome
 from ..core.verify import Verification
 from ..counters import take_commands
 from ..entry import CorruptEntry, DecodeFailed, entry_fields
-from ..errors import ConfigurationError, EmbedderMismatchError
+from ..errors import ConfigurationError, EmbedderMismatchError, IndexMissingError
 from ..l1 import drop_message
 from ..pricing import Usage
 from ..request import CacheRequest
@@ -91,6 +91,17 @@ class SyncCache:
         if info is None and dims is not None:
             self._create_index(store, dims)
         state.ready = info is not None or dims is not None
+
+    def ensure_index(self, store: SyncStore) -> None:
+        """`setup`, and notice an index that is gone since: Redis came back empty
+        (FLUSHALL, a restart without its data, a failover to an empty replica) or another
+        process dropped it. Its meta key went with it (one EXISTS), so both are made again,
+        for exact-only engines too: without the index, entries written now would be
+        invisible to `count` and to invalidation by tag. Raises what `setup` raises."""
+        state = self.state
+        if state.ready and not store.has_meta():
+            state.ready = False
+        self.setup()
 
     def _create_index(self, store: SyncStore, dims: int) -> None:
         state = self.state
@@ -261,7 +272,14 @@ class SyncCache:
         if vector is None:
             return read.ReadDecision(Outcome.MISS)
         candidates = []
-        hits = store.search(request.partition, vector, state.config.search_candidates)
+        try:
+            hits = store.search(request.partition, vector, state.config.search_candidates)
+        except IndexMissingError:
+            # Redis came back empty: make the index again. Nothing is in it to find, so
+            # this is a miss, not an error (and no failure for the breaker).
+            state.ready = False
+            self.setup()
+            hits = []
         for key, fields in hits:
             found = self._accept(store, request, key, fields, decode, stale)
             if found is not None:
@@ -340,7 +358,7 @@ class SyncCache:
             return False
         try:
             store = self.stores.get()
-            self.setup()
+            self.ensure_index(store)
             pol = self.policy(store, request.tenant)
             write, ttl = state.store_ttl(request, pol)
             if write:

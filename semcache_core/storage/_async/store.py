@@ -79,6 +79,11 @@ class AsyncStore:
     async def read_meta(self) -> Any:
         return await self.client.get(self.layout.meta_key)
 
+    async def has_meta(self) -> bool:
+        """Whether the meta key is there (it goes with the index: FLUSHALL, a restart
+        without data and `drop_index` remove both)."""
+        return bool(await self.client.exists(self.layout.meta_key))
+
     async def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
         return bool(await self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
 

@@ -81,6 +81,11 @@ class SyncStore:
     def read_meta(self) -> Any:
         return self.client.get(self.layout.meta_key)
 
+    def has_meta(self) -> bool:
+        """Whether the meta key is there (it goes with the index: FLUSHALL, a restart
+        without data and `drop_index` remove both)."""
+        return bool(self.client.exists(self.layout.meta_key))
+
     def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
         return bool(self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
 
