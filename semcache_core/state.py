@@ -263,6 +263,13 @@ class EngineState:
         if remaining is None or remaining > 0:
             tier.put(key, dict(fields), remaining, since=since)
 
+    def l1_slid(self, touch: read.Touch) -> None:
+        """A hit slid an entry's TTL in Redis: its L1 copy (if held) expires with it, not
+        at the expiry it was read with."""
+        if self.l1 is not None:
+            remaining = touch.expires_at - self.clock()
+            self.l1.refresh(touch.key, {"expires_at": repr(touch.expires_at).encode()}, remaining)
+
     def l1_after_invalidate(self, tenant: str | None, only_tenant: bool) -> str | None:
         """Drop this process's L1 copies after an invalidation; returns the tenant key
         prefix other processes must drop (``None``: everything)."""

@@ -192,6 +192,7 @@ class SyncCache:
             if decision.touch is not None:
                 touch = decision.touch
                 store.touch(touch.key, touch.ttl, touch.expires_at)
+                state.l1_slid(touch)
             if decision.park is not None:
                 state.park(request, decision.park, text_of)
             state.breaker.record_success()
@@ -243,18 +244,24 @@ class SyncCache:
         state = self.state
         key = state.key(request)
         tier = None if stale else state.l1_tier()
-        fields = tier.get(key) if tier is not None else None
-        from_l1 = fields is not None
-        since = tier.version if tier is not None else 0  # before the read
-        if fields is None:
-            fields = store.read(key)
-        if fields is None:
-            return None
-        found = self._accept(store, request, key, fields, decode, stale)
+        found = None
+        held = tier.get(key) if tier is not None else None
+        if tier is not None and held is not None:
+            found = self._accept(store, request, key, held, decode, stale)
+            if found is None:
+                # The copy says expired, but the entry may live on in Redis (a hit in
+                # another process slid its TTL): ask Redis rather than miss.
+                tier.drop(key)
         if found is None:
-            return None
-        if tier is not None and not from_l1:
-            state.l1_put(tier, key, fields, found.entry, since)
+            since = tier.version if tier is not None else 0  # before the read
+            fields = store.read(key)
+            if fields is None:
+                return None
+            found = self._accept(store, request, key, fields, decode, stale)
+            if found is None:
+                return None
+            if tier is not None:
+                state.l1_put(tier, key, fields, found.entry, since)
         return read.exact_hit(
             found, stale=stale, sliding=state.config.sliding_ttl, now=state.clock()
         )
