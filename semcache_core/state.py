@@ -29,7 +29,7 @@ from .core import read
 from .core.result import _LAST, LookupResult
 from .core.rules import Outcome, resolve_ttl, should_store
 from .core.verify import Verification
-from .counters import PendingCounts
+from .counters import FlushTimer, PendingCounts, take_commands
 from .embedding import CachedEmbedder, Embedder, declared_dims
 from .entry import StoredEntry, vector_bytes
 from .errors import BackendRefusedError, ConfigurationError, EmbedderMismatchError
@@ -124,6 +124,9 @@ class EngineState:
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         self.log = RateLimitedLog()
         self.pending = PendingCounts() if config.persist_stats else None
+        # Writes due counts while no call does (set by the engine, which owns the sync
+        # driver it flushes through).
+        self.flush_timer: FlushTimer | None = None
         self.stats = LocalStats(config.namespace, metrics, self.pending)
         self.ready = False
         self.setup_lock = threading.Lock()
@@ -424,6 +427,30 @@ class EngineState:
         self.stats.record(request.tenant, "verdicts_agreed" if agreed else "verdicts_disagreed")
         if pol.auto_promote and pol.semantic in ("shadow", "live") and self.calibrator:
             self.calibrator.note(request.tenant)
+
+    # -- persisted counters --------------------------------------------------------------
+    def due_counts(self, force: bool) -> tuple[list[tuple[Any, ...]], Callable[[], None]] | None:
+        """The counter commands due now (``force``: all) and how to put them back, or
+        ``None`` (none due, or Redis is failing). A call's check starts the flush timer."""
+        pending = self.pending
+        if pending is None:
+            return None
+        if not force and self.flush_timer is not None:
+            self.flush_timer.start()
+        if not (force or pending.due(self.config.stats_flush_interval)):
+            return None
+        if not self.breaker.allow_write():
+            return None
+        return take_commands(pending, self.layout)
+
+    def counts_failed(self, exc: Exception, restore: Callable[[], None], *, timer: bool) -> None:
+        """Keep the counts of a failed write; the timer's faults never feed the breaker."""
+        restore()
+        if timer:
+            self.fault("stats", None, exc, breaker=False)
+        else:
+            # Bookkeeping: a refused write (OOM) must not pause the cache's own writes.
+            self.write_fault("stats", None, exc)
 
     # -- introspection -------------------------------------------------------------------
     def local_snapshot(self, tenant: str | None) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from ..core import read
 from ..core.result import LookupResult
 from ..core.rules import Outcome
 from ..core.verify import Verification
-from ..counters import take_commands
 from ..entry import CorruptEntry, DecodeFailed, entry_fields
 from ..errors import ConfigurationError, EmbedderMismatchError, IndexMissingError
 from ..l1 import drop_message
@@ -91,11 +90,9 @@ class AsyncCache:
         state.ready = info is not None or dims is not None
 
     async def ensure_index(self, store: AsyncStore) -> None:
-        """`setup`, and notice an index that is gone since: Redis came back empty
-        (FLUSHALL, a restart without its data, a failover to an empty replica) or another
-        process dropped it. Its meta key went with it (one EXISTS), so both are made again,
-        for exact-only engines too: without the index, entries written now would be
-        invisible to `count` and to invalidation by tag. Raises what `setup` raises."""
+        """`setup`, and make the index again (exact-only engines too) when its meta key is
+        gone (one EXISTS): Redis came back empty (FLUSHALL, a restart without data) or
+        another process dropped it. Raises what `setup` raises."""
         state = self.state
         if state.ready and not await store.has_meta():
             state.ready = False
@@ -247,8 +244,7 @@ class AsyncCache:
         if tier is not None and held is not None:
             found = await self._accept(store, request, key, held, decode, stale)
             if found is None:
-                # The copy says expired, but the entry may live on in Redis (a hit in
-                # another process slid its TTL): ask Redis rather than miss.
+                # Expired here, maybe alive in Redis (another process slid its TTL).
                 tier.drop(key)
         if found is None:
             since = tier.version if tier is not None else 0  # before the read
@@ -280,8 +276,7 @@ class AsyncCache:
         try:
             hits = await store.search(request.partition, vector, state.config.search_candidates)
         except IndexMissingError:
-            # Redis came back empty: make the index again. Nothing is in it to find, so
-            # this is a miss, not an error (and no failure for the breaker).
+            # Redis came back empty: a miss (nothing to find), the index made again.
             state.ready = False
             await self.setup()
             hits = []
@@ -435,15 +430,10 @@ class AsyncCache:
             return None
         return await self.stores.get()
 
-    async def flush_counts(self, force: bool = False) -> None:
-        """Write the buffered counters when due (``force``: now)."""
-        state = self.state
-        pending = state.pending
-        if pending is None or not (force or pending.due(state.config.stats_flush_interval)):
-            return
-        if not state.breaker.allow_write():
-            return  # Redis is failing: keep counting in memory
-        taken = take_commands(pending, state.layout)
+    async def flush_counts(self, force: bool = False, *, timer: bool = False) -> None:
+        """Write the buffered counters when due (``force``: now; ``timer``: the flush
+        timer's call, see `EngineState.counts_failed`)."""
+        taken = self.state.due_counts(force)
         if taken is None:
             return
         commands, restore = taken
@@ -451,6 +441,4 @@ class AsyncCache:
             store = await self.stores.get()
             await store.add_counts(commands)
         except Exception as exc:
-            restore()
-            # Bookkeeping: a refused write (OOM) must not pause the cache's own writes.
-            state.write_fault("stats", None, exc)
+            self.state.counts_failed(exc, restore, timer=timer)
