@@ -95,7 +95,8 @@ def import_entries(
             a finite number, or its vector does not fit this namespace's index (other
             dimensions or data type).
     """
-    engine.setup()
+    with engine._state.setup_lock:  # as `CacheEngine.setup`, and an emptied Redis
+        engine._cache.ensure_index(engine._store)  # gets its index before the writes
     records = _parsed(engine, lines)
     written = 0
     for start in range(0, len(records), batch):

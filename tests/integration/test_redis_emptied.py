@@ -9,6 +9,7 @@ the index. Each test empties a private Redis of its own with FLUSHALL.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import redis
 from semcache_core import CacheEngine, Outcome
 from semcache_core.embedded import EmbeddedRedis, start_embedded_redis
 from semcache_core.resilience import BreakerState
+from semcache_core.transfer import export_entries, import_entries
 from tests.conftest import hashed_embedder
 from tests.integration.drivers import DrivenEngine, Driver
 
@@ -128,3 +130,20 @@ def test_a_semantic_engine_recovers_on_its_next_store_or_lookup(
     assert engine.store(engine.request("prompt 6", question=question), b"30 days")
     assert engine.invalidate(tenant="default") == 1
     assert engine.count() == 0
+
+
+def test_an_import_into_an_emptied_redis_makes_the_index_first(
+    own_server: EmbeddedRedis, own: redis.Redis
+) -> None:
+    engine = CacheEngine(own_server.url, namespace=f"e{uuid.uuid4().hex[:8]}")
+    try:
+        req = engine.request("q", tenant="acme", tags=["billing"])
+        assert engine.store(req, b"answer")
+        dump = io.StringIO()
+        assert export_entries(engine, dump) == 1
+        own.flushall()
+        assert import_entries(engine, dump.getvalue().splitlines()) == 1
+        assert own.exists(engine.layout.meta_key)  # was: imported into no index
+        assert engine.invalidate(tags=["billing"]) == 1
+    finally:
+        engine.close()
