@@ -145,7 +145,9 @@ class AdminCalls:
         """Delete entries: criteria combine with AND; ``everything`` clears the namespace.
 
         Entries are found with FT.SEARCH (or SCAN for ``everything``) and removed with
-        UNLINK in batches; never KEYS, never FLUSHDB.
+        UNLINK in batches; never KEYS, never FLUSHDB. ``tenant`` alone also SCANs the
+        tenant's key prefix, so entries the index does not hold (a numeric field
+        RediSearch could not parse, written straight into Redis) go too.
 
         Args:
             tenant: only this tenant's entries.

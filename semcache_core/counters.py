@@ -7,12 +7,17 @@ so the request path pays one round trip per interval, not per request. A failed 
 keeps the increments for the next one (bounded), so a Redis outage loses nothing but
 the counts of a process that dies during it.
 
+Counts are written when due at the end of a lookup or store, by `FlushTimer` (a daemon
+thread, so a process that stops calling still writes them within two intervals), at
+``close``/``aclose``, and at interpreter exit.
+
 Keys: ``<prefix>:__stats__:<namespace>:<tenant digest>``, a HASH with one field per
 counter and the raw tenant id in ``tenant_id``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -70,6 +75,78 @@ class PendingCounts:
                 self._ints[tenant].update(ints)
                 for name, value in floats.items():
                     self._floats[tenant][name] += value
+
+
+class FlushTimer:
+    """Calls ``flush`` every ``interval`` seconds on a daemon thread, so counts recorded
+    by a process that then stops calling (idle, or sleeping until it is killed) reach
+    Redis within two intervals, not only on its next call or at exit.
+
+    The thread is a daemon (it never keeps a process alive), starts on first `start`
+    (again in a forked child, whose parent's thread does not run there), and ends on
+    `close` or once ``flush`` returns False (its engine is gone). It does no I/O of its
+    own: ``flush`` is the engine's sync driver, so it never touches an event loop.
+
+    Args:
+        flush: writes the counts that are due; returns False to stop the thread.
+        interval: seconds between calls (``stats_flush_interval``).
+        on_error: told of an exception ``flush`` raised (the thread goes on).
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[], bool],
+        interval: float,
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        self._flush = flush
+        self.interval = interval
+        self._on_error = on_error
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._closed = False
+        self.thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def start(self) -> None:
+        """Start the thread unless it runs or was closed (cheap: every call that counts
+        calls this)."""
+        if self._pid != os.getpid():
+            self._reset()  # forked: the parent's thread (and lock holder) is not here
+        if self.thread is not None or self._closed:
+            return
+        with self._lock:
+            if self.thread is not None or self._closed:
+                return
+            thread = threading.Thread(
+                target=self._loop, args=(self._stop,), name="semcache-stats-flush", daemon=True
+            )
+            try:
+                thread.start()
+            except RuntimeError:  # the interpreter is shutting down: atexit writes them
+                return
+            self.thread = thread
+
+    def close(self, wait: float = 5.0) -> None:
+        """Stop the thread; wait up to ``wait`` seconds for a flush in progress to end
+        (0: do not wait, as on an event loop)."""
+        with self._lock:
+            self._closed = True
+            self._stop.set()
+            thread = self.thread
+        if wait > 0 and thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            try:
+                if not self._flush():
+                    return
+            except Exception as exc:  # a failed flush must not end the thread
+                self._on_error(exc)
 
 
 def take_commands(

@@ -25,6 +25,7 @@ from .admin_calls import AdminCalls
 from .calibrator import BackgroundCalibrator
 from .config import CacheConfig, build_config, redacted_url
 from .core.result import LookupResult, last_lookup, remember_lookup
+from .counters import FlushTimer
 from .embedding import CachedEmbedder, Embedder, as_embedder, token_window
 from .errors import BackendUnavailableError
 from .judges import Judge, as_judge, default_judge
@@ -64,6 +65,16 @@ def _flush_at_exit(ref: weakref.ReferenceType[CacheEngine]) -> None:
         engine._cache.flush_counts(force=True)
     except Exception:  # exiting: nothing to fail open into
         logger.warning("semcache: could not write pending counts at exit")
+
+
+def _flush_due(ref: weakref.ReferenceType[CacheEngine]) -> bool:
+    """One tick of the flush timer (its thread): write the due counts through the sync
+    driver, whichever driver counted them; False once the engine is gone."""
+    engine = ref()
+    if engine is None:
+        return False
+    engine._cache.flush_counts(timer=True)
+    return True
 
 
 def _calibrate(ref: weakref.ReferenceType[CacheEngine], tenant: str) -> None:
@@ -209,6 +220,15 @@ class CacheEngine(AdminCalls):
         # Counts not yet written would be lost when a short script or a notebook exits
         # without close(): write them at interpreter exit (weakly: no leak, no I/O if gone).
         atexit.register(_flush_at_exit, weakref.ref(self))
+        # ... and by a process that stops calling: a daemon thread writes them when due.
+        # It flushes through the sync client, never the async one: counts are one buffer
+        # for both drivers, and HINCRBYs need no event loop (an idle loop runs nothing).
+        if state.pending is not None and config.stats_flush_interval > 0:
+            state.flush_timer = FlushTimer(
+                lambda: _flush_due(me),
+                config.stats_flush_interval,
+                lambda exc: state.fault("stats", None, exc, breaker=False),
+            )
         # Unreachable when asked for its topology: one attempt, not a second one.
         self.probe_fault = probe_fault
         if validate and probe_fault is not None:
@@ -430,11 +450,13 @@ class CacheEngine(AdminCalls):
         return self._state.calibrator.drain(timeout)
 
     def close(self) -> None:
-        """Stop the background calibrator, write pending counters, stop the L1 subscriber,
-        close the sync connection pool."""
+        """Stop the background calibrator and the flush timer, write pending counters,
+        stop the L1 subscriber, close the sync connection pool."""
         state = self._state
         if state.calibrator is not None:
             state.calibrator.close()
+        if state.flush_timer is not None:
+            state.flush_timer.close()
         self._cache.flush_counts(force=True)
         if state.l1_sub is not None:
             state.l1_sub.stop()
@@ -442,12 +464,14 @@ class CacheEngine(AdminCalls):
         self._store.close()
 
     async def aclose(self) -> None:
-        """Stop the background calibrator, write pending counters (async), stop the L1
-        subscriber, and close the running event loop's connection pool. Optional: a loop
-        closed by ``asyncio.run`` closes its pool itself."""
+        """Stop the background calibrator and the flush timer, write pending counters
+        (async), stop the L1 subscriber, and close the running event loop's connection
+        pool. Optional: a loop closed by ``asyncio.run`` closes its pool itself."""
         state = self._state
         if state.calibrator is not None:
             state.calibrator.close()
+        if state.flush_timer is not None:
+            state.flush_timer.close(wait=0)  # told to stop; never joined on the loop
         await self._acache.flush_counts(force=True)
         if state.l1_sub is not None:
             state.l1_sub.stop()

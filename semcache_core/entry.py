@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,14 @@ READ_FIELDS: tuple[str, ...] = (
     "min_sim",
     "usage",
 )
+# Fields the index holds as NUMERIC. A value RediSearch cannot parse ("nan", "garbage",
+# " 1", "1e999", "") makes it leave the whole hash out of the index: no search, count or
+# filtered invalidation finds the entry again. Nothing semcache writes may carry one.
+INDEXED_NUMBERS: tuple[str, ...] = ("created_at", "expires_at")
+# Numeric fields a read parses (an unparseable one makes the entry corrupt); "" is none.
+READ_NUMBERS: tuple[str, ...] = ("ttl", "min_sim")
+# A decimal number as RediSearch's NUMERIC parser takes it (no spaces, no "_", no hex).
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,61 @@ def vector_bytes(vector: Sequence[float], datatype: str) -> bytes:
     return arr.tobytes()
 
 
+def indexable(value: Any) -> bool:
+    """Whether RediSearch indexes ``value`` as a NUMERIC field: a finite number."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    try:
+        text = _text(value)
+    except UnicodeDecodeError:
+        return False
+    return _DECIMAL.fullmatch(text) is not None and math.isfinite(float(text))
+
+
+def check_indexable(fields: Mapping[str, Any]) -> None:
+    """Refuse an entry the index would leave out (the store calls it on every write).
+
+    Raises:
+        ValueError: an indexed numeric field is not a finite decimal number.
+    """
+    for name in INDEXED_NUMBERS:
+        value = fields.get(name)
+        if value is not None and not indexable(value):
+            raise ValueError(
+                f"refusing to write an entry whose {name} is not a finite number (the "
+                "index would leave it out, where no search or invalidation finds it)"
+            )
+
+
+def canonical_numbers(fields: dict[str, bytes]) -> dict[str, bytes]:
+    """An entry's numeric fields in the form the index and reads parse (for import):
+    ``" 1.5"`` becomes ``"1.5"``, an empty indexed field (none) is left out.
+
+    Raises:
+        ValueError: a numeric field is not a finite number (NaN, inf, garbage).
+    """
+    out = dict(fields)
+    for name in INDEXED_NUMBERS + READ_NUMBERS:
+        raw = out.get(name)
+        if raw is None:
+            continue
+        text = _text(raw).strip()
+        if text == "":
+            if name in INDEXED_NUMBERS:
+                del out[name]  # none, as a read takes it; RediSearch would drop the hash
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"{name} is not a finite number ({text[:40]!r})")
+        out[name] = repr(number).encode()
+    return out
+
+
 def entry_fields(
     request: CacheRequest,
     *,
@@ -122,6 +186,7 @@ def entry_fields(
         fields["vector"] = vector
     if usage is not None:
         fields["usage"] = usage
+    check_indexable(fields)  # a clock that returned NaN or inf: refused, not unindexed
     return fields
 
 

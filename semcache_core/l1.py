@@ -218,6 +218,27 @@ class LocalTier:
             self._evictions += held + 1 - len(self._items)
             return True
 
+    def refresh(self, key: str, changes: Mapping[str, Any], ttl: float | None) -> bool:
+        """A held entry's TTL slid in Redis: update its fields (``changes``, the new
+        ``expires_at``) and hold it ``min(ttl, self.ttl)`` seconds from now. An entry
+        not held (dropped meanwhile, or never put) stays absent.
+
+        Returns:
+            True if it is held, refreshed.
+        """
+        lifetimes = [t for t in (ttl, self.ttl) if t is not None]
+        with self._lock:
+            item = self._items.get(key) if self._serving else None
+            if item is None:
+                return False
+            if lifetimes and min(lifetimes) <= 0:
+                del self._items[key]
+                self._expirations += 1
+                return False
+            expires_at = self._timer() + min(lifetimes) if lifetimes else None
+            self._items[key] = ({**item[0], **changes}, expires_at)
+            return True
+
     # -- invalidation -------------------------------------------------------------------
     def drop(self, key: str) -> bool:
         """Forget ``key`` (and refuse puts of reads that began before now).

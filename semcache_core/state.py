@@ -29,7 +29,7 @@ from .core import read
 from .core.result import _LAST, LookupResult
 from .core.rules import Outcome, resolve_ttl, should_store
 from .core.verify import Verification
-from .counters import PendingCounts
+from .counters import FlushTimer, PendingCounts, take_commands
 from .embedding import CachedEmbedder, Embedder, declared_dims
 from .entry import StoredEntry, vector_bytes
 from .errors import BackendRefusedError, ConfigurationError, EmbedderMismatchError
@@ -125,6 +125,9 @@ class EngineState:
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         self.log = RateLimitedLog()
         self.pending = PendingCounts() if config.persist_stats else None
+        # Writes due counts while no call does (set by the engine, which owns the sync
+        # driver it flushes through).
+        self.flush_timer: FlushTimer | None = None
         self.stats = LocalStats(config.namespace, metrics, self.pending)
         self.ready = False
         self.setup_lock = threading.Lock()
@@ -263,6 +266,13 @@ class EngineState:
         remaining = None if entry.expires_at is None else entry.expires_at - self.clock()
         if remaining is None or remaining > 0:
             tier.put(key, dict(fields), remaining, since=since)
+
+    def l1_slid(self, touch: read.Touch) -> None:
+        """A hit slid an entry's TTL in Redis: its L1 copy (if held) expires with it, not
+        at the expiry it was read with."""
+        if self.l1 is not None:
+            remaining = touch.expires_at - self.clock()
+            self.l1.refresh(touch.key, {"expires_at": repr(touch.expires_at).encode()}, remaining)
 
     def l1_after_invalidate(self, tenant: str | None, only_tenant: bool) -> str | None:
         """Drop this process's L1 copies after an invalidation; returns the tenant key
@@ -419,6 +429,30 @@ class EngineState:
         if pol.auto_promote and pol.semantic in ("shadow", "live") and self.calibrator:
             self.calibrator.note(request.tenant)
 
+    # -- persisted counters --------------------------------------------------------------
+    def due_counts(self, force: bool) -> tuple[list[tuple[Any, ...]], Callable[[], None]] | None:
+        """The counter commands due now (``force``: all) and how to put them back, or
+        ``None`` (none due, or Redis is failing). A call's check starts the flush timer."""
+        pending = self.pending
+        if pending is None:
+            return None
+        if not force and self.flush_timer is not None:
+            self.flush_timer.start()
+        if not (force or pending.due(self.config.stats_flush_interval)):
+            return None
+        if not self.breaker.allow_write():
+            return None
+        return take_commands(pending, self.layout)
+
+    def counts_failed(self, exc: Exception, restore: Callable[[], None], *, timer: bool) -> None:
+        """Keep the counts of a failed write; the timer's faults never feed the breaker."""
+        restore()
+        if timer:
+            self.fault("stats", None, exc, breaker=False)
+        else:
+            # Bookkeeping: a refused write (OOM) must not pause the cache's own writes.
+            self.write_fault("stats", None, exc)
+
     # -- introspection -------------------------------------------------------------------
     def local_snapshot(self, tenant: str | None) -> dict[str, Any]:
         """This process's counters (no I/O)."""
@@ -433,15 +467,20 @@ class EngineState:
         if self.l1 is not None:
             snap["l1"] = dataclasses.asdict(self.l1.stats())
         if self.flights is not None:
-            local = self.flights
-            snap["coalesce"] = {
-                "leaders": local.leaders,
-                "waiters": local.waiters,
-                "timeouts": local.timeouts,
-                "takeovers": local.takeovers,
-                "errors": sum(c.errors for c in self.coalescers),
-            }
+            snap["coalesce"] = coalesce_counts(self.flights, self.coalescers)
         return snap
+
+
+def coalesce_counts(flights: SingleFlight, coalescers: Sequence[Any]) -> dict[str, int]:
+    """The coalescing counters of `stats()`: this process's flights, and the lock faults
+    its coalescing drivers met."""
+    return {
+        "leaders": flights.leaders,
+        "waiters": flights.waiters,
+        "timeouts": flights.timeouts,
+        "takeovers": flights.takeovers,
+        "errors": sum(c.errors for c in coalescers),
+    }
 
 
 __all__ = ["EngineState", "LookupResult", "Outcome"]

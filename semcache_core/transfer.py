@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from .entry import canonical_numbers
 from .errors import ConfigurationError
 from .l1 import clear_message
 
@@ -90,11 +91,15 @@ def import_entries(
 
     Every line is checked before the first write, so a bad file imports nothing.
 
+    Numeric fields are written as the index parses them (``" 1.5"`` as ``"1.5"``).
+
     Raises:
-        ConfigurationError: a line is not an export record, or its vector does not fit
-            this namespace's index (other dimensions or data type).
+        ConfigurationError: a line is not an export record, a numeric field of it is not
+            a finite number, or its vector does not fit this namespace's index (other
+            dimensions or data type).
     """
-    engine.setup()
+    with engine._state.setup_lock:  # as `CacheEngine.setup`, and an emptied Redis
+        engine._cache.ensure_index(engine._store)  # gets its index before the writes
     records = _parsed(engine, lines)
     written = 0
     for start in range(0, len(records), batch):
@@ -116,7 +121,9 @@ def _parsed(
             record = json.loads(line)
             if record.get("v") != FORMAT_VERSION or ":" not in record["key"]:
                 raise ValueError("not a semcache export record")
-            fields = {k: _decode(v) for k, v in record["fields"].items()}
+            # Numbers as the index parses them: a NaN or garbage created_at would leave
+            # the entry out of the index, where no search or invalidation finds it.
+            fields = canonical_numbers({k: _decode(v) for k, v in record["fields"].items()})
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(
                 f"line {number}: {exc}; nothing was imported (fix or cut the file there)"

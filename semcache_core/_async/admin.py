@@ -200,15 +200,21 @@ class AsyncAdmin:
     ) -> int:
         """See `CacheEngine.invalidate`."""
         state = self.state
+        only_tenant = tenant is not None and not (tags or scope or older_than is not None)
         try:
             store = await self.stores.get()
             if everything:
                 removed = await store.delete_scan(state.layout.scan_pattern())
             else:
                 expr = self._filter(tenant, tags, match, scope, older_than)
-                await self.cache.setup()
+                await self.cache.ensure_index(store)
                 removed = await store.delete_matching(expr)
-            only_tenant = tenant is not None and not (tags or scope or older_than is not None)
+                if only_tenant and tenant is not None:
+                    # What the index does not hold is still under the tenant's key prefix:
+                    # an entry with a field RediSearch could not parse, or one written
+                    # while the index was missing.
+                    pattern = state.layout.scan_pattern(tenant_digest(tenant))
+                    removed += await store.delete_scan(pattern)
             prefix = state.l1_after_invalidate(tenant, only_tenant and not everything)
             if state.config.l1_publish:
                 message = drop_prefix_message(prefix) if prefix else clear_message()
@@ -250,8 +256,8 @@ class AsyncAdmin:
     async def count(self, tenant: str | None = None) -> int:
         """See `CacheEngine.count`."""
         try:
-            await self.cache.setup()
             store = await self.stores.get()
+            await self.cache.ensure_index(store)
             expr = query.tag_any("tenant", [tenant_digest(tenant)]) if tenant else "*"
             return await store.count(expr)
         except REDIS_FAULTS as exc:

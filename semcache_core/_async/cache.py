@@ -14,28 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from .. import tracing
 from ..coalesce import Ticket
-from ..config import redacted_url
 from ..core import read
 from ..core.result import LookupResult
 from ..core.rules import Outcome
 from ..core.verify import Verification
-from ..counters import take_commands
 from ..entry import CorruptEntry, DecodeFailed, entry_fields
-from ..errors import ConfigurationError, EmbedderMismatchError
+from ..errors import EmbedderMismatchError, IndexMissingError
 from ..l1 import drop_message
 from ..pricing import Usage
 from ..request import CacheRequest
 from ..state import Decoder, EngineState, TextOf, identity
-from ..storage.schema import (
-    NO_SEARCH_MODULE,
-    check_index_info,
-    check_layout,
-    check_meta,
-    index_schema_dict,
-    meta_document,
-    parse_meta,
-)
 from ..tenant_policy import TenantPolicy
+from . import index
 from .coalescing import AsyncCoalescing
 from .verdicts import judge
 
@@ -54,67 +44,14 @@ class AsyncCache:
         self.stores = stores
         self.coalescing = coalescing
 
-    # -- setup ---------------------------------------------------------------------------
+    # -- setup (semcache_core/_async/index.py) ------------------------------------------
     async def setup(self) -> None:
-        """Check the search module, and check or create the index.
+        """See `index.setup`."""
+        await index.setup(self.state, await self.stores.get())
 
-        The embedder is never called here: the index is created now when its dims are
-        known (configured, the embedder's own ``dims``, or an existing index's meta), else
-        by the first store, from the first vector.
-
-        Raises:
-            ConfigurationError: no search module in this Redis.
-            SchemaMismatchError: the existing index differs from this configuration.
-            BackendUnavailableError: Redis is unreachable.
-        """
-        state = self.state
-        if state.ready:
-            return
-        store = await self.stores.get()
-        if not await store.has_search_module():
-            raise ConfigurationError(
-                NO_SEARCH_MODULE.format(url=redacted_url(state.config.redis_url))
-            )
-        # The index first: its meta is written before it is created, so an index seen
-        # here has its meta by the time we read it (processes may be creating it now).
-        info = await store.index_info()
-        meta_raw = await store.read_meta()
-        meta = parse_meta(meta_raw, state.layout) if meta_raw is not None else None
-        if info is not None:
-            check_index_info(state.layout, info, meta)
-        if meta is not None:
-            check_layout(state.layout, meta)
-        if meta is not None and state.dims is None and state.config.dims is None:
-            state.dims = meta.get("dims")
-        dims = state.known_dims()
-        if meta is not None and dims is not None:
-            check_meta(state.layout, meta, meta_document(state.config, dims, state.layout))
-        if info is None and dims is not None:
-            await self._create_index(store, dims)
-        state.ready = info is not None or dims is not None
-
-    async def _create_index(self, store: AsyncStore, dims: int) -> None:
-        state = self.state
-        layout = state.layout
-        await store.write_meta_if_absent(meta_document(state.config, dims, layout))
-        # Another process may have won the race with other settings: check what it wrote.
-        meta = parse_meta(await store.read_meta(), layout)
-        check_meta(layout, meta, meta_document(state.config, dims, layout))
-        schemas = [index_schema_dict(state.config, dims, layout, b) for b in layout.all_buckets]
-        await store.create_index(schemas)
-
-    async def _learn_dims(self, store: AsyncStore, vector: list[float], create: bool) -> None:
-        """An engine whose dims were unknown learns them from its first vector: from an
-        index another process made meanwhile, or (``create``: a store) by creating it.
-        Concurrent first calls may all create: creation is idempotent."""
-        state = self.state
-        meta_raw = await store.read_meta()
-        if meta_raw is not None and await store.index_info() is not None:
-            meta = parse_meta(meta_raw, state.layout)
-            state.dims = meta.get("dims")
-        elif create:
-            await self._create_index(store, len(vector))
-            state.dims = len(vector)
+    async def ensure_index(self, store: AsyncStore) -> None:
+        """See `index.ensure_index`."""
+        await index.ensure_index(self.state, store)
 
     # -- lookup --------------------------------------------------------------------------
     async def lookup(
@@ -184,6 +121,7 @@ class AsyncCache:
             if decision.touch is not None:
                 touch = decision.touch
                 await store.touch(touch.key, touch.ttl, touch.expires_at)
+                state.l1_slid(touch)
             if decision.park is not None:
                 state.park(request, decision.park, text_of)
             state.breaker.record_success()
@@ -235,18 +173,23 @@ class AsyncCache:
         state = self.state
         key = state.key(request)
         tier = None if stale else state.l1_tier()
-        fields = tier.get(key) if tier is not None else None
-        from_l1 = fields is not None
-        since = tier.version if tier is not None else 0  # before the read
-        if fields is None:
-            fields = await store.read(key)
-        if fields is None:
-            return None
-        found = await self._accept(store, request, key, fields, decode, stale)
+        found = None
+        held = tier.get(key) if tier is not None else None
+        if tier is not None and held is not None:
+            found = await self._accept(store, request, key, held, decode, stale)
+            if found is None:
+                # Expired here, maybe alive in Redis (another process slid its TTL).
+                tier.drop(key)
         if found is None:
-            return None
-        if tier is not None and not from_l1:
-            state.l1_put(tier, key, fields, found.entry, since)
+            since = tier.version if tier is not None else 0  # before the read
+            fields = await store.read(key)
+            if fields is None:
+                return None
+            found = await self._accept(store, request, key, fields, decode, stale)
+            if found is None:
+                return None
+            if tier is not None:
+                state.l1_put(tier, key, fields, found.entry, since)
         return read.exact_hit(
             found, stale=stale, sliding=state.config.sliding_ttl, now=state.clock()
         )
@@ -264,7 +207,13 @@ class AsyncCache:
         if vector is None:
             return read.ReadDecision(Outcome.MISS)
         candidates = []
-        hits = await store.search(request.partition, vector, state.config.search_candidates)
+        try:
+            hits = await store.search(request.partition, vector, state.config.search_candidates)
+        except IndexMissingError:
+            # Redis came back empty: a miss (nothing to find), the index made again.
+            state.ready = False
+            await self.setup()
+            hits = []
         for key, fields in hits:
             found = await self._accept(store, request, key, fields, decode, stale)
             if found is not None:
@@ -343,7 +292,7 @@ class AsyncCache:
             return False
         try:
             store = await self.stores.get()
-            await self.setup()
+            await self.ensure_index(store)
             pol = await self.policy(store, request.tenant)
             write, ttl = state.store_ttl(request, pol)
             if write:
@@ -392,7 +341,7 @@ class AsyncCache:
             state.embed_failed(request, exc)
             return None
         if state.dims is None:
-            await self._learn_dims(await self.stores.get(), list(vector), create)
+            await index.learn_dims(self.state, await self.stores.get(), list(vector), create)
             if state.dims is None:
                 return None  # no index yet: nothing to find, and a lookup creates nothing
         return state.vector_bytes(vector)
@@ -415,15 +364,10 @@ class AsyncCache:
             return None
         return await self.stores.get()
 
-    async def flush_counts(self, force: bool = False) -> None:
-        """Write the buffered counters when due (``force``: now)."""
-        state = self.state
-        pending = state.pending
-        if pending is None or not (force or pending.due(state.config.stats_flush_interval)):
-            return
-        if not state.breaker.allow_write():
-            return  # Redis is failing: keep counting in memory
-        taken = take_commands(pending, state.layout)
+    async def flush_counts(self, force: bool = False, *, timer: bool = False) -> None:
+        """Write the buffered counters when due (``force``: now; ``timer``: the flush
+        timer's call, see `EngineState.counts_failed`)."""
+        taken = self.state.due_counts(force)
         if taken is None:
             return
         commands, restore = taken
@@ -431,6 +375,4 @@ class AsyncCache:
             store = await self.stores.get()
             await store.add_counts(commands)
         except Exception as exc:
-            restore()
-            # Bookkeeping: a refused write (OOM) must not pause the cache's own writes.
-            state.write_fault("stats", None, exc)
+            self.state.counts_failed(exc, restore, timer=timer)

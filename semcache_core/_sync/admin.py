@@ -202,15 +202,21 @@ class SyncAdmin:
     ) -> int:
         """See `CacheEngine.invalidate`."""
         state = self.state
+        only_tenant = tenant is not None and not (tags or scope or older_than is not None)
         try:
             store = self.stores.get()
             if everything:
                 removed = store.delete_scan(state.layout.scan_pattern())
             else:
                 expr = self._filter(tenant, tags, match, scope, older_than)
-                self.cache.setup()
+                self.cache.ensure_index(store)
                 removed = store.delete_matching(expr)
-            only_tenant = tenant is not None and not (tags or scope or older_than is not None)
+                if only_tenant and tenant is not None:
+                    # What the index does not hold is still under the tenant's key prefix:
+                    # an entry with a field RediSearch could not parse, or one written
+                    # while the index was missing.
+                    pattern = state.layout.scan_pattern(tenant_digest(tenant))
+                    removed += store.delete_scan(pattern)
             prefix = state.l1_after_invalidate(tenant, only_tenant and not everything)
             if state.config.l1_publish:
                 message = drop_prefix_message(prefix) if prefix else clear_message()
@@ -252,8 +258,8 @@ class SyncAdmin:
     def count(self, tenant: str | None = None) -> int:
         """See `CacheEngine.count`."""
         try:
-            self.cache.setup()
             store = self.stores.get()
+            self.cache.ensure_index(store)
             expr = query.tag_any("tenant", [tenant_digest(tenant)]) if tenant else "*"
             return store.count(expr)
         except REDIS_FAULTS as exc:

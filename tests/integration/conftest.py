@@ -12,7 +12,6 @@ from llama_index_instrumentation import get_dispatcher
 from tests.integration.drivers import DRIVERS, Driver
 from tests.integration.test_llamaindex_llm import Recorder, close_llamaindex_loop
 
-
 # Modules whose tests run on one Redis and on the loopback Redis Cluster (ids
 # ``[node]``/``[cluster]``): the cache must behave the same on both.
 BOTH_TOPOLOGIES = {

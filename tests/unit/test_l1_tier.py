@@ -70,6 +70,25 @@ def test_ttl_is_the_smaller_of_the_entry_and_the_tier() -> None:
     assert unbounded.get("k") == {"v": 1}
 
 
+def test_refresh_slides_a_held_entry_and_never_holds_an_absent_one() -> None:
+    clock = FakeClock()
+    tier = LocalTier(10, ttl=5.0, timer=clock)
+    tier.put("k", {"v": 1, "expires_at": b"10.0"}, ttl=2.0)
+    clock.now += 1.5
+    assert tier.refresh("k", {"expires_at": b"12.0"}, ttl=2.0)  # the TTL slid in Redis
+    clock.now += 1.5  # past the first expiry, within the slid one
+    assert tier.get("k") == {"v": 1, "expires_at": b"12.0"}
+    assert tier.refresh("k", {}, ttl=100.0)  # capped by the tier's own ttl
+    clock.now += 5.0
+    assert tier.get("k") is None
+    assert not tier.refresh("gone", {"v": 2}, ttl=2.0) and "gone" not in tier
+    tier.put("k", {"v": 1}, ttl=2.0)
+    assert not tier.refresh("k", {}, ttl=0.0) and "k" not in tier  # slid to nothing
+    tier.put("k", {"v": 1}, ttl=2.0)
+    tier.suspend()
+    assert not tier.refresh("k", {}, ttl=2.0)
+
+
 def test_drop_prefix_and_clear() -> None:
     tier = LocalTier(100)
     for tenant in ("t1", "t2"):

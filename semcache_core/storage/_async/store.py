@@ -23,7 +23,7 @@ from redis.exceptions import ResponseError
 from redisvl.schema import IndexSchema
 
 from ...config import CacheConfig, redacted_url
-from ...entry import READ_FIELDS, parse_keys_reply, parse_search_reply
+from ...entry import READ_FIELDS, check_indexable, parse_keys_reply, parse_search_reply
 from ..commands import (
     AUDIT_LIMIT,
     DISAGREE_LUA,
@@ -91,6 +91,11 @@ class AsyncStore:
     async def read_meta(self) -> Any:
         return await self.client.get(self.layout.meta_key)
 
+    async def has_meta(self) -> bool:
+        """Whether the meta key is there (it goes with the index: FLUSHALL, a restart
+        without data and `drop_index` remove both)."""
+        return bool(await self.client.exists(self.layout.meta_key))
+
     async def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
         return bool(await self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
 
@@ -148,7 +153,12 @@ class AsyncStore:
         """One MULTI: replace the entry, set its expiry, and (``announce``: an L1
         coherence message) tell other processes' L1 tiers, in the same round trip. On a
         cluster the message is a second call: PUBLISH has no slot, so it cannot ride in
-        a transaction there."""
+        a transaction there.
+
+        Raises:
+            ValueError: an indexed number is not finite (`entry.check_indexable`).
+        """
+        check_indexable(fields)
         pipe = self.client.pipeline(transaction=True)
         pipe.execute_command("DEL", key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
@@ -161,6 +171,7 @@ class AsyncStore:
             await self.client.publish(self.layout.l1_channel, announce)
 
     async def touch(self, key: str, ttl: float, expires_at: float) -> None:
+        check_indexable({"expires_at": expires_at})
         pipe = self.client.pipeline(transaction=True)
         pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
         pipe.hset(key, "expires_at", expires_at)
@@ -240,7 +251,13 @@ class AsyncStore:
     async def write_entries(
         self, records: Sequence[tuple[str, dict[str, bytes], int | None]]
     ) -> int:
-        """Replace entries with raw fields and an optional PTTL (ms): for import."""
+        """Replace entries with raw fields and an optional PTTL (ms): for import.
+
+        Raises:
+            ValueError: an entry's indexed number is not finite; nothing is written.
+        """
+        for _, fields, _ in records:
+            check_indexable(fields)
         pipe = self.client.pipeline(transaction=False)
         for key, fields, pttl_ms in records:
             pipe.execute_command("DEL", key)

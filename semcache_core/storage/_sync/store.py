@@ -25,7 +25,7 @@ from redis.exceptions import ResponseError
 from redisvl.schema import IndexSchema
 
 from ...config import CacheConfig, redacted_url
-from ...entry import READ_FIELDS, parse_keys_reply, parse_search_reply
+from ...entry import READ_FIELDS, check_indexable, parse_keys_reply, parse_search_reply
 from ..commands import (
     AUDIT_LIMIT,
     DISAGREE_LUA,
@@ -93,6 +93,11 @@ class SyncStore:
     def read_meta(self) -> Any:
         return self.client.get(self.layout.meta_key)
 
+    def has_meta(self) -> bool:
+        """Whether the meta key is there (it goes with the index: FLUSHALL, a restart
+        without data and `drop_index` remove both)."""
+        return bool(self.client.exists(self.layout.meta_key))
+
     def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
         return bool(self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
 
@@ -150,7 +155,12 @@ class SyncStore:
         """One MULTI: replace the entry, set its expiry, and (``announce``: an L1
         coherence message) tell other processes' L1 tiers, in the same round trip. On a
         cluster the message is a second call: PUBLISH has no slot, so it cannot ride in
-        a transaction there."""
+        a transaction there.
+
+        Raises:
+            ValueError: an indexed number is not finite (`entry.check_indexable`).
+        """
+        check_indexable(fields)
         pipe = self.client.pipeline(transaction=True)
         pipe.execute_command("DEL", key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
@@ -163,6 +173,7 @@ class SyncStore:
             self.client.publish(self.layout.l1_channel, announce)
 
     def touch(self, key: str, ttl: float, expires_at: float) -> None:
+        check_indexable({"expires_at": expires_at})
         pipe = self.client.pipeline(transaction=True)
         pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
         pipe.hset(key, "expires_at", expires_at)
@@ -242,7 +253,13 @@ class SyncStore:
     def write_entries(
         self, records: Sequence[tuple[str, dict[str, bytes], int | None]]
     ) -> int:
-        """Replace entries with raw fields and an optional PTTL (ms): for import."""
+        """Replace entries with raw fields and an optional PTTL (ms): for import.
+
+        Raises:
+            ValueError: an entry's indexed number is not finite; nothing is written.
+        """
+        for _, fields, _ in records:
+            check_indexable(fields)
         pipe = self.client.pipeline(transaction=False)
         for key, fields, pttl_ms in records:
             pipe.execute_command("DEL", key)
