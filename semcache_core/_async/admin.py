@@ -21,7 +21,7 @@ from ..l1 import clear_message, drop_prefix_message
 from ..metrics import summarize
 from ..request import scope_digest, tag_digest, tenant_digest
 from ..state import EngineState
-from ..storage.commands import index_summary
+from ..storage.commands import index_totals
 from ..storage.errors import REDIS_FAULTS, is_missing_index
 from ..tenant_policy import TenantPolicy, check_overrides, make_policy, parse_stored
 from .cache import AsyncCache
@@ -235,7 +235,7 @@ class AsyncAdmin:
                 store = await self.stores.get()
                 found = persisted_totals(await store.read_counts(tenant))
                 snap["totals"] = {t: summarize(c) for t, c in found.items()}
-                snap["index"] = index_summary(await store.index_info())
+                snap["index"] = index_totals(await store.index_infos())
                 for t, view in snap["totals"].items():
                     view["entries"] = await self._entries_of(t)
             except Exception as exc:

@@ -23,7 +23,7 @@ from ..l1 import clear_message, drop_prefix_message
 from ..metrics import summarize
 from ..request import scope_digest, tag_digest, tenant_digest
 from ..state import EngineState
-from ..storage.commands import index_summary
+from ..storage.commands import index_totals
 from ..storage.errors import REDIS_FAULTS, is_missing_index
 from ..tenant_policy import TenantPolicy, check_overrides, make_policy, parse_stored
 from .cache import SyncCache
@@ -237,7 +237,7 @@ class SyncAdmin:
                 store = self.stores.get()
                 found = persisted_totals(store.read_counts(tenant))
                 snap["totals"] = {t: summarize(c) for t, c in found.items()}
-                snap["index"] = index_summary(store.index_info())
+                snap["index"] = index_totals(store.index_infos())
                 for t, view in snap["totals"].items():
                     view["entries"] = self._entries_of(t)
             except Exception as exc:

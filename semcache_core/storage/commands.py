@@ -5,6 +5,7 @@ sync twin. Pure: building ``FT.SEARCH`` arguments or parsing a stream reply need
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
@@ -150,6 +151,15 @@ def index_summary(info: Any) -> dict[str, Any]:
     # total_index_memory_sz_mb leaves the vector index out (RediSearch 2.10).
     memory = num("total_index_memory_sz_mb") + num("vector_index_sz_mb")
     return {"entries": int(num("num_docs")), "memory_mb": round(memory, 3)}
+
+
+def index_totals(infos: Sequence[Any]) -> dict[str, Any]:
+    """`index_summary` summed over a namespace's bucket indexes."""
+    parts = [index_summary(info) for info in infos]
+    return {
+        "entries": sum(p["entries"] for p in parts),
+        "memory_mb": round(sum(p["memory_mb"] for p in parts), 3),
+    }
 
 
 def text(value: Any) -> str:

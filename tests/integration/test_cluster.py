@@ -102,6 +102,7 @@ def test_langchain_workload(cache: SemanticCache, topology_url: str) -> None:
         keys = entry_keys(client, engine)
         assert len(keys) == len(TENANTS) * len(QUESTIONS)
         assert engine.count() == len(keys)
+        assert engine.stats()["index"]["entries"] == len(keys)  # every bucket's index
         if on_cluster:
             masters = {client.get_node_from_key(k).name for k in keys}
             assert len(masters) == 3, f"entries on {masters}, not on every master"

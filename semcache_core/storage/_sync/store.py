@@ -115,6 +115,18 @@ class SyncStore:
             first = info if first is None else first
         return first
 
+    def index_infos(self) -> list[Any]:
+        """Every bucket's ``FT.INFO`` (a missing index left out): for statistics."""
+        infos = []
+        for bucket in self.layout.all_buckets:
+            index = self.layout.index_of(bucket)
+            try:
+                infos.append(self._on_index(index, "FT.INFO", index))
+            except ResponseError as exc:
+                if not is_missing_index(exc):
+                    raise
+        return infos
+
     def create_index(self, schemas: Sequence[dict[str, Any]]) -> None:
         """Create each bucket's index (RedisVL schemas) that does not exist yet."""
         for schema in schemas:
