@@ -196,13 +196,33 @@ class CacheConfig(BaseSettings):
         100,
         ge=1,
         le=100_000,
-        description="Connections per pool; more concurrent calls wait for a free one.",
+        description="Connections per pool (the sync driver's, and each event loop's); more "
+        "concurrent calls wait for a free one. Administration calls have a pool of their "
+        "own of the same size, opened on demand.",
     )
     pool_timeout: float = Field(
-        1.0,
+        3.0,
         gt=0.0,
         le=60.0,
-        description="Seconds a call waits for a free pooled connection (cold bursts).",
+        description="Seconds a lookup or store waits for a free pooled connection before "
+        "it fails open (a miss; it does not open the breaker). On one event loop a burst "
+        "queues for the loop, not for Redis: a lookup that gives up early adds an LLM call.",
+    )
+    admin_timeout: float = Field(
+        5.0,
+        gt=0.0,
+        le=600.0,
+        description="Seconds an administration call's Redis command may take (invalidate, "
+        "count, stats, export, policies...), and how long it waits for a connection of "
+        "its own pool; the lookup and store path keeps socket_timeout.",
+    )
+    admin_retries: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Times an administration command is sent again after a timeout or a "
+        "dropped connection (redis-py's Retry, exponential backoff with jitter); lookups "
+        "and stores are never retried.",
     )
     breaker_failures: int = Field(
         3, ge=1, le=1000, description="Consecutive Redis failures that open the breaker."

@@ -39,7 +39,7 @@ from .resilience import CircuitBreaker
 from .state import Decoder, EngineState, TextOf, approx_tokens
 from .storage._async.store import AsyncStore
 from .storage._sync.store import SyncStore
-from .storage.clients import AsyncStores, SyncStores, make_client
+from .storage.clients import AsyncStores, SyncStores, make_admin_client, make_client
 from .storage.errors import REDIS_FAULTS
 from .storage.layout import Layout
 from .tenancy import UNSET, _Unset, build_request
@@ -170,11 +170,18 @@ class CacheEngine(AdminCalls):
         self._store = SyncStore(
             redis_client if redis_client is not None else make_client(config), self.layout, config
         )
+        # Administration calls: patient and retried, on a pool of their own (a caller's
+        # client is used as it is).
+        self._admin_store = (
+            self._store
+            if redis_client is not None
+            else SyncStore(make_admin_client(config), self.layout, config)
+        )
         self._async_stores = AsyncStores(config, self.layout, async_redis_client)
         flights = state.flights
         self._cache = SyncCache(
             state,
-            SyncStores(self._store),
+            SyncStores(self._store, self._admin_store),
             SyncCoalescing(flights, time.monotonic) if flights is not None else None,
         )
         self._acache = AsyncCache(
@@ -400,7 +407,7 @@ class CacheEngine(AdminCalls):
 
     def close(self) -> None:
         """Stop the background calibrator, write pending counters, stop the L1 subscriber,
-        close the sync connection pool."""
+        close the sync connection pools."""
         state = self._state
         if state.calibrator is not None:
             state.calibrator.close()
@@ -409,10 +416,12 @@ class CacheEngine(AdminCalls):
             state.l1_sub.stop()
             state.l1_sub = None
         self._store.close()
+        if self._admin_store is not self._store:
+            self._admin_store.close()
 
     async def aclose(self) -> None:
         """Stop the background calibrator, write pending counters (async), stop the L1
-        subscriber, and close the running event loop's connection pool. Optional: a loop
+        subscriber, and close the running event loop's connection pools. Optional: a loop
         closed by ``asyncio.run`` closes its pool itself."""
         state = self._state
         if state.calibrator is not None:

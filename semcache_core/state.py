@@ -42,7 +42,7 @@ from .prometheus import PrometheusMetrics
 from .request import CacheRequest
 from .resilience import CircuitBreaker, RateLimitedLog
 from .shadow import PendingCandidate, ShadowLedger
-from .storage.errors import REDIS_FAULTS, is_missing_index, translate
+from .storage.errors import REDIS_FAULTS, is_missing_index, is_pool_exhausted, translate
 from .storage.l1_subscriber import L1Coherence
 from .storage.layout import Layout
 from .storage.schema import META_MIGRATION
@@ -211,7 +211,9 @@ class EngineState:
         if is_missing_index(exc):
             # Redis lost the index (came back empty): set it up again on the next call.
             self.ready = False
-        if breaker and isinstance(exc, REDIS_FAULTS):
+        # A pool that ran dry is this process's congestion, not a sick Redis: stopping
+        # calls to Redis would turn a burst into an outage.
+        if breaker and isinstance(exc, REDIS_FAULTS) and not is_pool_exhausted(exc):
             self.breaker.record_failure()
         self.stats.record_error(operation, request.tenant if request else None)
         self.log.error(operation, translate(exc))

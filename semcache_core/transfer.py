@@ -46,7 +46,7 @@ def _decode(value: Any) -> bytes:
 
 def iter_entries(engine: CacheEngine, batch: int = 500) -> Iterator[dict[str, Any]]:
     """Every entry of the engine's namespace as an export record."""
-    store = engine._store
+    store = engine._admin_store  # patient and retried: an export must finish
     prefix = engine.layout.key_prefix
     cursor = None
     while cursor != 0:
@@ -139,7 +139,7 @@ def _announce_import(engine: CacheEngine) -> None:
     if state.l1 is not None:
         state.l1.clear()
     if engine.config.l1_publish:
-        engine._store.publish(clear_message())
+        engine._admin_store.publish(clear_message())
 
 
 def _write(
@@ -147,7 +147,7 @@ def _write(
     records: list[tuple[str, dict[str, bytes], int | None]],
     progress: Callable[[int], None] | None,
 ) -> int:
-    n = engine._store.write_entries(records)
+    n = engine._admin_store.write_entries(records)  # idempotent: safe to retry
     if progress is not None:
         progress(n)
     return n

@@ -54,8 +54,9 @@ class AsyncCache:
         self.coalescing = coalescing
 
     # -- setup ---------------------------------------------------------------------------
-    async def setup(self) -> None:
-        """Check the search module, and check or create the index.
+    async def setup(self, store: AsyncStore | None = None) -> None:
+        """Check the search module, and check or create the index (through ``store``:
+        an administration call passes its own).
 
         The embedder is never called here: the index is created now when its dims are
         known (configured, the embedder's own ``dims``, or an existing index's meta), else
@@ -69,7 +70,8 @@ class AsyncCache:
         state = self.state
         if state.ready:
             return
-        store = await self.stores.get()
+        if store is None:
+            store = await self.stores.get()
         if not await store.has_search_module():
             raise ConfigurationError(
                 NO_SEARCH_MODULE.format(url=redacted_url(state.config.redis_url))
@@ -410,20 +412,22 @@ class AsyncCache:
             return None
         return await self.stores.get()
 
-    async def flush_counts(self, force: bool = False) -> None:
-        """Write the buffered counters when due (``force``: now)."""
+    async def flush_counts(self, force: bool = False, store: AsyncStore | None = None) -> None:
+        """Write the buffered counters when due (``force``: now), through ``store`` if
+        given (`stats` passes the administration store: patient, retried)."""
         state = self.state
         pending = state.pending
         if pending is None or not (force or pending.due(state.config.stats_flush_interval)):
             return
-        if not state.breaker.allow_write():
-            return  # Redis is failing: keep counting in memory
+        if store is None and not state.breaker.allow_write():
+            return  # Redis is failing: keep counting in memory (the patient store tries)
         taken = take_commands(pending, state.layout)
         if taken is None:
             return
         commands, restore = taken
         try:
-            store = await self.stores.get()
+            if store is None:
+                store = await self.stores.get()
             await store.add_counts(commands)
         except Exception as exc:
             restore()

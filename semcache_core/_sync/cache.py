@@ -56,8 +56,9 @@ class SyncCache:
         self.coalescing = coalescing
 
     # -- setup ---------------------------------------------------------------------------
-    def setup(self) -> None:
-        """Check the search module, and check or create the index.
+    def setup(self, store: SyncStore | None = None) -> None:
+        """Check the search module, and check or create the index (through ``store``:
+        an administration call passes its own).
 
         The embedder is never called here: the index is created now when its dims are
         known (configured, the embedder's own ``dims``, or an existing index's meta), else
@@ -71,7 +72,8 @@ class SyncCache:
         state = self.state
         if state.ready:
             return
-        store = self.stores.get()
+        if store is None:
+            store = self.stores.get()
         if not store.has_search_module():
             raise ConfigurationError(
                 NO_SEARCH_MODULE.format(url=redacted_url(state.config.redis_url))
@@ -412,20 +414,22 @@ class SyncCache:
             return None
         return self.stores.get()
 
-    def flush_counts(self, force: bool = False) -> None:
-        """Write the buffered counters when due (``force``: now)."""
+    def flush_counts(self, force: bool = False, store: SyncStore | None = None) -> None:
+        """Write the buffered counters when due (``force``: now), through ``store`` if
+        given (`stats` passes the administration store: patient, retried)."""
         state = self.state
         pending = state.pending
         if pending is None or not (force or pending.due(state.config.stats_flush_interval)):
             return
-        if not state.breaker.allow_write():
-            return  # Redis is failing: keep counting in memory
+        if store is None and not state.breaker.allow_write():
+            return  # Redis is failing: keep counting in memory (the patient store tries)
         taken = take_commands(pending, state.layout)
         if taken is None:
             return
         commands, restore = taken
         try:
-            store = self.stores.get()
+            if store is None:
+                store = self.stores.get()
             store.add_counts(commands)
         except Exception as exc:
             restore()
