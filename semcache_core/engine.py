@@ -157,6 +157,16 @@ class CacheEngine(AdminCalls):
         self.metrics: PrometheusMetrics | None = (
             PrometheusMetrics.get() if metrics is True else metrics or None
         )
+        if (
+            self.metrics is not None
+            and self.metrics.tenant_mode == "digest"
+            and self.metrics.digest_key != config.trace_key_bytes
+        ):
+            logger.warning(
+                "semcache: the metrics' tenant digest labels and this engine's spans are "
+                "keyed differently (trace_key); pass PrometheusMetrics(trace_key=...) or "
+                "set SEMCACHE_TRACE_KEY for both"
+            )
         self._state = state = EngineState(
             config,
             embedder=self.embedder,

@@ -39,7 +39,7 @@ from .metrics import LocalStats
 from .microbatch import MicroBatcher
 from .pricing import PriceTable, Usage
 from .prometheus import PrometheusMetrics
-from .request import CacheRequest
+from .request import CacheRequest, keyed_tenant_digest
 from .resilience import CircuitBreaker, RateLimitedLog
 from .shadow import PendingCandidate, ShadowLedger
 from .storage.errors import REDIS_FAULTS, is_missing_index, is_pool_exhausted, translate
@@ -92,6 +92,7 @@ class EngineState:
     ) -> None:
         self.config = config
         self.layout = Layout(config.key_prefix, config.namespace)
+        self.trace_key = config.trace_key_bytes
         self.embedder = embedder
         self.judge = judge
         self.verifier = verifier
@@ -190,13 +191,30 @@ class EngineState:
             return
         attrs: dict[str, Any] = {"semcache.namespace": self.config.namespace}
         if request is not None:
-            attrs["semcache.tenant_digest"] = request.tenant_token
+            attrs["semcache.tenant_digest"] = self.emitted_digest(request)
         cm = tracing.start_span(name, attrs)
         if cm is None:
             yield None
             return
         with cm as span:
             yield span
+
+    def emitted_digest(self, request: CacheRequest) -> str:
+        """The tenant digest spans and logs carry: keyed under ``trace_key`` if set, else
+        the one in Redis keys (``request.tenant_token``)."""
+        if self.trace_key is None:
+            return request.tenant_token
+        return keyed_tenant_digest(request.tenant, self.trace_key)
+
+    def loggable_key(self, request: CacheRequest, key: str) -> str:
+        """An entry key for a log line: with ``trace_key``, its tenant part is the keyed
+        digest (the request's tenant) or ``-`` (another's), never the plain digest."""
+        prefix = self.layout.key_prefix
+        if self.trace_key is None or not key.startswith(prefix):
+            return key
+        token, sep, rest = key[len(prefix) :].partition(":")
+        shown = self.emitted_digest(request) if token == request.tenant_token else "-"
+        return f"{prefix}{shown}{sep}{rest}"
 
     # -- faults --------------------------------------------------------------------------
     def fault(
@@ -229,11 +247,16 @@ class EngineState:
 
     def corrupt(self, request: CacheRequest, key: str, exc: Exception) -> None:
         self.stats.record(request.tenant, "corrupt")
-        logger.warning("semcache: deleting corrupt entry %s: %s", key, exc)
+        logger.warning(
+            "semcache: deleting corrupt entry %s: %s", self.loggable_key(request, key), exc
+        )
 
     def foreign(self, request: CacheRequest, key: str) -> None:
         self.stats.record_error("partition_guard", request.tenant)
-        logger.error("semcache: refused an entry from another partition: %s", key)
+        logger.error(
+            "semcache: refused an entry from another partition: %s",
+            self.loggable_key(request, key),
+        )
 
     # -- L1 ------------------------------------------------------------------------------
     def l1_tier(self) -> LocalTier | None:
