@@ -401,6 +401,32 @@ class CacheEngine(AdminCalls):
         """The async twin of `store`."""
         return await self._acache.store(request, payload, codec=codec, text=text, usage=usage)
 
+    def abandon(self, result: LookupResult) -> bool:
+        """End the coalescing leadership a lookup took: the LLM call its miss led to
+        failed, or its answer will not be stored.
+
+        With ``coalesce`` on, the first of concurrent identical misses leads
+        (``result.leads``) and the others wait for its store. Without a store they would
+        wait ``coalesce_wait`` and then all call the LLM; after ``abandon`` they stop
+        waiting at once, one of them leads the next call and the others wait for that
+        one, and the leader's Redis lock (``coalesce="redis"``) is deleted instead of
+        living out ``coalesce_lease``. The adapters call it themselves (LangChain from
+        the run's ``on_llm_error``, the LlamaIndex wrapper when the wrapped call raises).
+
+        Args:
+            result: what `lookup` returned for the call that failed.
+
+        Returns:
+            True if a leadership was ended; ``False`` for a lookup that took none (a hit,
+            coalescing off, a waiter) or one already ended (stored, abandoned, taken over).
+            Never raises for Redis faults.
+        """
+        return self._cache.abandon(result)
+
+    async def aabandon(self, result: LookupResult) -> bool:
+        """The async twin of `abandon`."""
+        return await self._acache.abandon(result)
+
     def report_error(
         self, operation: str, exc: BaseException, *, tenant: str | None = None
     ) -> None:

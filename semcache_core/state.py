@@ -23,7 +23,7 @@ from cachetools import TTLCache
 
 from . import tracing
 from .calibrator import BackgroundCalibrator
-from .coalesce import SingleFlight
+from .coalesce import SingleFlight, Ticket
 from .config import CacheConfig, redacted_url
 from .core import read
 from .core.result import _LAST, LookupResult
@@ -176,6 +176,14 @@ class EngineState:
         )
         _LAST.set(result)
         return result
+
+    def leading(self, request: CacheRequest, result: LookupResult, ticket: Ticket) -> LookupResult:
+        """A coalesced miss whose caller now leads the key: counted, and carrying the
+        leadership (``lease``) that its store, or `CacheEngine.abandon`, ends."""
+        self.record(request, result)
+        leading = dataclasses.replace(result, lease=ticket)
+        _LAST.set(leading)
+        return leading
 
     def record(self, request: CacheRequest, result: LookupResult) -> None:
         """Count a lookup whose recording was held back (coalescing)."""

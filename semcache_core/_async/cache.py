@@ -141,17 +141,20 @@ class AsyncCache:
         coalescing = self.coalescing
         if coalescing is None or stale:
             return await self._lookup_once(request, decode, text_of, stale)
-        first = await self._lookup_once(request, decode, text_of, False, record=False)
-        if first.outcome not in (Outcome.MISS, Outcome.SHADOW_HIT):
-            self.state.record(request, first)
-            return first
-        store = await self._lock_store()
-        ticket: Ticket = await coalescing.begin(self.state.key(request), store)
-        if ticket.leader:
-            self.state.record(request, first)
-            return first
-        await coalescing.join(ticket, store)
-        return await self._lookup_once(request, decode, text_of, False)
+        found = await self._lookup_once(request, decode, text_of, False, record=False)
+
+        async def misses() -> bool:
+            nonlocal found  # each wait ends with another look
+            found = await self._lookup_once(request, decode, text_of, False, record=False)
+            return found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT)
+
+        if found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT):
+            key, store = self.state.key(request), await self._lock_store()
+            ticket = await coalescing.turn(key, store, misses)
+            if ticket is not None:
+                return self.state.leading(request, found, ticket)
+        self.state.record(request, found)
+        return found
 
     async def _lookup_once(
         self,
@@ -365,6 +368,13 @@ class AsyncCache:
         if write:
             state.stats.record(request.tenant, "stores")
         return write
+
+    async def abandon(self, result: LookupResult) -> bool:
+        """See `CacheEngine.abandon`."""
+        ticket = result.lease
+        if self.coalescing is None or not isinstance(ticket, Ticket):
+            return False
+        return await self.coalescing.abandon(ticket, await self._lock_store())
 
     # -- shared steps --------------------------------------------------------------------
     async def policy(self, store: AsyncStore, tenant: str) -> TenantPolicy:

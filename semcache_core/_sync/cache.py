@@ -143,17 +143,20 @@ class SyncCache:
         coalescing = self.coalescing
         if coalescing is None or stale:
             return self._lookup_once(request, decode, text_of, stale)
-        first = self._lookup_once(request, decode, text_of, False, record=False)
-        if first.outcome not in (Outcome.MISS, Outcome.SHADOW_HIT):
-            self.state.record(request, first)
-            return first
-        store = self._lock_store()
-        ticket: Ticket = coalescing.begin(self.state.key(request), store)
-        if ticket.leader:
-            self.state.record(request, first)
-            return first
-        coalescing.join(ticket, store)
-        return self._lookup_once(request, decode, text_of, False)
+        found = self._lookup_once(request, decode, text_of, False, record=False)
+
+        def misses() -> bool:
+            nonlocal found  # each wait ends with another look
+            found = self._lookup_once(request, decode, text_of, False, record=False)
+            return found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT)
+
+        if found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT):
+            key, store = self.state.key(request), self._lock_store()
+            ticket = coalescing.turn(key, store, misses)
+            if ticket is not None:
+                return self.state.leading(request, found, ticket)
+        self.state.record(request, found)
+        return found
 
     def _lookup_once(
         self,
@@ -367,6 +370,13 @@ class SyncCache:
         if write:
             state.stats.record(request.tenant, "stores")
         return write
+
+    def abandon(self, result: LookupResult) -> bool:
+        """See `CacheEngine.abandon`."""
+        ticket = result.lease
+        if self.coalescing is None or not isinstance(ticket, Ticket):
+            return False
+        return self.coalescing.abandon(ticket, self._lock_store())
 
     # -- shared steps --------------------------------------------------------------------
     def policy(self, store: SyncStore, tenant: str) -> TenantPolicy:
