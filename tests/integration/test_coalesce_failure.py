@@ -1,7 +1,7 @@
 """Coalescing when the leader's LLM call fails.
 
 Before: the leader never stored, so every waiter sat out the whole ``coalesce_wait``
-(2 s) and then called the LLM itself (all of them), a sequential retry waited 2 s for a
+(2 s by default) and then called the LLM itself (all of them), a sequential retry waited 2 s for a
 flight nobody led, and the Redis lock lived on for its 30 s lease. Now the leader's
 failure ends its leadership (`CacheEngine.abandon`, which the LangChain adapter calls from
 the run's ``on_llm_error`` and the LlamaIndex wrapper from its own ``except``): the
@@ -32,7 +32,9 @@ from semcache_demo.llamaindex_fakes import FakeLLM
 from tests.integration.drivers import Driver
 
 LLM_SECONDS = 0.1
-WAIT = 2.0  # coalesce_wait, the default: what every waiter used to sit out
+# coalesce_wait: what every waiter used to sit out. Twice the default, so "well under
+# it" (WAIT / 2) leaves a wide margin on a loaded machine (the callers take 0.2-0.5 s).
+WAIT = 4.0
 CALLERS = 12
 
 
