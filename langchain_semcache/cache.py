@@ -173,8 +173,10 @@ class SemanticCache(BaseCache):
                 kind=kind,
             )
 
-    def _looked_up(self, result: LookupResult) -> list[Generation] | None:
+    def _looked_up(self, result: LookupResult, *, is_async: bool) -> list[Generation] | None:
         runs.note_lookup(result)
+        if result.leads:  # this call leads its key: its run's failure must end that
+            runs.hold_lease(self.engine, result, is_async=is_async)
         return self._served(result)
 
     @staticmethod
@@ -215,7 +217,7 @@ class SemanticCache(BaseCache):
         result = self.engine.lookup(
             self._request(prompt, llm_string), decode=decode_generations, text_of=generations_text
         )
-        return self._looked_up(result)
+        return self._looked_up(result, is_async=False)
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store the model's answer; faults are counted and logged, never raised."""
@@ -249,7 +251,7 @@ class SemanticCache(BaseCache):
         result = await self.engine.alookup(
             self._request(prompt, llm_string), decode=decode_generations, text_of=generations_text
         )
-        return self._looked_up(result)
+        return self._looked_up(result, is_async=True)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Async `update`."""

@@ -17,6 +17,14 @@ The handler runs inline (``run_inline``), in the context that then calls the cac
 * A prompt template's inputs are kept by parent run: the model run that follows the
   prompt under the same parent (``prompt | model``) gets them; the parent's end drops
   them.
+* A lookup that made this call the coalescing leader of its key (``coalesce`` on) is
+  kept on the run (`hold_lease`). When the run ends with ``on_llm_error`` (the provider
+  raised), or ends without the answer stored, the handler hands it to
+  `CacheEngine.abandon`: the key's waiters stop waiting at once and one of them leads the
+  retry, instead of all sitting out ``coalesce_wait`` and then calling the model each.
+  LangChain's cache interface has no failure hook; its callbacks are the one place a
+  cache learns that the call it missed for failed. An async run's Redis lock is released
+  by a task on the run's loop (the handler runs inline and must not block it).
 * A root run (``parent_run_id is None``) carries a cell that the cache writes each lookup
   into; when the root run ends, in the caller's context, the last one becomes
   `semcache_core.last_lookup`'s answer there. Without it a lookup inside a chain (LCEL
@@ -26,6 +34,8 @@ The handler runs inline (``run_inline``), in the context that then calls the cac
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -37,8 +47,11 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.tracers.context import register_configure_hook
 
-from semcache_core import LookupResult
+from semcache_core import CacheEngine, LookupResult
+from semcache_core.coalesce import Ticket
 from semcache_core.engine import remember_lookup  # see _publish
+
+logger = logging.getLogger("semcache")
 
 TENANT_KEY = "semcache_tenant"
 """The run-metadata key that names the tenant: ``config={"metadata": {TENANT_KEY: id}}``."""
@@ -66,6 +79,47 @@ class RunInfo:
     prompt_inputs: Mapping[str, Any] | None = None
     previous: RunInfo | None = field(default=None, repr=False)
     ended: bool = field(default=False, repr=False)
+    leases: list[_Lease] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class _Lease:
+    """A coalescing leadership a lookup of this run took (see `hold_lease`)."""
+
+    engine: CacheEngine
+    result: LookupResult
+    is_async: bool
+
+    def settle(self, failed: bool) -> None:
+        """End the leadership if the call failed or its answer was not stored (a stored
+        answer ended it already: no I/O then)."""
+        ticket = self.result.lease
+        if not failed and not (isinstance(ticket, Ticket) and ticket.live):
+            return
+        if self.is_async:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                task = loop.create_task(self._aabandon())
+                _SETTLING.add(task)
+                task.add_done_callback(_SETTLING.discard)
+                return
+        try:
+            self.engine.abandon(self.result)
+        except Exception as exc:  # a callback must never fail the user's call
+            self.engine.report_error("coalesce", exc)
+
+    async def _aabandon(self) -> None:
+        try:
+            await self.engine.aabandon(self.result)
+        except Exception as exc:
+            self.engine.report_error("coalesce", exc)
+
+
+# Tasks releasing async leases: referenced until done (the loop holds tasks weakly).
+_SETTLING: set[asyncio.Task[None]] = set()
 
 
 class _Cell:
@@ -84,6 +138,16 @@ _ROOT: ContextVar[_Cell | None] = ContextVar("semcache_langchain_root", default=
 def current_run() -> RunInfo | None:
     """The innermost chat-model / LLM run in progress in this context, or ``None``."""
     return _CURRENT.get()
+
+
+def hold_lease(engine: CacheEngine, result: LookupResult, *, is_async: bool) -> bool:
+    """Keep a lookup's coalescing leadership on the current model run, to be ended when
+    the run fails (or ends without a store). ``False`` outside a run: nothing will."""
+    run = _CURRENT.get()
+    if run is None or run.ended or result.lease is None:
+        return False
+    run.leases.append(_Lease(engine, result, is_async))
+    return True
 
 
 def note_lookup(result: LookupResult) -> None:
@@ -142,12 +206,15 @@ class SemcacheRunHandler(BaseCallbackHandler):
                 self._runs.pop(next(iter(self._runs)))
         _CURRENT.set(info)
 
-    def _end(self, run_id: UUID) -> None:
+    def _end(self, run_id: UUID, *, failed: bool = False) -> None:
         with self._lock:
             info = self._runs.pop(run_id, None)
         if info is None:
             return
         info.ended = True
+        leases, info.leases = info.leases, []
+        for lease in leases:
+            lease.settle(failed)
         current = top = _CURRENT.get()
         while current is not None and current.ended:
             current = current.previous
@@ -184,7 +251,7 @@ class SemcacheRunHandler(BaseCallbackHandler):
         self._end(run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id)
+        self._end(run_id, failed=True)
 
     # -- chains: prompt inputs and root runs --------------------------------------------
     def on_chain_start(
@@ -248,4 +315,11 @@ def install() -> None:
         _installed = True
 
 
-__all__ = ["TENANT_KEY", "RunInfo", "SemcacheRunHandler", "current_run", "install"]
+__all__ = [
+    "TENANT_KEY",
+    "RunInfo",
+    "SemcacheRunHandler",
+    "current_run",
+    "hold_lease",
+    "install",
+]

@@ -4,8 +4,10 @@ Each asks the engine first and serves a hit (decoded by the endpoint's `Codec`, 
 reported by a `SemanticCacheHitEvent`); on a miss it calls the wrapped LLM and stores
 its answer (a stream's final response, once the stream has completed). When the LLM
 raises, a matching stale entry is served instead if the wrapper allows it; a stream can
-switch to one only before its first chunk. Cache faults are counted by the engine and
-never break a call.
+switch to one only before its first chunk. A miss that leads its key (``coalesce`` on)
+and ends without a store (the LLM raised, a stream was cut or left unfinished, the answer
+could not be encoded) is handed to `CacheEngine.abandon`, so the identical calls waiting
+for it go on at once. Cache faults are counted by the engine and never break a call.
 """
 
 from __future__ import annotations
@@ -67,18 +69,25 @@ class CachedCalls:
         call: Callable[[], R],
     ) -> R:
         """A hit, else ``call()``'s answer, stored."""
-        hit = self._lookup(endpoint, request, codec)
+        found = self._lookup(endpoint, request, codec)
+        hit, looked = found
         if hit is not None:
             return hit
+        stored = False
         try:
-            value = call()
-        except Exception:
-            stale = self._lookup(endpoint, request, codec, stale=True)
-            if stale is None:
-                raise  # the provider's own exception object, unchanged
-            return stale
-        self._save(request, codec, value)
-        return value
+            try:
+                value = call()
+            except Exception:
+                self._abandon(looked)  # the waiters go on now; one of them retries
+                stale = self._lookup(endpoint, request, codec, stale=True)[0]
+                if stale is None:
+                    raise  # the provider's own exception object, unchanged
+                return stale
+            stored = self._save(request, codec, value)
+            return value
+        finally:
+            if not stored:
+                self._abandon(looked)
 
     async def acall(
         self,
@@ -88,18 +97,25 @@ class CachedCalls:
         call: Callable[[], Awaitable[R]],
     ) -> R:
         """The async twin of `call`."""
-        hit = await self._alookup(endpoint, request, codec)
+        found = await self._alookup(endpoint, request, codec)
+        hit, looked = found
         if hit is not None:
             return hit
+        stored = False
         try:
-            value = await call()
-        except Exception:
-            stale = await self._alookup(endpoint, request, codec, stale=True)
-            if stale is None:
-                raise
-            return stale
-        await self._asave(request, codec, value)
-        return value
+            try:
+                value = await call()
+            except Exception:
+                await self._aabandon(looked)
+                stale = (await self._alookup(endpoint, request, codec, stale=True))[0]
+                if stale is None:
+                    raise
+                return stale
+            stored = await self._asave(request, codec, value)
+            return value
+        finally:
+            if not stored:
+                await self._aabandon(looked)
 
     def stream(
         self,
@@ -111,26 +127,33 @@ class CachedCalls:
     ) -> Iterator[R]:
         """Replay a hit as a stream; on a miss pass the LLM's stream through and store
         its final response once the stream has completed."""
-        hit = self._lookup(endpoint, request, codec)
+        found = self._lookup(endpoint, request, codec)
+        hit, looked = found
         if hit is not None:
             yield from replay(hit)
             return
         last: R | None = None
+        stored = False
         try:
-            for chunk in start():
-                last = chunk
-                yield chunk
-        except Exception:
-            # Stale-if-error only before the first chunk: a stream cannot switch sources.
-            stale: R | None = None
-            if last is None:
-                stale = self._lookup(endpoint, request, codec, True)
-            if stale is None:
-                raise
-            yield from replay(stale)
-            return
-        if last is not None:
-            self._save(request, codec, final(last))
+            try:
+                for chunk in start():
+                    last = chunk
+                    yield chunk
+            except Exception:
+                self._abandon(looked)
+                # Stale-if-error only before the first chunk: a stream cannot switch sources.
+                stale: R | None = None
+                if last is None:
+                    stale = self._lookup(endpoint, request, codec, True)[0]
+                if stale is None:
+                    raise
+                yield from replay(stale)
+                return
+            if last is not None:
+                stored = self._save(request, codec, final(last))
+        finally:  # also when the consumer stops early (the generator is closed)
+            if not stored:
+                self._abandon(looked)
 
     async def astream(
         self,
@@ -141,27 +164,34 @@ class CachedCalls:
         replay: Callable[[R], Iterator[R]],
     ) -> AsyncIterator[R]:
         """The async twin of `stream`."""
-        hit = await self._alookup(endpoint, request, codec)
+        found = await self._alookup(endpoint, request, codec)
+        hit, looked = found
         if hit is not None:
             for chunk in replay(hit):
                 yield chunk
             return
         last: R | None = None
+        stored = False
         try:
-            async for chunk in await start():
-                last = chunk
-                yield chunk
-        except Exception:
-            stale: R | None = None
-            if last is None:
-                stale = await self._alookup(endpoint, request, codec, True)
-            if stale is None:
-                raise
-            for chunk in replay(stale):
-                yield chunk
-            return
-        if last is not None:
-            await self._asave(request, codec, final(last))
+            try:
+                async for chunk in await start():
+                    last = chunk
+                    yield chunk
+            except Exception:
+                await self._aabandon(looked)
+                stale: R | None = None
+                if last is None:
+                    stale = (await self._alookup(endpoint, request, codec, True))[0]
+                if stale is None:
+                    raise
+                for chunk in replay(stale):
+                    yield chunk
+                return
+            if last is not None:
+                stored = await self._asave(request, codec, final(last))
+        finally:
+            if not stored:
+                await self._aabandon(looked)
 
     # -- engine calls, sync and async ---------------------------------------------------
     def _emit(self, endpoint: str, request: CacheRequest, result: LookupResult) -> None:
@@ -188,23 +218,33 @@ class CachedCalls:
 
     def _lookup(
         self, endpoint: str, request: CacheRequest | None, codec: Codec[R], stale: bool = False
-    ) -> R | None:
+    ) -> tuple[R | None, LookupResult | None]:
+        """The served value (``None`` on a miss) and the lookup's result."""
         if request is None or (stale and not self.stale_if_error):
-            return None
+            return None, None
         result = self.engine.lookup(
             request, decode=codec.decode, text_of=response_text, stale=stale
         )
-        return self._served(endpoint, request, codec, result)
+        return self._served(endpoint, request, codec, result), result
 
     async def _alookup(
         self, endpoint: str, request: CacheRequest | None, codec: Codec[R], stale: bool = False
-    ) -> R | None:
+    ) -> tuple[R | None, LookupResult | None]:
         if request is None or (stale and not self.stale_if_error):
-            return None
+            return None, None
         result = await self.engine.alookup(
             request, decode=codec.decode, text_of=response_text, stale=stale
         )
-        return self._served(endpoint, request, codec, result)
+        return self._served(endpoint, request, codec, result), result
+
+    def _abandon(self, looked: LookupResult | None) -> None:
+        """The call a leading miss made will not be stored: its waiters go on now."""
+        if looked is not None and looked.leads:
+            self.engine.abandon(looked)
+
+    async def _aabandon(self, looked: LookupResult | None) -> None:
+        if looked is not None and looked.leads:
+            await self.engine.aabandon(looked)
 
     def _payload(self, request: CacheRequest, codec: Codec[R], value: R) -> bytes | None:
         try:
@@ -213,31 +253,37 @@ class CachedCalls:
             self.engine.report_error("serialize", exc, tenant=request.tenant)
             return None
 
-    def _save(self, request: CacheRequest | None, codec: Codec[R], value: R) -> None:
+    def _save(self, request: CacheRequest | None, codec: Codec[R], value: R) -> bool:
+        """Store the answer; True if the engine was handed it (its store ends any
+        coalescing flight, written or not)."""
         if request is None:
-            return
+            return False
         payload = self._payload(request, codec, value)
-        if payload is not None:
-            self.engine.store(
-                request,
-                payload,
-                codec=codec.name,
-                text=response_text(value),
-                usage=response_usage(value, self._model_name()),
-            )
+        if payload is None:
+            return False
+        self.engine.store(
+            request,
+            payload,
+            codec=codec.name,
+            text=response_text(value),
+            usage=response_usage(value, self._model_name()),
+        )
+        return True
 
-    async def _asave(self, request: CacheRequest | None, codec: Codec[R], value: R) -> None:
+    async def _asave(self, request: CacheRequest | None, codec: Codec[R], value: R) -> bool:
         if request is None:
-            return
+            return False
         payload = self._payload(request, codec, value)
-        if payload is not None:
-            await self.engine.astore(
-                request,
-                payload,
-                codec=codec.name,
-                text=response_text(value),
-                usage=response_usage(value, self._model_name()),
-            )
+        if payload is None:
+            return False
+        await self.engine.astore(
+            request,
+            payload,
+            codec=codec.name,
+            text=response_text(value),
+            usage=response_usage(value, self._model_name()),
+        )
+        return True
 
     def _model_name(self) -> str | None:
         try:

@@ -447,31 +447,39 @@ class SemanticCacheQueryEngine(_Cached, BaseQueryEngine):
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         request = self._request(query_bundle)
-        served = self._served(
-            self.engine.lookup(request, decode=decode_response, text_of=_response_text)
-        )
+        looked = self.engine.lookup(request, decode=decode_response, text_of=_response_text)
+        served = self._served(looked)
         if served is not None:
             return served
-        response = self._query_engine.query(query_bundle)
-        payload = self._payload(request, response)
-        if payload is not None:
-            text = response.response if isinstance(response, Response) else None
-            self.engine.store(request, payload, codec=RESPONSE_CODEC, text=text or "")
-        return response
+        payload = None
+        try:
+            response = self._query_engine.query(query_bundle)
+            payload = self._payload(request, response)
+            if payload is not None:
+                text = response.response if isinstance(response, Response) else None
+                self.engine.store(request, payload, codec=RESPONSE_CODEC, text=text or "")
+            return response
+        finally:  # no store (the engine raised, or nothing storable): waiters go on now
+            if payload is None and looked.leads:
+                self.engine.abandon(looked)
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         request = self._request(query_bundle)
-        served = self._served(
-            await self.engine.alookup(request, decode=decode_response, text_of=_response_text)
-        )
+        looked = await self.engine.alookup(request, decode=decode_response, text_of=_response_text)
+        served = self._served(looked)
         if served is not None:
             return served
-        response = await self._query_engine.aquery(query_bundle)
-        payload = self._payload(request, response)
-        if payload is not None:
-            text = response.response if isinstance(response, Response) else None
-            await self.engine.astore(request, payload, codec=RESPONSE_CODEC, text=text or "")
-        return response
+        payload = None
+        try:
+            response = await self._query_engine.aquery(query_bundle)
+            payload = self._payload(request, response)
+            if payload is not None:
+                text = response.response if isinstance(response, Response) else None
+                await self.engine.astore(request, payload, codec=RESPONSE_CODEC, text=text or "")
+            return response
+        finally:
+            if payload is None and looked.leads:
+                await self.engine.aabandon(looked)
 
     def retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         """The wrapped engine's retrieval, uncached (use `SemanticCacheRetriever`)."""
@@ -552,11 +560,16 @@ class SemanticCacheRetriever(_Cached, BaseRetriever):
         if result.hit:
             nodes: list[NodeWithScore] = result.value
             return nodes
-        nodes = self._retriever.retrieve(query_bundle)
-        payload = self._payload(request, nodes)
-        if payload is not None:
-            self.engine.store(request, payload, codec=NODES_CODEC, text=_nodes_text(nodes))
-        return nodes
+        payload = None
+        try:
+            nodes = self._retriever.retrieve(query_bundle)
+            payload = self._payload(request, nodes)
+            if payload is not None:
+                self.engine.store(request, payload, codec=NODES_CODEC, text=_nodes_text(nodes))
+            return nodes
+        finally:
+            if payload is None and result.leads:
+                self.engine.abandon(result)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         request = self._request(query_bundle)
@@ -564,11 +577,18 @@ class SemanticCacheRetriever(_Cached, BaseRetriever):
         if result.hit:
             nodes: list[NodeWithScore] = result.value
             return nodes
-        nodes = await self._retriever.aretrieve(query_bundle)
-        payload = self._payload(request, nodes)
-        if payload is not None:
-            await self.engine.astore(request, payload, codec=NODES_CODEC, text=_nodes_text(nodes))
-        return nodes
+        payload = None
+        try:
+            nodes = await self._retriever.aretrieve(query_bundle)
+            payload = self._payload(request, nodes)
+            if payload is not None:
+                await self.engine.astore(
+                    request, payload, codec=NODES_CODEC, text=_nodes_text(nodes)
+                )
+            return nodes
+        finally:
+            if payload is None and result.leads:
+                await self.engine.aabandon(result)
 
 
 __all__ = [

@@ -49,6 +49,7 @@ SUBS = [
     ("aagree", "agree"),
     ("ajoin", "join"),
     ("async_sleep", "sync_sleep"),
+    ("AsyncCheck", "SyncCheck"),
     ("_async", "_sync"),
     ("async twin", "sync twin"),
     ("the async", "the sync"),

@@ -143,7 +143,8 @@ def _resolve_url(redis_url: str | None) -> str:
 
 
 def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> CacheEngine:
-    """An engine for administration: no index checks, patient timeouts."""
+    """An engine for administration: no index checks, patient timeouts, one attempt per
+    command (a person at a terminal retries; a silent server fails the command once)."""
     from .engine import CacheEngine
 
     engine = CacheEngine(
@@ -152,6 +153,8 @@ def _admin_engine(redis_url: str, namespace: str, dims: int | None = None) -> Ca
         validate=False,
         socket_timeout=10.0,
         connect_timeout=5.0,
+        admin_timeout=10.0,
+        admin_retries=0,
         dims=dims,
     )
     if engine.probe_fault is not None:  # unreachable: say so now, without a second try

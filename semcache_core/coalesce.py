@@ -4,8 +4,11 @@ LangChain splits a cache miss in two: ``lookup`` misses, the LLM runs, ``update`
 So the coalescer never carries values. At lookup-miss time `Coalescer.begin` makes the
 caller the key's *leader* (go call the LLM) or a *waiter*; a waiter `join`\\ s the flight
 (blocks up to ``wait_timeout``) and then re-reads the cache. The store of the key calls
-`finish`, which releases the flight; a leader that never stores (the LLM failed) holds
-it at most ``lease`` seconds, or until a waiter gives up on it and takes over.
+`finish`, which releases the flight. A leader whose LLM call failed calls `abandon`:
+its waiters are released at once (`Joined.ABANDONED`) and `begin` again, so one of them
+leads the next call while the others wait for it, within their original bound. A leader
+that vanishes without either holds the flight at most ``lease`` seconds, or until a
+waiter gives up on it and takes over.
 
 Two levels, the same API:
 
@@ -17,7 +20,9 @@ Two levels, the same API:
   Only the lock holder leads; the other processes' local leaders wait by **polling the lock key**
   every ``poll_interval`` (GET, one small command; no subscriber connection per
   waiter) and re-read when it is gone, i.e. when the leader stored (`finish` deletes
-  it), abandoned, or its lease expired.
+  it), abandoned (`abandon` deletes it too), or its lease expired. A lock gone with the
+  entry still missing means the leader gave up: the pollers `begin` again (one takes the
+  lock, the rest poll it).
 
 Bounds: a waiter returns after at most ``wait_timeout`` (plus one poll interval across
 processes), whatever the leader does, crashed or not. One waiter of a flight that timed
@@ -60,12 +65,16 @@ class Joined(str, enum.Enum):
     """``wait_timeout`` passed; on a miss, call the LLM."""
     TOOK_OVER = "took_over"
     """Timed out, and this caller now leads the key (call the LLM, then store)."""
+    ABANDONED = "abandoned"
+    """The leader gave up without an answer (its call failed; `SingleFlight.abandon`),
+    or, for the local waiters of a process that polled another's lock, the lock went
+    away. Read the cache again; on a miss, `begin` again: one caller leads next."""
 
 
 class _Flight:
     """One key's in-process flight: who leads, until when, and who waits."""
 
-    __slots__ = ("done", "expires_at", "futures", "remote", "token")
+    __slots__ = ("abandoned", "done", "expires_at", "futures", "remote", "token")
 
     def __init__(self, token: str, expires_at: float) -> None:
         self.token = token
@@ -73,6 +82,11 @@ class _Flight:
         self.done = threading.Event()
         self.futures: list[asyncio.Future[None]] = []
         self.remote: str | None = None  # the Redis lock token this process waits on
+        self.abandoned = False  # ended without an answer: waiters begin again
+
+    def ended(self) -> Joined:
+        """How a join on this (ended) flight ends."""
+        return Joined.ABANDONED if self.abandoned else Joined.FINISHED
 
 
 @dataclass
@@ -98,6 +112,11 @@ class Ticket:
     @property
     def leader(self) -> bool:
         return self.role is Role.LEADER
+
+    @property
+    def live(self) -> bool:
+        """The flight this ticket belongs to has not ended (no I/O)."""
+        return self._flight is not None and not self._flight.done.is_set()
 
 
 class SingleFlight:
@@ -140,23 +159,30 @@ class SingleFlight:
     def __len__(self) -> int:
         return len(self._flights)
 
-    def begin(self, key: str) -> Ticket:
-        """Lead ``key`` if no live flight has it, else wait for that flight."""
+    def begin(self, key: str, started: float | None = None) -> Ticket:
+        """Lead ``key`` if no live flight has it, else wait for that flight.
+
+        Args:
+            key: the entry key.
+            started: when the caller first began (a caller that begins again after an
+                abandoned flight keeps its original bound); default now.
+        """
         now = self._timer()
         with self._lock:
             self._begun += 1
             if self._begun % _SWEEP_EVERY == 0:
                 self._sweep(now)
             flight = self._flights.get(key)
+            since = now if started is None else started
             if flight is not None and flight.expires_at > now:
                 self.waiters += 1
-                return Ticket(key, Role.WAITER, flight.token, now, _flight=flight)
+                return Ticket(key, Role.WAITER, flight.token, since, _flight=flight)
             if flight is not None:
                 self._release(key, flight)  # a lapsed leader: wake its waiters
             token = uuid.uuid4().hex
             flight = self._flights[key] = _Flight(token, now + self.lease)
             self.leaders += 1
-            return Ticket(key, Role.LEADER, token, now, _flight=flight)
+            return Ticket(key, Role.LEADER, token, since, _flight=flight)
 
     def join(self, ticket: Ticket, timeout: float | None = None) -> Joined:
         """Block until the ticket's flight finishes or the bound passes (threads).
@@ -171,7 +197,7 @@ class SingleFlight:
         deadline = ticket.started + (self.wait_timeout if timeout is None else timeout)
         while True:
             if flight.done.wait(self._remaining(flight, deadline)):
-                return Joined.FINISHED
+                return flight.ended()
             verdict = self._timed_out(ticket, flight, deadline)
             if verdict is not None:
                 return verdict
@@ -185,7 +211,7 @@ class SingleFlight:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:
             if flight.done.is_set():
-                return Joined.FINISHED
+                return flight.ended()
             flight.futures.append(future)
         try:
             while True:
@@ -193,7 +219,7 @@ class SingleFlight:
                     await asyncio.wait_for(
                         asyncio.shield(future), self._remaining(flight, deadline)
                     )
-                    return Joined.FINISHED
+                    return flight.ended()
                 except asyncio.TimeoutError:
                     verdict = self._timed_out(ticket, flight, deadline)
                     if verdict is not None:
@@ -216,13 +242,40 @@ class SingleFlight:
             self._release(key, flight)
             return True
 
-    def abandon(self, ticket: Ticket) -> bool:
-        """A leader gives up without storing: release its flight if it still leads."""
+    def holds(self, ticket: Ticket) -> bool:
+        """The ticket still leads its key's flight."""
         with self._lock:
-            flight = self._flights.get(ticket.key)
-            if flight is None or flight.token != ticket.token:
+            return self._holds(ticket)
+
+    def _holds(self, ticket: Ticket) -> bool:
+        flight = self._flights.get(ticket.key)
+        return flight is not None and flight is ticket._flight and flight.token == ticket.token
+
+    def abandon(self, ticket: Ticket) -> bool:
+        """A leader gives up without storing (its LLM call failed): end its flight if it
+        still leads, and wake every waiter at once with `Joined.ABANDONED` (they begin
+        again: one leads the next call).
+
+        Returns:
+            True if the ticket still led its flight.
+        """
+        with self._lock:
+            flight = ticket._flight
+            if flight is None or not self._holds(ticket):
                 return False
+            flight.abandoned = True
             self._release(ticket.key, flight)
+            return True
+
+    def drop(self, key: str) -> bool:
+        """End ``key``'s flight without an answer known to be stored (the remote lock its
+        leader polled went away): its waiters look again and, on a miss, begin again."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                return False
+            flight.abandoned = True
+            self._release(key, flight)
             return True
 
     def _remaining(self, flight: _Flight, deadline: float) -> float:
@@ -235,7 +288,7 @@ class SingleFlight:
         with self._lock:
             now = self._timer()
             if flight.done.is_set():
-                return Joined.FINISHED
+                return flight.ended()
             if now < deadline and flight.expires_at > now:
                 return None
             self.timeouts += 1

@@ -11,7 +11,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -19,6 +19,9 @@ from .errors import ConfigurationError
 MAX_TTL = 10 * 365 * 24 * 3600.0
 """The longest TTL accepted: Redis' PEXPIRE takes milliseconds in a signed 64-bit
 integer, and a bound keeps arithmetic on expiry times finite."""
+
+# Settings whose values never appear in an error message.
+_SECRET_FIELDS = frozenset({"trace_key"})
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
@@ -208,13 +211,33 @@ class CacheConfig(BaseSettings):
         100,
         ge=1,
         le=100_000,
-        description="Connections per pool; more concurrent calls wait for a free one.",
+        description="Connections per pool (the sync driver's, and each event loop's); more "
+        "concurrent calls wait for a free one. Administration calls have a pool of their "
+        "own of the same size, opened on demand.",
     )
     pool_timeout: float = Field(
-        1.0,
+        3.0,
         gt=0.0,
         le=60.0,
-        description="Seconds a call waits for a free pooled connection (cold bursts).",
+        description="Seconds a lookup or store waits for a free pooled connection before "
+        "it fails open (a miss; it does not open the breaker). On one event loop a burst "
+        "queues for the loop, not for Redis: a lookup that gives up early adds an LLM call.",
+    )
+    admin_timeout: float = Field(
+        5.0,
+        gt=0.0,
+        le=600.0,
+        description="Seconds an administration call's Redis command may take (invalidate, "
+        "count, stats, export, policies...), and how long it waits for a connection of "
+        "its own pool; the lookup and store path keeps socket_timeout.",
+    )
+    admin_retries: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Times an administration command is sent again after a timeout or a "
+        "dropped connection (redis-py's Retry, exponential backoff with jitter); lookups "
+        "and stores are never retried.",
     )
     breaker_failures: int = Field(
         3, ge=1, le=1000, description="Consecutive Redis failures that open the breaker."
@@ -262,6 +285,32 @@ class CacheConfig(BaseSettings):
     )
     embedding_cache_size: int = Field(4096, ge=0, le=10_000_000)
     invalidate_batch: int = Field(500, ge=1, le=100_000)
+
+    trace_key: SecretStr | None = Field(
+        None,
+        repr=False,
+        description="A deployment secret (env SEMCACHE_TRACE_KEY): the tenant digest in "
+        "spans, log lines and digest metric labels becomes HMAC-SHA256 under it, which "
+        "nobody without it can match against candidate tenant ids. Redis keys keep the "
+        "plain digest. None: spans carry the plain digest.",
+    )
+
+    @field_validator("trace_key")
+    @classmethod
+    def _check_trace_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "trace_key must be at least 16 characters (a random secret, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return value
+
+    @property
+    def trace_key_bytes(self) -> bytes | None:
+        """``trace_key`` as HMAC key bytes (``None`` without one)."""
+        if self.trace_key is None:
+            return None
+        return self.trace_key.get_secret_value().encode("utf-8", "surrogatepass")
 
     @field_validator("namespace", "key_prefix")
     @classmethod
@@ -326,7 +375,8 @@ def build_config(base: CacheConfig | None = None, **overrides: Any) -> CacheConf
         lines = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "config"
-            lines.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
+            shown = "***" if field in _SECRET_FIELDS else repr(err.get("input"))
+            lines.append(f"{field}: {err['msg']} (got {shown})")
         raise ConfigurationError(
             "invalid semcache configuration:\n  " + "\n  ".join(lines)
         ) from None

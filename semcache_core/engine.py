@@ -45,16 +45,83 @@ from .storage.clients import (
     adetect_cluster,
     detect_cluster,
     is_cluster_client,
+    make_admin_client,
     make_client,
 )
 from .storage.errors import REDIS_FAULTS
-from .storage.layout import layout_for
+from .storage.layout import Layout, layout_for
 from .tenancy import UNSET, _Unset, build_request
 from .verifiers import CandidateVerifier, as_verifier
 
 logger = logging.getLogger("semcache")
 
 __all__ = ["CacheEngine", "LookupResult", "last_lookup", "remember_lookup"]
+
+
+def _topology(
+    config: CacheConfig, client: Client | None, aclient: AsyncClient | None
+) -> tuple[bool, Exception | None]:
+    """Cluster or one node: from the caller's clients, else asked (`detect_cluster`)."""
+    if client is not None or aclient is not None:
+        return is_cluster_client(client or aclient), None
+    return detect_cluster(config)
+
+
+async def _aprobe(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception | None:
+    """`CacheEngine.acreate`'s topology question, asked on ``redis.asyncio``: sets
+    ``kwargs["cluster"]`` and returns the fault of an unreachable Redis."""
+    no_client = kwargs.get("redis_client") is None and kwargs.get("async_redis_client") is None
+    if not no_client or kwargs.get("cluster") is not None:
+        return None
+    settings = {k: v for k, v in kwargs.items() if k in CacheConfig.model_fields}
+    if args:
+        settings["redis_url"] = args[0]
+    kwargs["cluster"], fault = await adetect_cluster(
+        build_config(kwargs.get("config"), **settings)
+    )
+    return fault
+
+
+def _embedder_for(embedder: Any, config: CacheConfig) -> Embedder | None:
+    """The user's embedder, micro-batched (async) and with its LRU of embeddings."""
+    if embedder is None:
+        return None
+    inner = as_embedder(embedder)
+    if config.embed_batch_window is not None and not isinstance(inner, MicroBatcher):
+        inner = MicroBatcher(
+            inner, window=config.embed_batch_window, max_batch=config.embed_batch_max
+        )
+    return CachedEmbedder(inner, config.embedding_cache_size)
+
+
+def _metrics_for(
+    metrics: PrometheusMetrics | bool | None, config: CacheConfig
+) -> PrometheusMetrics | None:
+    chosen = PrometheusMetrics.get() if metrics is True else metrics or None
+    if (
+        chosen is not None
+        and chosen.tenant_mode == "digest"
+        and chosen.digest_key != config.trace_key_bytes
+    ):
+        logger.warning(
+            "semcache: the metrics' tenant digest labels and this engine's spans are "
+            "keyed differently (trace_key); pass PrometheusMetrics(trace_key=...) or "
+            "set SEMCACHE_TRACE_KEY for both"
+        )
+    return chosen
+
+
+def _sync_stores(
+    config: CacheConfig, layout: Layout, cluster: bool, client: Client | None
+) -> tuple[SyncStore, SyncStore]:
+    """The request path's store and the administration calls' (patient and retried, on a
+    pool of their own; a caller's client serves both as it is)."""
+    store = SyncStore(
+        client if client is not None else make_client(config, cluster), layout, config
+    )
+    if client is not None:
+        return store, store
+    return store, SyncStore(make_admin_client(config, cluster), layout, config)
 
 
 def _flush_at_exit(ref: weakref.ReferenceType[CacheEngine]) -> None:
@@ -156,30 +223,17 @@ class CacheEngine(AdminCalls):
         if ttl is not UNSET:
             overrides["ttl"] = ttl
         self.config = config = build_config(config, **overrides)
-        probe_fault: Exception | None = None
-        if redis_client is not None or async_redis_client is not None:
-            cluster = is_cluster_client(redis_client or async_redis_client)
-        else:
-            cluster, probe_fault = detect_cluster(config)
+        cluster, probe_fault = _topology(config, redis_client, async_redis_client)
         self.cluster = cluster
         self.layout = layout_for(config, cluster)
-        self.embedder: Embedder | None = None
-        if embedder is not None:
-            inner = as_embedder(embedder)
-            if config.embed_batch_window is not None and not isinstance(inner, MicroBatcher):
-                inner = MicroBatcher(
-                    inner, window=config.embed_batch_window, max_batch=config.embed_batch_max
-                )
-            self.embedder = CachedEmbedder(inner, config.embedding_cache_size)
+        self.embedder: Embedder | None = _embedder_for(embedder, config)
         window = token_window(embedder) if embedder is not None else None
         if config.max_question_tokens is not None:
             window = (config.max_question_tokens, window[1] if window else approx_tokens)
         self.judge: Judge = as_judge(judge) if judge is not None else default_judge(self.embedder)
         self.verifier: CandidateVerifier = as_verifier(verifier, config.verify_strictness)
         self.prices = prices if isinstance(prices, PriceTable) else PriceTable(prices)
-        self.metrics: PrometheusMetrics | None = (
-            PrometheusMetrics.get() if metrics is True else metrics or None
-        )
+        self.metrics: PrometheusMetrics | None = _metrics_for(metrics, config)
         self._state = state = EngineState(
             config,
             layout=self.layout,
@@ -191,16 +245,12 @@ class CacheEngine(AdminCalls):
             prices=self.prices,
             clock=clock,
         )
-        self._store = SyncStore(
-            redis_client if redis_client is not None else make_client(config, cluster),
-            self.layout,
-            config,
-        )
+        self._store, self._admin_store = _sync_stores(config, self.layout, cluster, redis_client)
         self._async_stores = AsyncStores(config, self.layout, async_redis_client, cluster=cluster)
         flights = state.flights
         self._cache = SyncCache(
             state,
-            SyncStores(self._store),
+            SyncStores(self._store, self._admin_store),
             SyncCoalescing(flights, time.monotonic) if flights is not None else None,
         )
         self._acache = AsyncCache(
@@ -242,15 +292,7 @@ class CacheEngine(AdminCalls):
 
         Takes `CacheEngine`'s arguments; raises what `asetup` raises.
         """
-        config = kwargs.get("config")
-        settings = {k: v for k, v in kwargs.items() if k in CacheConfig.model_fields}
-        fault: Exception | None = None
-        no_client = kwargs.get("redis_client") is None and kwargs.get("async_redis_client") is None
-        if no_client and kwargs.get("cluster") is None:
-            if args:
-                settings["redis_url"] = args[0]
-            probe_config = build_config(config, **settings)
-            kwargs["cluster"], fault = await adetect_cluster(probe_config)
+        fault = await _aprobe(args, kwargs)
         engine = cls(*args, validate=False, **kwargs)
         if fault is not None:
             engine._setup_failed(fault)
@@ -435,6 +477,32 @@ class CacheEngine(AdminCalls):
         """The async twin of `store`."""
         return await self._acache.store(request, payload, codec=codec, text=text, usage=usage)
 
+    def abandon(self, result: LookupResult) -> bool:
+        """End the coalescing leadership a lookup took: the LLM call its miss led to
+        failed, or its answer will not be stored.
+
+        With ``coalesce`` on, the first of concurrent identical misses leads
+        (``result.leads``) and the others wait for its store. Without a store they would
+        wait ``coalesce_wait`` and then all call the LLM; after ``abandon`` they stop
+        waiting at once, one of them leads the next call and the others wait for that
+        one, and the leader's Redis lock (``coalesce="redis"``) is deleted instead of
+        living out ``coalesce_lease``. The adapters call it themselves (LangChain from
+        the run's ``on_llm_error``, the LlamaIndex wrapper when the wrapped call raises).
+
+        Args:
+            result: what `lookup` returned for the call that failed.
+
+        Returns:
+            True if a leadership was ended; ``False`` for a lookup that took none (a hit,
+            coalescing off, a waiter) or one already ended (stored, abandoned, taken over).
+            Never raises for Redis faults.
+        """
+        return self._cache.abandon(result)
+
+    async def aabandon(self, result: LookupResult) -> bool:
+        """The async twin of `abandon`."""
+        return await self._acache.abandon(result)
+
     def report_error(
         self, operation: str, exc: BaseException, *, tenant: str | None = None
     ) -> None:
@@ -451,7 +519,7 @@ class CacheEngine(AdminCalls):
 
     def close(self) -> None:
         """Stop the background calibrator and the flush timer, write pending counters,
-        stop the L1 subscriber, close the sync connection pool."""
+        stop the L1 subscriber, close the sync connection pools."""
         state = self._state
         if state.calibrator is not None:
             state.calibrator.close()
@@ -462,11 +530,13 @@ class CacheEngine(AdminCalls):
             state.l1_sub.stop()
             state.l1_sub = None
         self._store.close()
+        if self._admin_store is not self._store:
+            self._admin_store.close()
 
     async def aclose(self) -> None:
         """Stop the background calibrator and the flush timer, write pending counters
         (async), stop the L1 subscriber, and close the running event loop's connection
-        pool. Optional: a loop closed by ``asyncio.run`` closes its pool itself."""
+        pools. Optional: a loop closed by ``asyncio.run`` closes its pool itself."""
         state = self._state
         if state.calibrator is not None:
             state.calibrator.close()

@@ -34,6 +34,12 @@ class BackendTimeoutError(BackendUnavailableError):
     """Redis did not answer within the configured timeout."""
 
 
+class PoolExhaustedError(BackendUnavailableError):
+    """No pooled connection came free within ``pool_timeout``: this process is busier
+    than its pool (``max_connections``), Redis itself may be healthy, so it does not
+    open the circuit breaker."""
+
+
 class BackendRefusedError(BackendUnavailableError):
     """Redis answered with an error (out of memory, a read-only replica, a wrong type):
     it is up, so a refused write must not open the circuit breaker."""

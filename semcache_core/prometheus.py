@@ -20,18 +20,21 @@ Every series has a ``namespace`` label; a ``tenant`` label is opt-in because ten
 counts can be unbounded and ids may be private: ``tenant_label="id"`` (or ``True``)
 labels with the tenant id, ``"digest"`` with the tenant's digest (the token semcache
 uses in Redis keys; ``semcache_core.request.tenant_digest``), ``"off"`` (the default)
-with neither. ``semcache metrics --tenant-label`` takes the same values.
+with neither. ``semcache metrics --tenant-label`` takes the same values. With a
+deployment secret (``trace_key``, env ``SEMCACHE_TRACE_KEY``) the digest label is keyed
+(``semcache_core.request.keyed_tenant_digest``), as the spans' attribute is.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from .core.rules import Outcome
-from .request import tenant_digest
+from .request import emitted_tenant_digest
 
 LATENCY_BUCKETS = (
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -71,9 +74,16 @@ def tenant_label_mode(value: bool | str) -> TenantLabel:
     )
 
 
-def tenant_label_value(mode: TenantLabel, tenant: str) -> str:
-    """What a ``tenant`` label carries in ``mode`` (not ``"off"``)."""
-    return tenant_digest(tenant) if mode == "digest" else tenant
+def tenant_label_value(mode: TenantLabel, tenant: str, key: bytes | None = None) -> str:
+    """What a ``tenant`` label carries in ``mode`` (not ``"off"``); a digest is keyed
+    under ``key`` when one is given."""
+    return emitted_tenant_digest(tenant, key) if mode == "digest" else tenant
+
+
+def env_trace_key() -> bytes | None:
+    """``SEMCACHE_TRACE_KEY`` as key bytes, or ``None`` when it is unset or empty."""
+    value = os.environ.get("SEMCACHE_TRACE_KEY")
+    return value.encode("utf-8", "surrogatepass") if value else None
 
 
 _instances_lock = threading.Lock()
@@ -89,12 +99,21 @@ class PrometheusMetrics:
         registry: where to register; default the process-wide ``REGISTRY``.
         tenant_label: add a ``tenant`` label (mind the cardinality): ``"id"`` or
             ``True`` the tenant id, ``"digest"`` its digest, ``"off"``/``False`` none.
+        trace_key: the deployment secret that keys ``"digest"`` labels (HMAC-SHA256);
+            default ``SEMCACHE_TRACE_KEY``, else the plain digest of Redis keys.
     """
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, *, tenant_label: bool | str = False
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        tenant_label: bool | str = False,
+        trace_key: str | None = None,
     ) -> None:
         self.registry = registry if registry is not None else REGISTRY
+        self.digest_key = (
+            trace_key.encode("utf-8", "surrogatepass") if trace_key else env_trace_key()
+        )
         self.tenant_mode = tenant_label_mode(tenant_label)
         self.tenant_label = self.tenant_mode != "off"
         t = ["tenant"] if self.tenant_label else []
@@ -167,7 +186,9 @@ class PrometheusMetrics:
             return found
 
     def _t(self, tenant: str) -> list[str]:
-        return [tenant_label_value(self.tenant_mode, tenant)] if self.tenant_label else []
+        if not self.tenant_label:
+            return []
+        return [tenant_label_value(self.tenant_mode, tenant, self.digest_key)]
 
     # -- the sink interface LocalStats forwards to -----------------------------------------
     def lookup(
@@ -228,7 +249,8 @@ class TotalsCollector:
         engine: whose namespace to read.
         tenant_label: as for `PrometheusMetrics`: ``"off"`` (default) sums the tenants
             into one series per namespace; ``"digest"`` or ``"id"`` adds a ``tenant``
-            label with the tenant's digest or id.
+            label with the tenant's digest (keyed under the engine's ``trace_key``, if
+            set) or id.
     """
 
     _FIELDS = (
@@ -257,12 +279,14 @@ class TotalsCollector:
         snap = self.engine.stats(totals=True)
         totals = snap.get("totals") or {}
         ns = self.engine.config.namespace
+        key = self.engine.config.trace_key_bytes if self.tenant_mode == "digest" else None
         labels = ["namespace"] if self.tenant_mode == "off" else ["namespace", "tenant"]
         rows: list[tuple[list[str], Any]] = (
             [([ns], _summed(totals.values()))]
             if self.tenant_mode == "off"
             else [
-                ([ns, tenant_label_value(self.tenant_mode, t)], view) for t, view in totals.items()
+                ([ns, tenant_label_value(self.tenant_mode, t, key)], view)
+                for t, view in totals.items()
             ]
         )
         for name, doc in self._FIELDS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,22 @@ def tenant_digest(tenant: str) -> str:
     """The token that stands for a tenant in keys and TAG fields (memoized: a tenant
     id hashes the same every time)."""
     return digest("tenant", tenant)
+
+
+@functools.lru_cache(maxsize=65_536)
+def keyed_tenant_digest(tenant: str, key: bytes) -> str:
+    """The tenant digest semcache emits (span attributes, log lines, metric labels) when a
+    deployment secret is set (``trace_key``): the first 32 hex digits of
+    HMAC-SHA256(key, tenant id in UTF-8). Nobody without the key can test candidate ids
+    against it, unlike `tenant_digest`, which stays what Redis keys use."""
+    mac = hmac.new(key, tenant.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return mac.hexdigest()[:_DIGEST_CHARS]
+
+
+def emitted_tenant_digest(tenant: str, key: bytes | None) -> str:
+    """What stands for a tenant outside Redis: keyed under ``key`` when there is one,
+    else the Redis keys' own `tenant_digest`."""
+    return tenant_digest(tenant) if key is None else keyed_tenant_digest(tenant, key)
 
 
 def tag_digest(tag: str) -> str:

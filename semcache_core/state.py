@@ -12,18 +12,17 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from cachetools import TTLCache
 
 from . import tracing
 from .calibrator import BackgroundCalibrator
-from .coalesce import SingleFlight
+from .coalesce import SingleFlight, Ticket
 from .config import CacheConfig, redacted_url
 from .core import read
 from .core.result import _LAST, LookupResult
@@ -31,18 +30,19 @@ from .core.rules import Outcome, resolve_ttl, should_store
 from .core.verify import Verification
 from .counters import FlushTimer, PendingCounts, take_commands
 from .embedding import CachedEmbedder, Embedder, declared_dims
-from .entry import StoredEntry, vector_bytes
+from .entry import vector_bytes
 from .errors import BackendRefusedError, ConfigurationError, EmbedderMismatchError
 from .judges import Judge
-from .l1 import LocalTier, drop_message
+from .l1 import LocalTier
 from .metrics import LocalStats
 from .microbatch import MicroBatcher
 from .pricing import PriceTable, Usage
 from .prometheus import PrometheusMetrics
-from .request import CacheRequest
+from .request import CacheRequest, keyed_tenant_digest
 from .resilience import CircuitBreaker, RateLimitedLog
 from .shadow import PendingCandidate, ShadowLedger
-from .storage.errors import REDIS_FAULTS, is_missing_index, translate
+from .state_l1 import LocalTierSteps
+from .storage.errors import REDIS_FAULTS, is_missing_index, is_pool_exhausted, translate
 from .storage.l1_subscriber import L1Coherence
 from .storage.layout import Layout
 from .storage.schema import META_MIGRATION
@@ -75,8 +75,8 @@ def default_text(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
-class EngineState:
-    """The shared, I/O-free part of one `CacheEngine`."""
+class EngineState(LocalTierSteps):
+    """The shared, I/O-free part of one `CacheEngine` (its L1 steps in `state_l1`)."""
 
     def __init__(
         self,
@@ -93,6 +93,7 @@ class EngineState:
     ) -> None:
         self.config = config
         self.layout = layout
+        self.trace_key = config.trace_key_bytes
         self.embedder = embedder
         self.judge = judge
         self.verifier = verifier
@@ -180,6 +181,14 @@ class EngineState:
         _LAST.set(result)
         return result
 
+    def leading(self, request: CacheRequest, result: LookupResult, ticket: Ticket) -> LookupResult:
+        """A coalesced miss whose caller now leads the key: counted, and carrying the
+        leadership (``lease``) that its store, or `CacheEngine.abandon`, ends."""
+        self.record(request, result)
+        leading = dataclasses.replace(result, lease=ticket)
+        _LAST.set(leading)
+        return leading
+
     def record(self, request: CacheRequest, result: LookupResult) -> None:
         """Count a lookup whose recording was held back (coalescing)."""
         self.stats.record_lookup(request.tenant, result.outcome, result.seconds, result.similarity)
@@ -194,13 +203,30 @@ class EngineState:
             return
         attrs: dict[str, Any] = {"semcache.namespace": self.config.namespace}
         if request is not None:
-            attrs["semcache.tenant_digest"] = request.tenant_token
+            attrs["semcache.tenant_digest"] = self.emitted_digest(request)
         cm = tracing.start_span(name, attrs)
         if cm is None:
             yield None
             return
         with cm as span:
             yield span
+
+    def emitted_digest(self, request: CacheRequest) -> str:
+        """The tenant digest spans and logs carry: keyed under ``trace_key`` if set, else
+        the one in Redis keys (``request.tenant_token``)."""
+        if self.trace_key is None:
+            return request.tenant_token
+        return keyed_tenant_digest(request.tenant, self.trace_key)
+
+    def loggable_key(self, request: CacheRequest, key: str) -> str:
+        """An entry key for a log line: with ``trace_key``, its tenant part is the keyed
+        digest (the request's tenant) or ``-`` (another's), never the plain digest."""
+        prefix = self.layout.key_prefix
+        if self.trace_key is None or not key.startswith(prefix):
+            return key
+        token, sep, rest = key[len(prefix) :].partition(":")
+        shown = self.emitted_digest(request) if token == request.tenant_token else "-"
+        return f"{prefix}{shown}{sep}{rest}"
 
     # -- faults --------------------------------------------------------------------------
     def fault(
@@ -215,7 +241,9 @@ class EngineState:
         if is_missing_index(exc):
             # Redis lost the index (came back empty): set it up again on the next call.
             self.ready = False
-        if breaker and isinstance(exc, REDIS_FAULTS):
+        # A pool that ran dry is this process's congestion, not a sick Redis: stopping
+        # calls to Redis would turn a burst into an outage.
+        if breaker and isinstance(exc, REDIS_FAULTS) and not is_pool_exhausted(exc):
             self.breaker.record_failure()
         self.stats.record_error(operation, request.tenant if request else None)
         self.log.error(operation, translate(exc))
@@ -231,59 +259,16 @@ class EngineState:
 
     def corrupt(self, request: CacheRequest, key: str, exc: Exception) -> None:
         self.stats.record(request.tenant, "corrupt")
-        logger.warning("semcache: deleting corrupt entry %s: %s", key, exc)
+        logger.warning(
+            "semcache: deleting corrupt entry %s: %s", self.loggable_key(request, key), exc
+        )
 
     def foreign(self, request: CacheRequest, key: str) -> None:
         self.stats.record_error("partition_guard", request.tenant)
-        logger.error("semcache: refused an entry from another partition: %s", key)
-
-    # -- L1 ------------------------------------------------------------------------------
-    def l1_tier(self) -> LocalTier | None:
-        """The in-process tier, its coherence subscriber started on first use (and again
-        in a forked child)."""
-        if self.l1 is None:
-            return None
-        if self.l1_sub is None or self.l1_pid != os.getpid():
-            with self.setup_lock:
-                if self.l1_sub is None or self.l1_pid != os.getpid():
-                    self.l1.clear()
-                    self.l1_sub = L1Coherence(
-                        self.l1,
-                        self.layout.l1_channel,
-                        redis_url=self.config.redis_url,
-                        connect_timeout=self.config.connect_timeout,
-                    ).start()
-                    self.l1_pid = os.getpid()
-        return self.l1
-
-    def announce(self, request: CacheRequest) -> str | None:
-        """The L1 coherence message a write of ``request`` carries, if announcing."""
-        return drop_message([self.key(request)]) if self.config.l1_publish else None
-
-    def l1_put(
-        self, tier: LocalTier, key: str, fields: Mapping[str, Any], entry: StoredEntry, since: int
-    ) -> None:
-        remaining = None if entry.expires_at is None else entry.expires_at - self.clock()
-        if remaining is None or remaining > 0:
-            tier.put(key, dict(fields), remaining, since=since)
-
-    def l1_slid(self, touch: read.Touch) -> None:
-        """A hit slid an entry's TTL in Redis: its L1 copy (if held) expires with it, not
-        at the expiry it was read with."""
-        if self.l1 is not None:
-            remaining = touch.expires_at - self.clock()
-            self.l1.refresh(touch.key, {"expires_at": repr(touch.expires_at).encode()}, remaining)
-
-    def l1_after_invalidate(self, tenant: str | None, only_tenant: bool) -> str | None:
-        """Drop this process's L1 copies after an invalidation; returns the tenant key
-        prefix other processes must drop (``None``: everything)."""
-        prefix = self.layout.tenant_prefix(tenant) if tenant and only_tenant else None
-        if self.l1 is not None:
-            if prefix:
-                self.l1.drop_prefix(prefix)
-            else:
-                self.l1.clear()
-        return prefix
+        logger.error(
+            "semcache: refused an entry from another partition: %s",
+            self.loggable_key(request, key),
+        )
 
     # -- tenant policies -----------------------------------------------------------------
     def cache_policy(self, tenant: str, raw: Any) -> TenantPolicy:
@@ -430,9 +415,12 @@ class EngineState:
             self.calibrator.note(request.tenant)
 
     # -- persisted counters --------------------------------------------------------------
-    def due_counts(self, force: bool) -> tuple[list[tuple[Any, ...]], Callable[[], None]] | None:
+    def due_counts(
+        self, force: bool, *, patient: bool = False
+    ) -> tuple[list[tuple[Any, ...]], Callable[[], None]] | None:
         """The counter commands due now (``force``: all) and how to put them back, or
-        ``None`` (none due, or Redis is failing). A call's check starts the flush timer."""
+        ``None`` (none due, or Redis is failing and the write is not ``patient``: the
+        administration store tries anyway). A call's check starts the flush timer."""
         pending = self.pending
         if pending is None:
             return None
@@ -440,7 +428,7 @@ class EngineState:
             self.flush_timer.start()
         if not (force or pending.due(self.config.stats_flush_interval)):
             return None
-        if not self.breaker.allow_write():
+        if not patient and not self.breaker.allow_write():
             return None
         return take_commands(pending, self.layout)
 

@@ -4,7 +4,9 @@ Optional: with ``pip install "semcache[otel]"`` (opentelemetry-api) and a tracer
 configured by the application, every lookup and store is a span with the namespace, the
 outcome, the similarity and whether it was served. Without opentelemetry this module
 is a no-op costing one attribute check. Tenant ids are not recorded (they may be
-personal data); the tenant digest is.
+personal data); the tenant digest is: the plain one of Redis keys, which candidate ids
+can be tested against, or, with a deployment secret (``trace_key``), HMAC-SHA256 under
+it (`semcache_core.request.keyed_tenant_digest`).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def iter_entries(engine: CacheEngine, batch: int = 500) -> Iterator[dict[str, An
     A record's ``key`` is ``<tenant token>:<exact key>``, whatever the layout (one node's
     or a cluster's buckets): import re-keys each entry for the layout it writes into.
     """
-    store = engine._store
+    store = engine._admin_store  # patient and retried: an export must finish
     layout = engine.layout
     keys = store.scan_keys(layout.scan_pattern())
     for start in range(0, len(keys), batch):
@@ -162,7 +162,7 @@ def _announce_import(engine: CacheEngine) -> None:
     if state.l1 is not None:
         state.l1.clear()
     if engine.config.l1_publish:
-        engine._store.publish(clear_message())
+        engine._admin_store.publish(clear_message())
 
 
 def _write(
@@ -170,7 +170,7 @@ def _write(
     records: list[tuple[str, dict[str, bytes], int | None]],
     progress: Callable[[int], None] | None,
 ) -> int:
-    n = engine._store.write_entries(records)
+    n = engine._admin_store.write_entries(records)  # idempotent: safe to retry
     if progress is not None:
         progress(n)
     return n

@@ -2,7 +2,10 @@
 statistics, counting and dropping. `_sync/admin.py` is generated from this file.
 
 Unlike the hot path, these calls do not fail open: a Redis fault raises
-`BackendUnavailableError` (or `BackendTimeoutError`) with the cause attached.
+`BackendUnavailableError` (or `BackendTimeoutError`) with the cause attached. Nor are
+they fail-fast: they go through the administration store (``stores.admin()``), whose
+client waits ``admin_timeout`` per command, retries ``admin_retries`` times, and has a
+pool of its own.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class AsyncAdmin:
     async def get_policy(self, tenant: str) -> TenantPolicy:
         """See `CacheEngine.get_policy`."""
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             return self.state.cache_policy(tenant, await store.read_policy(tenant))
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -49,7 +52,7 @@ class AsyncAdmin:
     ) -> TenantPolicy:
         """See `CacheEngine.set_policy`."""
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             raw = await store.read_policy(tenant)
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -67,7 +70,7 @@ class AsyncAdmin:
         """See `CacheEngine.reset_policy`."""
         state = self.state
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             old = parse_stored(await store.read_policy(tenant)) or {}
             await store.delete_policy(tenant)
             await store.add_audit(state.audit_fields(tenant, "reset", old, {}, None))
@@ -78,7 +81,7 @@ class AsyncAdmin:
     async def policies(self) -> dict[str, TenantPolicy]:
         """See `CacheEngine.policies`."""
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             stored = await store.all_policies()
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -98,7 +101,7 @@ class AsyncAdmin:
     ) -> TenantPolicy:
         state = self.state
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             await store.write_policy(tenant, state.policy_document(new))
             await store.add_audit(state.audit_fields(tenant, action, old, new, evidence))
         except REDIS_FAULTS as exc:
@@ -108,7 +111,7 @@ class AsyncAdmin:
     async def audit_log(self, tenant: str | None = None, count: int = 100) -> list[dict[str, Any]]:
         """See `CacheEngine.audit_log`."""
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             records = await store.read_audit(count)
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -131,7 +134,7 @@ class AsyncAdmin:
     async def verdicts(self, tenant: str) -> list[Verdict]:
         """See `CacheEngine.verdicts`."""
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             return parse_verdicts(await store.read_verdicts(tenant_digest(tenant)))
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -139,7 +142,7 @@ class AsyncAdmin:
     async def clear_verdicts(self, tenant: str) -> int:
         """See `CacheEngine.clear_verdicts`."""
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             return await store.delete_verdicts(tenant_digest(tenant))
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -202,7 +205,7 @@ class AsyncAdmin:
         state = self.state
         only_tenant = tenant is not None and not (tags or scope or older_than is not None)
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             if everything:
                 removed = await store.delete_scan(state.layout.scan_pattern())
             else:
@@ -231,8 +234,8 @@ class AsyncAdmin:
         snap = state.local_snapshot(tenant)
         if totals and state.pending is not None:
             try:
-                await self.cache.flush_counts(force=True)
-                store = await self.stores.get()
+                store = await self.stores.admin()
+                await self.cache.flush_counts(force=True, store=store)
                 found = persisted_totals(await store.read_counts(tenant))
                 snap["totals"] = {t: summarize(c) for t, c in found.items()}
                 snap["index"] = index_totals(await store.index_infos())
@@ -246,7 +249,7 @@ class AsyncAdmin:
     async def _entries_of(self, tenant: str) -> int:
         """Entries of one tenant; 0 when the index is gone (dropped, or Redis emptied)."""
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             return await store.count(query.tag_any("tenant", [tenant_digest(tenant)]))
         except SemcacheError as exc:
             if is_missing_index(exc):
@@ -256,7 +259,7 @@ class AsyncAdmin:
     async def count(self, tenant: str | None = None) -> int:
         """See `CacheEngine.count`."""
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             await self.cache.ensure_index(store)
             expr = query.tag_any("tenant", [tenant_digest(tenant)]) if tenant else "*"
             return await store.count(expr)
@@ -267,7 +270,7 @@ class AsyncAdmin:
         """See `CacheEngine.drop_index`."""
         state = self.state
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             removed = await store.delete_scan(state.layout.scan_pattern()) if delete_entries else 0
             await store.drop_index()
             if state.l1 is not None:
@@ -286,7 +289,7 @@ class AsyncAdmin:
         state = self.state
         removed = await self.drop_index()
         try:
-            store = await self.stores.get()
+            store = await self.stores.admin()
             await store.delete_bookkeeping()
         except REDIS_FAULTS as exc:
             raise state.admin_error(exc) from exc

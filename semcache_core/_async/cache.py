@@ -45,9 +45,9 @@ class AsyncCache:
         self.coalescing = coalescing
 
     # -- setup (semcache_core/_async/index.py) ------------------------------------------
-    async def setup(self) -> None:
-        """See `index.setup`."""
-        await index.setup(self.state, await self.stores.get())
+    async def setup(self, store: AsyncStore | None = None) -> None:
+        """See `index.setup` (through ``store``: an administration call passes its own)."""
+        await index.setup(self.state, store or await self.stores.get())
 
     async def ensure_index(self, store: AsyncStore) -> None:
         """See `index.ensure_index`."""
@@ -81,17 +81,20 @@ class AsyncCache:
         coalescing = self.coalescing
         if coalescing is None or stale:
             return await self._lookup_once(request, decode, text_of, stale)
-        first = await self._lookup_once(request, decode, text_of, False, record=False)
-        if first.outcome not in (Outcome.MISS, Outcome.SHADOW_HIT):
-            self.state.record(request, first)
-            return first
-        store = await self._lock_store()
-        ticket: Ticket = await coalescing.begin(self.state.key(request), store)
-        if ticket.leader:
-            self.state.record(request, first)
-            return first
-        await coalescing.join(ticket, store)
-        return await self._lookup_once(request, decode, text_of, False)
+        found = await self._lookup_once(request, decode, text_of, False, record=False)
+
+        async def misses() -> bool:
+            nonlocal found  # each wait ends with another look
+            found = await self._lookup_once(request, decode, text_of, False, record=False)
+            return found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT)
+
+        if found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT):
+            key, store = self.state.key(request), await self._lock_store()
+            ticket = await coalescing.turn(key, store, misses)
+            if ticket is not None:
+                return self.state.leading(request, found, ticket)
+        self.state.record(request, found)
+        return found
 
     async def _lookup_once(
         self,
@@ -318,6 +321,13 @@ class AsyncCache:
             state.stats.record(request.tenant, "stores")
         return write
 
+    async def abandon(self, result: LookupResult) -> bool:
+        """See `CacheEngine.abandon`."""
+        ticket = result.lease
+        if self.coalescing is None or not isinstance(ticket, Ticket):
+            return False
+        return await self.coalescing.abandon(ticket, await self._lock_store())
+
     # -- shared steps --------------------------------------------------------------------
     async def policy(self, store: AsyncStore, tenant: str) -> TenantPolicy:
         """The tenant's effective policy, from the local copy while it is fresh."""
@@ -364,15 +374,19 @@ class AsyncCache:
             return None
         return await self.stores.get()
 
-    async def flush_counts(self, force: bool = False, *, timer: bool = False) -> None:
-        """Write the buffered counters when due (``force``: now; ``timer``: the flush
-        timer's call, see `EngineState.counts_failed`)."""
-        taken = self.state.due_counts(force)
+    async def flush_counts(
+        self, force: bool = False, store: AsyncStore | None = None, *, timer: bool = False
+    ) -> None:
+        """Write the buffered counters when due (``force``: now), through ``store`` if
+        given (`stats` passes the administration store: patient, retried); ``timer``: the
+        flush timer's call, see `EngineState.counts_failed`."""
+        taken = self.state.due_counts(force, patient=store is not None)
         if taken is None:
             return
         commands, restore = taken
         try:
-            store = await self.stores.get()
+            if store is None:
+                store = await self.stores.get()
             await store.add_counts(commands)
         except Exception as exc:
             self.state.counts_failed(exc, restore, timer=timer)

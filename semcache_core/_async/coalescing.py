@@ -4,8 +4,10 @@ The in-process half is `semcache_core.coalesce.SingleFlight` (no I/O). Given a s
 the process's local leader of a key also takes the key's lock in Redis; only the lock
 holder leads, and the other processes' local leaders wait by polling the lock (one GET
 per ``poll_interval``) and re-read when it is gone. A waiter that timed out takes the
-lock over (compare-and-set on the token it watched). Redis faults never raise out of
-here: a failed lock degrades to in-process coalescing (fail-open).
+lock over (compare-and-set on the token it watched). A leader whose LLM call failed
+`abandon`\\ s: its local flight ends at once and its lock is deleted (compare-and-delete
+on its token), so pollers elsewhere see it gone within one poll. Redis faults never
+raise out of here: a failed lock degrades to in-process coalescing (fail-open).
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..coalesce import Joined, Role, SingleFlight, Ticket
-from ..concurrency import async_sleep
+from ..concurrency import AsyncCheck, async_sleep
 from ..errors import BackendUnavailableError
 
 if TYPE_CHECKING:
     from ..storage._async.store import AsyncStore
 
 POLL_INTERVAL = 0.02
+# Times a caller begins again after abandoned flights (each needs a leader that failed,
+# and the caller's bound still holds): a backstop, never reached in practice.
+MAX_REBEGINS = 100
 
 
 class AsyncCoalescing:
@@ -48,10 +53,13 @@ class AsyncCoalescing:
     def lease_ms(self) -> int:
         return max(1, int(self.local.lease * 1000))
 
-    async def begin(self, key: str, store: AsyncStore | None) -> Ticket:
+    async def begin(
+        self, key: str, store: AsyncStore | None, started: float | None = None
+    ) -> Ticket:
         """Called on a lookup miss: lead the key (call the LLM) or wait for its leader
-        (`join`, then look up again)."""
-        ticket = self.local.begin(key)
+        (`join`, then look up again). ``started``: a caller beginning again after an
+        abandoned flight keeps its first bound."""
+        ticket = self.local.begin(key, started)
         if not ticket.leader or store is None:
             return ticket
         try:
@@ -68,6 +76,34 @@ class AsyncCoalescing:
         _watch(ticket, holder)
         return ticket
 
+    async def turn(self, key: str, store: AsyncStore | None, misses: AsyncCheck) -> Ticket | None:
+        """After a lookup miss: lead the key (its ticket: call the LLM, then store), or
+        wait for its leader and look again (``misses``: the lookup still misses).
+
+        Returns ``None`` when the caller need not lead: served after its wait, or a wait
+        that ended without an answer to wait for (timed out, or the store was skipped).
+        When the leader gives up (or, across processes, its lock goes away) and the
+        lookup still misses, the caller begins again within its first bound: one caller
+        leads the next call, the others wait for it.
+        """
+        started: float | None = None
+        for _ in range(MAX_REBEGINS):
+            ticket = await self.begin(key, store, started)
+            if ticket.leader:
+                return ticket
+            started = ticket.started
+            joined = await self.join(ticket, store)
+            missed = await misses()
+            if joined is Joined.TOOK_OVER:
+                if missed:
+                    return ticket
+                await self.finish(key, store)  # served after all: nothing to lead
+                return None
+            again = joined is Joined.ABANDONED or (joined is Joined.FINISHED and ticket.remote)
+            if not (missed and again):
+                return None
+        return None
+
     async def join(self, ticket: Ticket, store: AsyncStore | None) -> Joined:
         """Wait (bounded) for the ticket's leader; then look the request up again."""
         if ticket.leader and not ticket.remote:
@@ -76,7 +112,9 @@ class AsyncCoalescing:
             return await self.local.ajoin(ticket)
         finished = await self._poll(ticket, store)
         if finished:
-            self.local.finish(ticket.key)  # wake this process's waiters to re-read
+            # Stored or abandoned, the lock does not say: this process's waiters re-read
+            # and, on a miss, begin again (as this caller does; see AsyncCache._lookup).
+            self.local.drop(ticket.key)
             return Joined.FINISHED
         if store is not None:
             new_token = uuid.uuid4().hex
@@ -102,14 +140,23 @@ class AsyncCoalescing:
             except BackendUnavailableError:
                 self.errors += 1
 
-    async def abandon(self, ticket: Ticket, store: AsyncStore | None) -> None:
-        """A leader will not store (its LLM call failed): release what it holds."""
-        self.local.abandon(ticket)
+    async def abandon(self, ticket: Ticket, store: AsyncStore | None) -> bool:
+        """A leader will not store (its LLM call failed): end its flight here (waiters
+        released at once, one leads next) and delete its Redis lock if it still holds it.
+
+        Returns:
+            True if the ticket still led (``False``: it stored, or another took over).
+        """
+        if not self.local.holds(ticket):
+            return False
+        # The lock first: the waiters released below begin again at once, and one of
+        # them takes the lock (had it still been ours, it would poll it instead).
         if store is not None and ticket.leader and not ticket.remote:
             try:
                 await store.release(ticket.key, ticket.token)
             except BackendUnavailableError:
                 self.errors += 1
+        return self.local.abandon(ticket)
 
     async def _poll(self, ticket: Ticket, store: AsyncStore | None) -> bool:
         """True when the remote lock we wait on is gone before our bound."""

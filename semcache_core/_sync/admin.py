@@ -4,7 +4,10 @@
 statistics, counting and dropping. `_sync/admin.py` is generated from this file.
 
 Unlike the hot path, these calls do not fail open: a Redis fault raises
-`BackendUnavailableError` (or `BackendTimeoutError`) with the cause attached.
+`BackendUnavailableError` (or `BackendTimeoutError`) with the cause attached. Nor are
+they fail-fast: they go through the administration store (``stores.admin()``), whose
+client waits ``admin_timeout`` per command, retries ``admin_retries`` times, and has a
+pool of its own.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class SyncAdmin:
     def get_policy(self, tenant: str) -> TenantPolicy:
         """See `CacheEngine.get_policy`."""
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             return self.state.cache_policy(tenant, store.read_policy(tenant))
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -51,7 +54,7 @@ class SyncAdmin:
     ) -> TenantPolicy:
         """See `CacheEngine.set_policy`."""
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             raw = store.read_policy(tenant)
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -69,7 +72,7 @@ class SyncAdmin:
         """See `CacheEngine.reset_policy`."""
         state = self.state
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             old = parse_stored(store.read_policy(tenant)) or {}
             store.delete_policy(tenant)
             store.add_audit(state.audit_fields(tenant, "reset", old, {}, None))
@@ -80,7 +83,7 @@ class SyncAdmin:
     def policies(self) -> dict[str, TenantPolicy]:
         """See `CacheEngine.policies`."""
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             stored = store.all_policies()
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -100,7 +103,7 @@ class SyncAdmin:
     ) -> TenantPolicy:
         state = self.state
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             store.write_policy(tenant, state.policy_document(new))
             store.add_audit(state.audit_fields(tenant, action, old, new, evidence))
         except REDIS_FAULTS as exc:
@@ -110,7 +113,7 @@ class SyncAdmin:
     def audit_log(self, tenant: str | None = None, count: int = 100) -> list[dict[str, Any]]:
         """See `CacheEngine.audit_log`."""
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             records = store.read_audit(count)
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -133,7 +136,7 @@ class SyncAdmin:
     def verdicts(self, tenant: str) -> list[Verdict]:
         """See `CacheEngine.verdicts`."""
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             return parse_verdicts(store.read_verdicts(tenant_digest(tenant)))
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -141,7 +144,7 @@ class SyncAdmin:
     def clear_verdicts(self, tenant: str) -> int:
         """See `CacheEngine.clear_verdicts`."""
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             return store.delete_verdicts(tenant_digest(tenant))
         except REDIS_FAULTS as exc:
             raise self.state.admin_error(exc) from exc
@@ -204,7 +207,7 @@ class SyncAdmin:
         state = self.state
         only_tenant = tenant is not None and not (tags or scope or older_than is not None)
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             if everything:
                 removed = store.delete_scan(state.layout.scan_pattern())
             else:
@@ -233,8 +236,8 @@ class SyncAdmin:
         snap = state.local_snapshot(tenant)
         if totals and state.pending is not None:
             try:
-                self.cache.flush_counts(force=True)
-                store = self.stores.get()
+                store = self.stores.admin()
+                self.cache.flush_counts(force=True, store=store)
                 found = persisted_totals(store.read_counts(tenant))
                 snap["totals"] = {t: summarize(c) for t, c in found.items()}
                 snap["index"] = index_totals(store.index_infos())
@@ -248,7 +251,7 @@ class SyncAdmin:
     def _entries_of(self, tenant: str) -> int:
         """Entries of one tenant; 0 when the index is gone (dropped, or Redis emptied)."""
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             return store.count(query.tag_any("tenant", [tenant_digest(tenant)]))
         except SemcacheError as exc:
             if is_missing_index(exc):
@@ -258,7 +261,7 @@ class SyncAdmin:
     def count(self, tenant: str | None = None) -> int:
         """See `CacheEngine.count`."""
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             self.cache.ensure_index(store)
             expr = query.tag_any("tenant", [tenant_digest(tenant)]) if tenant else "*"
             return store.count(expr)
@@ -269,7 +272,7 @@ class SyncAdmin:
         """See `CacheEngine.drop_index`."""
         state = self.state
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             removed = store.delete_scan(state.layout.scan_pattern()) if delete_entries else 0
             store.drop_index()
             if state.l1 is not None:
@@ -288,7 +291,7 @@ class SyncAdmin:
         state = self.state
         removed = self.drop_index()
         try:
-            store = self.stores.get()
+            store = self.stores.admin()
             store.delete_bookkeeping()
         except REDIS_FAULTS as exc:
             raise state.admin_error(exc) from exc

@@ -47,9 +47,9 @@ class SyncCache:
         self.coalescing = coalescing
 
     # -- setup (semcache_core/_sync/index.py) ------------------------------------------
-    def setup(self) -> None:
-        """See `index.setup`."""
-        index.setup(self.state, self.stores.get())
+    def setup(self, store: SyncStore | None = None) -> None:
+        """See `index.setup` (through ``store``: an administration call passes its own)."""
+        index.setup(self.state, store or self.stores.get())
 
     def ensure_index(self, store: SyncStore) -> None:
         """See `index.ensure_index`."""
@@ -83,17 +83,20 @@ class SyncCache:
         coalescing = self.coalescing
         if coalescing is None or stale:
             return self._lookup_once(request, decode, text_of, stale)
-        first = self._lookup_once(request, decode, text_of, False, record=False)
-        if first.outcome not in (Outcome.MISS, Outcome.SHADOW_HIT):
-            self.state.record(request, first)
-            return first
-        store = self._lock_store()
-        ticket: Ticket = coalescing.begin(self.state.key(request), store)
-        if ticket.leader:
-            self.state.record(request, first)
-            return first
-        coalescing.join(ticket, store)
-        return self._lookup_once(request, decode, text_of, False)
+        found = self._lookup_once(request, decode, text_of, False, record=False)
+
+        def misses() -> bool:
+            nonlocal found  # each wait ends with another look
+            found = self._lookup_once(request, decode, text_of, False, record=False)
+            return found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT)
+
+        if found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT):
+            key, store = self.state.key(request), self._lock_store()
+            ticket = coalescing.turn(key, store, misses)
+            if ticket is not None:
+                return self.state.leading(request, found, ticket)
+        self.state.record(request, found)
+        return found
 
     def _lookup_once(
         self,
@@ -320,6 +323,13 @@ class SyncCache:
             state.stats.record(request.tenant, "stores")
         return write
 
+    def abandon(self, result: LookupResult) -> bool:
+        """See `CacheEngine.abandon`."""
+        ticket = result.lease
+        if self.coalescing is None or not isinstance(ticket, Ticket):
+            return False
+        return self.coalescing.abandon(ticket, self._lock_store())
+
     # -- shared steps --------------------------------------------------------------------
     def policy(self, store: SyncStore, tenant: str) -> TenantPolicy:
         """The tenant's effective policy, from the local copy while it is fresh."""
@@ -366,15 +376,19 @@ class SyncCache:
             return None
         return self.stores.get()
 
-    def flush_counts(self, force: bool = False, *, timer: bool = False) -> None:
-        """Write the buffered counters when due (``force``: now; ``timer``: the flush
-        timer's call, see `EngineState.counts_failed`)."""
-        taken = self.state.due_counts(force)
+    def flush_counts(
+        self, force: bool = False, store: SyncStore | None = None, *, timer: bool = False
+    ) -> None:
+        """Write the buffered counters when due (``force``: now), through ``store`` if
+        given (`stats` passes the administration store: patient, retried); ``timer``: the
+        flush timer's call, see `EngineState.counts_failed`."""
+        taken = self.state.due_counts(force, patient=store is not None)
         if taken is None:
             return
         commands, restore = taken
         try:
-            store = self.stores.get()
+            if store is None:
+                store = self.stores.get()
             store.add_counts(commands)
         except Exception as exc:
             self.state.counts_failed(exc, restore, timer=timer)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .rules import Outcome
@@ -51,6 +51,10 @@ class LookupResult:
             entry may be past its TTL (within ``stale_grace``).
         guard: for a ``guarded`` lookup, the verifier rule that refused the candidate
             (``"number"``, ``"negation"``, ``"order"``...).
+        lease: with ``coalesce`` on, a miss that made the caller the key's leader
+            carries its leadership (opaque): concurrent identical lookups wait for this
+            caller's store. If the LLM call fails, hand the result to
+            `CacheEngine.abandon` so they stop waiting at once. ``None`` otherwise.
     """
 
     outcome: Outcome
@@ -64,6 +68,13 @@ class LookupResult:
     tokens_saved: int = 0
     cost_saved_usd: float = 0.0
     guard: str | None = None
+    lease: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def leads(self) -> bool:
+        """This lookup made the caller the coalescing leader of its key: store the
+        answer, or `CacheEngine.abandon` the result when the call fails."""
+        return self.lease is not None
 
     @property
     def hit(self) -> bool:

@@ -1,5 +1,7 @@
 """Redis clients under semcache's fail-fast policy: no retries, short timeouts, a
-bounded pool that queues.
+bounded pool that queues. Administration calls get clients of their own
+(`make_admin_client`): patient timeouts, bounded retries, and a pool a burst of lookups
+cannot exhaust.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import RedisCluster
 
 from ..config import CacheConfig, redacted_url
@@ -132,10 +134,11 @@ def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient
     if cluster:
         # redis.asyncio's cluster takes no retry_on_timeout: retry=0 already says it.
         kwargs = {k: v for k, v in client_kwargs(config).items() if k != "retry_on_timeout"}
-        return AsyncRedisCluster.from_url(
+        return QueueingAsyncRedisCluster.from_url(
             config.redis_url,
             max_connections=config.max_connections,
             retry=AsyncRetry(NoBackoff(), 0),
+            queue_timeout=config.pool_timeout,
             **kwargs,
         )
     pool = aredis.BlockingConnectionPool.from_url(
@@ -148,17 +151,140 @@ def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient
     return aredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
-class SyncStores:
-    """The sync driver's store: one client, shared by every thread."""
+# Administration retries back off 50 ms, 100 ms, 200 ms... (with jitter), at most 1 s.
+ADMIN_BACKOFF_BASE = 0.05
+ADMIN_BACKOFF_CAP = 1.0
 
-    def __init__(self, store: SyncStore) -> None:
+
+def admin_client_kwargs(config: CacheConfig) -> dict[str, Any]:
+    """The administration calls' settings: ``admin_timeout`` per command (and per
+    connect), retried on timeouts and dropped connections."""
+    return {
+        **client_kwargs(config),
+        "socket_timeout": config.admin_timeout,
+        "socket_connect_timeout": max(config.connect_timeout, config.admin_timeout),
+        "retry_on_timeout": True,
+    }
+
+
+def _admin_retry(retry_class: Any, config: CacheConfig) -> Any:
+    return retry_class(
+        ExponentialWithJitterBackoff(ADMIN_BACKOFF_CAP, ADMIN_BACKOFF_BASE), config.admin_retries
+    )
+
+
+def make_admin_client(config: CacheConfig, cluster: bool = False) -> Client:
+    """The client of the administration calls (invalidate, count, stats, export,
+    policies...): patient, retried ``admin_retries`` times by redis-py's ``Retry``, and
+    its own pool (connections opened on demand), so a burst of lookups that drains the
+    request path's pool never makes them fail."""
+    from redis.retry import Retry
+
+    if cluster:
+        try:
+            return RedisCluster.from_url(
+                config.redis_url,
+                max_connections=config.max_connections,
+                retry=_admin_retry(Retry, config),
+                **admin_client_kwargs(config),
+            )
+        except ValueError as exc:
+            raise _bad_url(config, exc) from exc
+    try:
+        pool = redis.BlockingConnectionPool.from_url(
+            config.redis_url,
+            max_connections=config.max_connections,
+            timeout=config.admin_timeout,
+            retry=_admin_retry(Retry, config),
+            **admin_client_kwargs(config),
+        )
+    except ValueError as exc:
+        raise _bad_url(config, exc) from exc
+    return redis.Redis.from_pool(pool)
+
+
+def make_async_admin_client(config: CacheConfig, cluster: bool = False) -> AsyncClient:
+    """The redis.asyncio twin of `make_admin_client` (one per event loop)."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    if cluster:
+        kwargs = {k: v for k, v in admin_client_kwargs(config).items() if k != "retry_on_timeout"}
+        return QueueingAsyncRedisCluster.from_url(
+            config.redis_url,
+            max_connections=config.max_connections,
+            retry=_admin_retry(AsyncRetry, config),
+            queue_timeout=config.admin_timeout,
+            **kwargs,
+        )
+    pool = aredis.BlockingConnectionPool.from_url(
+        config.redis_url,
+        max_connections=config.max_connections,
+        timeout=config.admin_timeout,
+        retry=_admin_retry(AsyncRetry, config),
+        **admin_client_kwargs(config),
+    )
+    return aredis.Redis.from_pool(pool)
+
+
+class QueueingAsyncRedisCluster(AsyncRedisCluster):
+    """redis.asyncio's cluster client, with a pool that queues: the stock client raises
+    ``MaxConnectionsError`` at once when a node's ``max_connections`` are all in use,
+    where the one-node client's ``BlockingConnectionPool`` waits ``pool_timeout``. Here
+    at most ``max_connections`` commands (or pipelines) are in flight per client, the
+    rest wait their turn up to ``queue_timeout``, then fail as a drained pool does."""
+
+    def __init__(self, *args: Any, queue_timeout: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turns = asyncio.Semaphore(int(kwargs.get("max_connections") or 2**31))
+        self._queue_timeout = queue_timeout
+
+    async def _turn(self) -> None:
+        try:
+            await asyncio.wait_for(self._turns.acquire(), self._queue_timeout)
+        except TimeoutError:
+            raise redis.ConnectionError("No connection available.") from None
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self._turn()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._turns.release()
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        async def queued_execute(*args: Any, **kwargs: Any) -> Any:
+            await self._turn()
+            try:
+                return await execute(*args, **kwargs)
+            finally:
+                self._turns.release()
+
+        pipe.execute = queued_execute  # type: ignore[method-assign]
+        return pipe
+
+
+class SyncStores:
+    """The sync driver's stores: one client, shared by every thread, and the
+    administration calls' (``admin``; by default the same)."""
+
+    def __init__(self, store: SyncStore, admin: SyncStore | None = None) -> None:
         self.store = store
+        self.admin_store = admin if admin is not None else store
 
     def get(self) -> SyncStore:
         return self.store
 
+    def admin(self) -> SyncStore:
+        """The store of the administration calls: patient, retried, its own pool."""
+        return self.admin_store
+
     def close(self) -> None:
         self.store.close()
+        if self.admin_store is not self.store:
+            self.admin_store.close()
 
 
 class AsyncStores:
@@ -188,6 +314,9 @@ class AsyncStores:
         self._stores: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
         ] = weakref.WeakKeyDictionary()
+        self._admin_stores: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
 
     async def get(self) -> AsyncStore:
         loop = asyncio.get_running_loop()
@@ -203,11 +332,28 @@ class AsyncStores:
             entry = self._stores[loop] = (store, closer)
         return entry[0]
 
+    async def admin(self) -> AsyncStore:
+        """The running loop's store of the administration calls (`make_async_admin_client`;
+        a caller's client when one was given)."""
+        loop = asyncio.get_running_loop()
+        entry = self._admin_stores.get(loop)
+        if entry is None:
+            client = self.shared or make_async_admin_client(self.config, self.cluster)
+            if isinstance(client, AsyncRedisCluster):
+                await client.initialize()
+            store = AsyncStore(client, self.layout, self.config)
+            closer = _close_at_loop_shutdown(store, own=self.shared is None)
+            await closer.asend(None)
+            entry = self._admin_stores[loop] = (store, closer)
+        return entry[0]
+
     async def aclose(self) -> None:
-        """Close the running loop's client (if this object made it)."""
-        entry = self._stores.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry[1].aclose()
+        """Close the running loop's clients (if this object made them)."""
+        loop = asyncio.get_running_loop()
+        for stores in (self._stores, self._admin_stores):
+            entry = stores.pop(loop, None)
+            if entry is not None:
+                await entry[1].aclose()
 
 
 async def _close_at_loop_shutdown(store: AsyncStore, *, own: bool) -> AsyncGenerator[None, None]:

@@ -3,7 +3,8 @@
 Every public store method runs inside `map_exceptions`, so code above ``storage/`` sees
 only the `semcache_core.errors` family: `BackendTimeoutError`, `BackendRefusedError`
 (Redis answered with an error: OOM, READONLY, a wrong type), `IndexMissingError` (the
-index is gone: a restart without persistence, FLUSHALL, failover), and
+index is gone: a restart without persistence, FLUSHALL, failover), `PoolExhaustedError`
+(no pooled connection came free in time: this process is busy, not Redis), and
 `BackendUnavailableError` for the rest. A Redis without the search module gets the
 fix-it `ConfigurationError`, not the echoed command.
 """
@@ -25,6 +26,7 @@ from ..errors import (
     BackendUnavailableError,
     ConfigurationError,
     IndexMissingError,
+    PoolExhaustedError,
     SemcacheError,
 )
 from .schema import NO_SEARCH_MODULE
@@ -58,6 +60,16 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def is_pool_exhausted(exc: BaseException) -> bool:
+    """redis-py's blocking pool gave up waiting for a free connection (or a plain pool
+    is at ``max_connections``)."""
+    if isinstance(exc, PoolExhaustedError | redis.exceptions.MaxConnectionsError):
+        return True
+    return isinstance(exc, redis.ConnectionError) and str(exc).startswith(
+        "No connection available"
+    )
+
+
 def translate(exc: BaseException, url: str = "this address") -> BaseException:
     """The semcache error for a Redis (or socket) error; other exceptions unchanged."""
     if isinstance(exc, SemcacheError):
@@ -71,6 +83,11 @@ def translate(exc: BaseException, url: str = "this address") -> BaseException:
             err = IndexMissingError(f"Redis lost the index: {describe(exc)}")
         else:
             err = BackendRefusedError(f"Redis refused: {describe(exc)}")
+    elif is_pool_exhausted(exc):
+        err = PoolExhaustedError(
+            f"no free Redis connection in time: {describe(exc)} (this process has more "
+            "calls in flight than max_connections; raise it, or pool_timeout)"
+        )
     elif isinstance(exc, redis.TimeoutError):
         err = BackendTimeoutError(f"Redis timed out: {describe(exc)}")
     elif isinstance(exc, (redis.RedisError, OSError)):

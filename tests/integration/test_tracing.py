@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -74,3 +77,58 @@ def test_lookup_and_store_spans(
     assert engine.lookup(req, broken).outcome.value == "error"
     failed = spans.get_finished_spans()[-1]
     assert failed.name == "semcache.lookup" and failed.status.status_code is StatusCode.ERROR
+
+
+def keyed(key: str, tenant: str) -> str:
+    """The keyed tenant digest as README documents it, computed independently."""
+    mac = hmac.new(key.encode(), tenant.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
+TRACE_KEY = "deployment-secret-4f1b"
+
+
+def _attrs_and_text(spans: InMemorySpanExporter) -> tuple[list[dict[str, object]], str]:
+    finished = spans.get_finished_spans()
+    return [dict(s.attributes or {}) for s in finished], "\n".join(s.to_json() for s in finished)
+
+
+def test_a_trace_key_makes_the_span_digest_keyed(
+    spans: InMemorySpanExporter,
+    make_engine: Callable[..., CacheEngine],
+    driver: Driver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """customer-48151's plain digest can be found by hashing candidate ids; under a
+    deployment secret (``trace_key``) the span carries HMAC-SHA256 instead, and neither
+    the secret nor the plain digest appears in a span or a log line."""
+    engine = driver.make(make_engine, embedder=hashed_embedder(), trace_key=TRACE_KEY)
+    assert TRACE_KEY not in repr(engine.config)
+    req = engine.request("traced question", tenant="customer-48151")
+    engine.lookup(req)
+    engine.store(req, b"answer")
+    engine.lookup(req)
+    with caplog.at_level(logging.WARNING, logger="semcache"):
+        engine.engine._store.client.hdel(engine.key(req), "v")  # unreadable now
+        assert engine.lookup(req).outcome.value == "miss"  # the corrupt entry is deleted
+    assert "corrupt" in caplog.text
+    attrs, text = _attrs_and_text(spans)
+    assert len(attrs) == 4
+    plain = tenant_digest("customer-48151")
+    for a in attrs:
+        assert a["semcache.tenant_digest"] == keyed(TRACE_KEY, "customer-48151") != plain
+    for emitted in (text, caplog.text):
+        assert TRACE_KEY not in emitted and plain not in emitted
+        assert "customer-48151" not in emitted
+    assert keyed(TRACE_KEY, "customer-48151") in caplog.text  # the log names the entry so
+    # Redis keys keep the plain digest: existing entries stay where they are.
+    assert plain in engine.key(req)
+
+
+def test_without_a_trace_key_the_span_digest_is_the_key_digest(
+    spans: InMemorySpanExporter, make_engine: Callable[..., CacheEngine], driver: Driver
+) -> None:
+    engine = driver.make(make_engine, embedder=hashed_embedder())
+    engine.lookup(engine.request("traced question", tenant="customer-48151"))
+    attrs, _ = _attrs_and_text(spans)
+    assert attrs[0]["semcache.tenant_digest"] == tenant_digest("customer-48151")

@@ -73,6 +73,38 @@ def test_abandon_and_lease_release_the_key() -> None:
     assert len(flights) == 300  # only the live ones
 
 
+def test_an_abandoned_flight_wakes_its_waiters_to_begin_again_within_their_bound() -> None:
+    """The timer never moves: only the leader's abandon can end these waits."""
+    now = [0.0]
+    flights = SingleFlight(wait_timeout=1.0, timer=lambda: now[0])
+    leader = flights.begin("k")
+    waiters = [flights.begin("k") for _ in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        joins = [pool.submit(flights.join, t) for t in waiters]
+        assert flights.abandon(leader)
+        joined = [j.result(timeout=60) for j in joins]  # a hang guard, not a bound
+    assert joined == [Joined.ABANDONED] * 3
+    assert not flights.abandon(leader) and not leader.live
+    # They begin again keeping their first bound: one leads, the others wait on it.
+    now[0] = 0.4
+    again = [flights.begin("k", started=t.started) for t in waiters]
+    assert [t.role for t in again] == [Role.LEADER, Role.WAITER, Role.WAITER]
+    assert all(t.started == 0.0 for t in again) and again[0].live
+    now[0] = 1.0  # the first bound passes: a waiter that began again gives up now
+    assert flights.join(again[2]) in (Joined.TOOK_OVER, Joined.TIMED_OUT)
+    assert flights.finish("k")
+
+
+async def test_an_abandon_from_a_thread_wakes_asyncio_waiters() -> None:
+    flights = SingleFlight(wait_timeout=5.0, timer=lambda: 0.0)
+    leader = flights.begin("k")
+    ticket = flights.begin("k")
+    joining = asyncio.ensure_future(flights.ajoin(ticket))
+    await asyncio.sleep(0)
+    threading.Thread(target=flights.abandon, args=(leader,)).start()
+    assert await asyncio.wait_for(joining, 60) is Joined.ABANDONED
+
+
 def test_waiters_of_a_stuck_leader_give_up_at_the_bound_and_one_takes_over() -> None:
     now = [0.0]
     flights = SingleFlight(wait_timeout=0.2, lease=30.0, timer=lambda: now[0])

@@ -1,0 +1,80 @@
+"""The in-process L1 tier's steps of `EngineState`: start its coherence subscriber, say
+what a write announces, keep, slide and drop copies. No I/O but the subscriber's thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .config import CacheConfig
+from .core import read
+from .entry import StoredEntry
+from .l1 import LocalTier, drop_message
+from .request import CacheRequest
+from .storage.l1_subscriber import L1Coherence
+from .storage.layout import Layout
+
+
+class LocalTierSteps:
+    """Mixed into `EngineState`, which sets these attributes."""
+
+    config: CacheConfig
+    layout: Layout
+    l1: LocalTier | None
+    l1_sub: L1Coherence | None
+    l1_pid: int
+    setup_lock: threading.Lock
+    clock: Callable[[], float]
+
+    def key(self, request: CacheRequest) -> str:
+        raise NotImplementedError
+
+    def l1_tier(self) -> LocalTier | None:
+        """The in-process tier, its coherence subscriber started on first use (and again
+        in a forked child)."""
+        if self.l1 is None:
+            return None
+        if self.l1_sub is None or self.l1_pid != os.getpid():
+            with self.setup_lock:
+                if self.l1_sub is None or self.l1_pid != os.getpid():
+                    self.l1.clear()
+                    self.l1_sub = L1Coherence(
+                        self.l1,
+                        self.layout.l1_channel,
+                        redis_url=self.config.redis_url,
+                        connect_timeout=self.config.connect_timeout,
+                    ).start()
+                    self.l1_pid = os.getpid()
+        return self.l1
+
+    def announce(self, request: CacheRequest) -> str | None:
+        """The L1 coherence message a write of ``request`` carries, if announcing."""
+        return drop_message([self.key(request)]) if self.config.l1_publish else None
+
+    def l1_put(
+        self, tier: LocalTier, key: str, fields: Mapping[str, Any], entry: StoredEntry, since: int
+    ) -> None:
+        remaining = None if entry.expires_at is None else entry.expires_at - self.clock()
+        if remaining is None or remaining > 0:
+            tier.put(key, dict(fields), remaining, since=since)
+
+    def l1_slid(self, touch: read.Touch) -> None:
+        """A hit slid an entry's TTL in Redis: its L1 copy (if held) expires with it, not
+        at the expiry it was read with."""
+        if self.l1 is not None:
+            remaining = touch.expires_at - self.clock()
+            self.l1.refresh(touch.key, {"expires_at": repr(touch.expires_at).encode()}, remaining)
+
+    def l1_after_invalidate(self, tenant: str | None, only_tenant: bool) -> str | None:
+        """Drop this process's L1 copies after an invalidation; returns the tenant key
+        prefix other processes must drop (``None``: everything)."""
+        prefix = self.layout.tenant_prefix(tenant) if tenant and only_tenant else None
+        if self.l1 is not None:
+            if prefix:
+                self.l1.drop_prefix(prefix)
+            else:
+                self.l1.clear()
+        return prefix
