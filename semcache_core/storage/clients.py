@@ -323,14 +323,32 @@ class AsyncStores:
         entry = self._stores.get(loop)
         if entry is None:
             client = self.shared or make_async_client(self.config, self.cluster)
-            if isinstance(client, AsyncRedisCluster):
-                # Learn the slot map now: redis.asyncio's cluster pipelines do not.
-                await client.initialize()
-            store = AsyncStore(client, self.layout, self.config)
-            closer = _close_at_loop_shutdown(store, own=self.shared is None)
-            await closer.asend(None)
-            entry = self._stores[loop] = (store, closer)
+            entry = await self._adopt(self._stores, loop, client)
         return entry[0]
+
+    async def _adopt(
+        self,
+        stores: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
+        ],
+        loop: asyncio.AbstractEventLoop,
+        client: AsyncClient,
+    ) -> tuple[AsyncStore, AsyncGenerator[None, None]]:
+        """Keep ``client``'s store for ``loop``, unless a concurrent first call kept one
+        while this one awaited (then ``client`` is closed, never a store in use)."""
+        if isinstance(client, AsyncRedisCluster):
+            # Learn the slot map now: redis.asyncio's cluster pipelines do not.
+            await client.initialize()
+        kept = stores.get(loop)
+        if kept is not None:
+            if client is not self.shared:
+                await client.aclose()
+            return kept
+        store = AsyncStore(client, self.layout, self.config)
+        closer = _close_at_loop_shutdown(store, own=self.shared is None)
+        await closer.asend(None)
+        entry = stores[loop] = (store, closer)
+        return entry
 
     async def admin(self) -> AsyncStore:
         """The running loop's store of the administration calls (`make_async_admin_client`;
@@ -339,12 +357,7 @@ class AsyncStores:
         entry = self._admin_stores.get(loop)
         if entry is None:
             client = self.shared or make_async_admin_client(self.config, self.cluster)
-            if isinstance(client, AsyncRedisCluster):
-                await client.initialize()
-            store = AsyncStore(client, self.layout, self.config)
-            closer = _close_at_loop_shutdown(store, own=self.shared is None)
-            await closer.asend(None)
-            entry = self._admin_stores[loop] = (store, closer)
+            entry = await self._adopt(self._admin_stores, loop, client)
         return entry[0]
 
     async def aclose(self) -> None:

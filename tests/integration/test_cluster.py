@@ -11,6 +11,7 @@ entry deleted as corrupt.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -274,4 +275,23 @@ def test_failover_fails_open_then_caching_resumes(
         hits = sum(engine.lookup(r).outcome == Outcome.EXACT_HIT for r in requests)
         assert hits >= len(requests) - len(on_victim)
     finally:
+        engine.close()
+
+
+async def test_concurrent_first_async_calls_share_one_client(
+    topology_url: str, namespace: str
+) -> None:
+    """Concurrent first calls in a loop each wait while a cluster client learns the slot
+    map: one client is kept, the others are closed, and none is closed under a call."""
+    engine = CacheEngine(topology_url, embedder=hashed_embedder(), namespace=namespace, dims=16)
+    try:
+        requests = [engine.request(f"first wave {i}", tenant="acme") for i in range(16)]
+        stored = await asyncio.gather(*(engine.astore(r, b"answer") for r in requests))
+        assert all(stored), f"{stored.count(False)} of 16 first stores failed"
+        results = await asyncio.gather(*(engine.alookup(r) for r in requests))
+        assert [r.outcome for r in results] == [Outcome.EXACT_HIT] * 16
+        assert engine.stats(totals=False)["errors"] == {}
+    finally:
+        await engine.adrop_namespace()
+        await engine.aclose()
         engine.close()

@@ -94,7 +94,8 @@ class AsyncStore:
     async def has_meta(self) -> bool:
         """Whether the meta key is there (it goes with the index: FLUSHALL, a restart
         without data and `drop_index` remove both)."""
-        return bool(await self.client.exists(self.layout.meta_key))
+        # One key, one command (a cluster client splits EXISTS/DEL/UNLINK by slot in a pipeline).
+        return bool(await self._exec("EXISTS", self.layout.meta_key))
 
     async def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
         return bool(await self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
@@ -144,7 +145,7 @@ class AsyncStore:
             except ResponseError as exc:
                 if not is_missing_index(exc):
                     raise
-        await self.client.delete(self.layout.meta_key)
+        await self._exec("DEL", self.layout.meta_key)
 
     # -- entries -------------------------------------------------------------------------
     async def read(self, key: str) -> dict[str, Any] | None:
@@ -305,7 +306,7 @@ class AsyncStore:
         return parse_stream(await self._exec("XRANGE", key, "-", "+"))
 
     async def delete_verdicts(self, tenant_token: str) -> int:
-        return int(await self.client.unlink(self.layout.verdict_key(tenant_token)))
+        return int(await self._exec("UNLINK", self.layout.verdict_key(tenant_token)))
 
     async def add_audit(self, fields: dict[str, Any]) -> None:
         await self._exec(*xadd_args(self.layout.audit_key, fields, AUDIT_LIMIT))
@@ -377,7 +378,7 @@ class AsyncStore:
 
     async def unlock(self, entry_key: str) -> None:
         """Release the entry's lock, whoever holds it (the entry now exists)."""
-        await self.client.delete(self.layout.lock_key(entry_key))
+        await self._exec("DEL", self.layout.lock_key(entry_key))
 
     async def release(self, entry_key: str, token: str) -> None:
         """Release the entry's lock only if ``token`` still holds it."""

@@ -96,7 +96,8 @@ class SyncStore:
     def has_meta(self) -> bool:
         """Whether the meta key is there (it goes with the index: FLUSHALL, a restart
         without data and `drop_index` remove both)."""
-        return bool(self.client.exists(self.layout.meta_key))
+        # One key, one command (a cluster client splits EXISTS/DEL/UNLINK by slot in a pipeline).
+        return bool(self._exec("EXISTS", self.layout.meta_key))
 
     def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
         return bool(self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
@@ -146,7 +147,7 @@ class SyncStore:
             except ResponseError as exc:
                 if not is_missing_index(exc):
                     raise
-        self.client.delete(self.layout.meta_key)
+        self._exec("DEL", self.layout.meta_key)
 
     # -- entries -------------------------------------------------------------------------
     def read(self, key: str) -> dict[str, Any] | None:
@@ -307,7 +308,7 @@ class SyncStore:
         return parse_stream(self._exec("XRANGE", key, "-", "+"))
 
     def delete_verdicts(self, tenant_token: str) -> int:
-        return int(self.client.unlink(self.layout.verdict_key(tenant_token)))
+        return int(self._exec("UNLINK", self.layout.verdict_key(tenant_token)))
 
     def add_audit(self, fields: dict[str, Any]) -> None:
         self._exec(*xadd_args(self.layout.audit_key, fields, AUDIT_LIMIT))
@@ -379,7 +380,7 @@ class SyncStore:
 
     def unlock(self, entry_key: str) -> None:
         """Release the entry's lock, whoever holds it (the entry now exists)."""
-        self.client.delete(self.layout.lock_key(entry_key))
+        self._exec("DEL", self.layout.lock_key(entry_key))
 
     def release(self, entry_key: str, token: str) -> None:
         """Release the entry's lock only if ``token`` still holds it."""
