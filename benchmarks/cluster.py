@@ -26,7 +26,7 @@ each process's p50 (median over processes), and the CPU the clients and the Redi
 servers used meanwhile (cores busy), which says who the bottleneck was.
 
 Usage:
-    python benchmarks/cluster.py                 # 10,000 entries (~5 min)
+    python benchmarks/cluster.py                 # 10,000 entries (~5 min on 2 cores)
     python benchmarks/cluster.py --quick         # smoke run (~1 min)
     python benchmarks/cluster.py --entries 50000 --rounds 5 --seconds 15
 """
@@ -58,9 +58,21 @@ from redis.cluster import RedisCluster
 from rich.console import Console
 from rich.table import Table
 
-from semcache_core import CacheEngine, CallableEmbedder, LookupResult, start_embedded_cluster
-from semcache_core.core import verify as verify_mod
-from semcache_core.core.result import Outcome
+# Measure this checkout's engine (the commit `common.machine()` reports): a script run
+# puts only benchmarks/ on the path, so an installed semcache elsewhere would win.
+ROOT = Path(__file__).resolve().parent.parent
+if sys.path[1:2] != [str(ROOT)]:
+    sys.path.insert(1, str(ROOT))
+
+import semcache_core  # noqa: E402
+from semcache_core import (  # noqa: E402
+    CacheEngine,
+    CallableEmbedder,
+    LookupResult,
+    start_embedded_cluster,
+)
+from semcache_core.core import verify as verify_mod  # noqa: E402
+from semcache_core.core.result import Outcome  # noqa: E402
 
 NAMESPACE = "clusterbench"
 SCOPE = {"model": "bench-model-1", "temperature": 0.0}
@@ -203,7 +215,7 @@ def synthetic_workload(entries: int, tenants: int, pool: int, seed: int) -> Work
         semantic,
         miss,
         table,
-        source="SYNTHETIC: no QQP data file, common.hash_vector random unit vectors",
+        source="SYNTHETIC: common.hash_vector random unit vectors, not QQP",
         semantic_sims=sims,
     )
 
@@ -452,20 +464,22 @@ class Clients:
         table = {
             t: wl.table[t] for item in items for t in (item.question, item.prompt) if t in wl.table
         }
-        self.procs = []
-        for wid in range(n):
-            spec = WorkerSpec(wid, urls, items, table, args.socket_timeout, args.seed + wid)
-            proc = ctx.Process(
-                target=worker_main, args=(spec, self.commands[wid], self.results), daemon=True
-            )
-            proc.start()
-            self.procs.append(proc)
-        ready = 0
-        while ready < n:
-            msg = self.results.get(timeout=180)
-            if msg[0] == "failed":
-                raise RuntimeError(f"client process {msg[1]} failed: {msg[2]}")
-            ready += 1
+        self.procs: list[Any] = []
+        try:
+            for wid in range(n):
+                spec = WorkerSpec(wid, urls, items, table, args.socket_timeout, args.seed + wid)
+                proc = ctx.Process(
+                    target=worker_main, args=(spec, self.commands[wid], self.results), daemon=True
+                )
+                proc.start()
+                self.procs.append(proc)
+            for _ in range(n):
+                msg = self.results.get(timeout=180)
+                if msg[0] == "failed":
+                    raise RuntimeError(f"client process {msg[1]} failed: {msg[2]}")
+        except BaseException:
+            self.close()
+            raise
 
     def run(self, topology: str, n: int, seconds: float, pids: Sequence[int]) -> RunResult:
         start_at = time.time() + 0.3
@@ -593,7 +607,7 @@ def latency_table(lat: dict[str, dict[str, Latency]], entries: int, rounds: int)
     for col in (
         "exact p50",
         "exact p99",
-        "hit",
+        "ok",
         "sem. p50",
         "sem. p99",
         "recall",
@@ -801,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print("[bold yellow]QUICK smoke run: small store, short runs; not the figures.[/]")
     info = common.machine()
     common.print_machine(console, info)
+    console.print(f"[dim]semcache_core imported from {Path(semcache_core.__file__).parent}[/]")
 
     t = time.perf_counter()
     synthetic = args.synthetic or not qqp.data_path().is_file()
