@@ -292,9 +292,28 @@ class Latency:
     wrong: int  # served another entry
     errors: int  # ERROR or BYPASS outcomes (served as misses)
     n: int
+    commands: dict[str, float] = field(default_factory=dict)  # per lookup, all masters
 
 
-def time_items(engine: CacheEngine, items: Sequence[Item]) -> Latency:
+# Connection set-up and our own INFO calls: not part of a lookup.
+_NOT_LOOKUP = {"info", "hello", "client|setinfo", "replconf", "ping", "cluster|slots"}
+
+
+def command_calls(urls: Sequence[str]) -> Counter[str]:
+    """Commands served so far by these servers (INFO commandstats, summed)."""
+    total: Counter[str] = Counter()
+    for url in urls:
+        client = redis.Redis.from_url(url)
+        try:
+            for name, stat in client.info("commandstats").items():
+                total[name.removeprefix("cmdstat_")] += int(stat["calls"])
+        finally:
+            client.close()
+    return total
+
+
+def time_items(engine: CacheEngine, items: Sequence[Item], nodes: Sequence[str]) -> Latency:
+    before = command_calls(nodes)
     lat = np.empty(len(items))
     hits = right = wrong = errors = 0
     for k, item in enumerate(items):
@@ -308,6 +327,7 @@ def time_items(engine: CacheEngine, items: Sequence[Item]) -> Latency:
         errors += result.outcome in (Outcome.ERROR, Outcome.BYPASS)
     ms = lat * 1000
     n = max(1, len(items))
+    delta = command_calls(nodes) - before
     return Latency(
         float(np.percentile(ms, 50)),
         float(np.percentile(ms, 99)),
@@ -317,11 +337,12 @@ def time_items(engine: CacheEngine, items: Sequence[Item]) -> Latency:
         wrong,
         errors,
         len(items),
+        {c: k / n for c, k in sorted(delta.items()) if c not in _NOT_LOOKUP},
     )
 
 
 def measure_latency(
-    engine: CacheEngine, wl: Workload, queries: int, seed: int
+    engine: CacheEngine, wl: Workload, queries: int, seed: int, nodes: Sequence[str]
 ) -> dict[str, Latency]:
     rng = random.Random(seed)
     exact = [wl.exact_item(rng.randrange(len(wl.texts))) for _ in range(queries)]
@@ -330,7 +351,7 @@ def measure_latency(
     for item in exact[:10] + sem[:10] + miss[:10]:  # warm up
         ask(engine, item)
     return {
-        kind: time_items(engine, items)
+        kind: time_items(engine, items, nodes)
         for kind, items in zip(KINDS, (exact, sem, miss), strict=True)
     }
 
@@ -349,6 +370,10 @@ def combine(rounds: Sequence[dict[str, Latency]]) -> dict[str, Latency]:
             sum(x.wrong for x in found),
             sum(x.errors for x in found),
             sum(x.n for x in found),
+            {
+                c: float(np.mean([x.commands.get(c, 0.0) for x in found]))
+                for c in sorted({c for x in found for c in x.commands})
+            },
         )
     return out
 
@@ -686,6 +711,27 @@ def throughput_table(runs: Sequence[RunResult], seconds: float, rounds: int) -> 
     return table
 
 
+def commands_table(lat: dict[str, dict[str, Latency]]) -> Table:
+    table = Table(
+        title="Redis commands per lookup (INFO commandstats deltas over the masters, mean "
+        "over rounds; includes the counters' periodic flush)",
+        title_justify="left",
+    )
+    table.add_column("kind")
+    for topology in lat:
+        table.add_column(topology, justify="left")
+    for kind in KINDS:
+        cells = []
+        for topology in lat:
+            cmds = lat[topology][kind].commands
+            total = sum(cmds.values())
+            cells.append(
+                f"{total:.2f}: " + ", ".join(f"{c} {k:.2f}" for c, k in cmds.items() if k >= 0.005)
+            )
+        table.add_row(kind, *cells)
+    return table
+
+
 def fill_table(fill: dict[str, dict[str, float]]) -> Table:
     table = Table(
         title="Fill: CacheEngine.astore, 16 concurrent, one process; cores: CPU seconds per "
@@ -849,6 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "single": [int(single_pid)],
             "cluster": [n.pid for n in cluster.nodes if n.pid is not None],
         }
+        masters = {"single": [single_url], "cluster": [n.url for n in cluster.masters()]}
         engines = {t: make_engine(u, wl.table, args.socket_timeout) for t, u in urls.items()}
         try:
             buckets = engines["cluster"].layout.buckets
@@ -872,7 +919,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for r in range(args.rounds):
                 order = TOPOLOGIES if r % 2 == 0 else TOPOLOGIES[::-1]
                 for topology in order:
-                    got = measure_latency(engines[topology], wl, args.queries, seed=r)
+                    got = measure_latency(
+                        engines[topology], wl, args.queries, r, masters[topology]
+                    )
                     lat_rounds[topology].append(got)
                     console.print(
                         f"  [dim]round {r + 1} {topology}: p50 ms exact {_ms(got['exact'].p50)}, "
@@ -912,6 +961,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.rule("Results")
     console.print(latency_table(lat, len(wl.texts), args.rounds))
     console.print(throughput_table(runs, args.seconds, args.throughput_rounds))
+    console.print(commands_table(lat))
     console.print(spread_table(where, len(wl.texts), buckets))
     console.print(fill_table(fill))
     console.print(
