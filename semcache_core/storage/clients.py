@@ -73,6 +73,8 @@ def detect_cluster(config: CacheConfig) -> tuple[bool, Exception | None]:
         raise _bad_url(config, exc) from exc
     try:
         return bool(int(probe.info("cluster").get("cluster_enabled", 0))), None
+    except redis.ResponseError:
+        return False, None  # INFO not allowed (a minimal ACL user): one node, or cluster=True
     except redis.RedisError as exc:
         return False, exc
     finally:
@@ -94,6 +96,8 @@ async def adetect_cluster(config: CacheConfig) -> tuple[bool, Exception | None]:
     try:
         info = await probe.info("cluster")
         return bool(int(info.get("cluster_enabled", 0))), None
+    except redis.ResponseError:
+        return False, None  # INFO not allowed (a minimal ACL user): one node, or cluster=True
     except redis.RedisError as exc:
         return False, exc
     finally:

@@ -12,6 +12,7 @@ import gc
 import json
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -242,3 +243,54 @@ def test_construction_never_calls_the_embedder(make_engine: MakeEngine, driver: 
     later = driver.make(make_engine, embedder=CallableEmbedder(embed))
     assert len(calls) == 1 and later.engine._dims == 12  # from the index, not a probe
     assert later.lookup(later.request("other prompt", question="the first question")).hit
+
+
+RACER = """
+import sys, time
+from semcache_core import CacheEngine
+url, namespace, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < start:
+    time.sleep(0.001)
+for _ in range(5):
+    CacheEngine(url, namespace=namespace, dims=16, require_redis=True).close()
+print("ok")
+"""
+
+
+def test_processes_constructing_at_once_all_succeed(redis_url: str, namespace: str) -> None:
+    """Eight processes construct engines on one fresh namespace at the same moment (5
+    each): every one creates or adopts the index, none raises "Index already exists"."""
+    start = time.time() + 3.0  # every interpreter has imported semcache by then
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, redis_url, namespace, repr(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    failures = [err for p, (out, err) in zip(procs, results, strict=True) if p.returncode]
+    assert failures == [], failures[0][-2000:]
+    engine = CacheEngine(redis_url, namespace=namespace, validate=False)
+    try:
+        assert engine._store.index_info() is not None
+    finally:
+        engine.drop_namespace()
+        engine.close()
+
+
+def test_creating_an_existing_index_is_not_an_error(redis_url: str, namespace: str) -> None:
+    """Creation is idempotent: the loser of a creation race adopts the winner's index."""
+    from semcache_core.storage.schema import index_schema_dict
+
+    engine = CacheEngine(redis_url, namespace=namespace, dims=16)
+    try:
+        schemas = [index_schema_dict(engine.config, 16, engine.layout)]
+        engine._store.create_index(schemas)  # exists already: no error
+        engine._store.create_index(schemas)
+        assert engine._store.index_info() is not None
+    finally:
+        engine.drop_namespace()
+        engine.close()

@@ -115,7 +115,7 @@ def _entry_keys(engine: CacheEngine | DrivenEngine) -> list[str]:
 
 
 def _tenant_stats(engine: CacheEngine | DrivenEngine) -> dict[str, Any]:
-    stats: dict[str, Any] = engine.stats()["tenants"]["default"]
+    stats: dict[str, Any] = engine.stats(totals=False)["tenants"]["default"]
     return stats
 
 
@@ -176,7 +176,7 @@ async def test_stopped_server_serves_the_model_answer(own_redis: OwnRedis, how: 
         assert aanswer.content == model.answer(question)
         assert model.calls == 2
 
-        stats = engine.stats()
+        stats = engine.stats(totals=False)
         assert stats["errors"] == {"lookup": 2}  # one per lookup; the writes were not tried
         tenant = _tenant_stats(engine)
         assert tenant["errors"] == 2
@@ -216,7 +216,7 @@ def test_paused_server_costs_one_timeout_per_call_then_nothing(own_redis: OwnRed
             assert seconds <= timeout + SLACK, slow
             # The lookup timed out; the update of the same invoke did not wait again.
             assert seconds < 2 * timeout, slow
-        assert engine.stats()["errors"] == {"lookup": engine.config.breaker_failures}
+        assert engine.stats(totals=False)["errors"] == {"lookup": engine.config.breaker_failures}
         assert _tenant_stats(engine)["stores_skipped"] == engine.config.breaker_failures
 
         request = engine.request("asked while the breaker is open")
@@ -284,7 +284,7 @@ async def test_paused_server_costs_one_timeout_per_call_then_nothing_async(
         for seconds in slow:
             assert seconds <= timeout + SLACK, slow
             assert seconds < 2 * timeout, slow
-        assert engine.stats()["errors"] == {"lookup": engine.config.breaker_failures}
+        assert engine.stats(totals=False)["errors"] == {"lookup": engine.config.breaker_failures}
 
         request = engine.request("asked while the breaker is open")
         results = []
@@ -375,7 +375,7 @@ def test_killed_server_restarted_on_same_port_and_dir_resumes_caching(tmp_path: 
         second = OwnRedis(data_dir, port=first.port)
         assert second.url == first.url
         resumed, elapsed = _poll_caching_resumes(model, budget=COOLDOWN + 3.0)
-        assert resumed, engine.stats()
+        assert resumed, engine.stats(totals=False)
         assert elapsed <= COOLDOWN + 1.0
         _report("restart on same port and data dir", caching_resumed_after=elapsed)
         assert engine.breaker.state is BreakerState.CLOSED  # type: ignore[comparison-overlap]
@@ -407,7 +407,7 @@ def test_server_restarted_empty_on_same_port_resumes_caching(tmp_path: Path) -> 
         # engine must notice the lost index and create it again.
         second = OwnRedis(tmp_path / "fresh", port=first.port)
         resumed, elapsed = _poll_caching_resumes(model, budget=COOLDOWN + 3.0)
-        assert resumed, engine.stats()
+        assert resumed, engine.stats(totals=False)
         assert elapsed <= COOLDOWN + 1.0
         _report("restart on same port, empty data", caching_resumed_after=elapsed)
         with _raw(second.url) as client:
@@ -463,7 +463,7 @@ def test_corrupt_exact_entry_is_deleted_and_the_model_answers(
         again = model.invoke(question)
         assert model.calls == 2
         assert _served_from_cache(again) is not None
-        assert engine.stats()["errors"] == {}
+        assert engine.stats(totals=False)["errors"] == {}
     finally:
         engine.close()
 
@@ -502,7 +502,7 @@ def test_corrupt_semantic_candidate_is_deleted_and_skipped(
         assert result.value is None
         assert _entry_keys(engine) == []
         assert _tenant_stats(engine)["corrupt_entries"] == 1
-        assert engine.stats()["errors"] == {}
+        assert engine.stats(totals=False)["errors"] == {}
 
         assert engine.store(stored, b'"fresh"')
         fresh = lookup(probe)
@@ -552,7 +552,7 @@ def test_fault_mid_operation_does_not_raise(
         else:
             assert result is False
             assert _tenant_stats(engine)["stores"] == 0
-        assert engine.stats()["errors"] == {kind: 1}
+        assert engine.stats(totals=False)["errors"] == {kind: 1}
         assert _tenant_stats(engine)["errors"] == 1
         assert engine.breaker.state is BreakerState.CLOSED  # one failure of three
 
@@ -577,7 +577,7 @@ def test_write_refused_by_redis_is_skipped(own_redis: OwnRedis, driver: Driver) 
         admin.config_set("maxmemory", "1")
         assert engine.store(request, b"answer") is False
         assert engine.lookup(request).outcome is Outcome.MISS
-        errors = engine.stats()["errors"]
+        errors = engine.stats(totals=False)["errors"]
         # The persisted counters' write is refused too, and counted, without pausing writes.
         assert errors["store"] == 1 and set(errors) <= {"store", "stats"}
         assert _entry_keys(engine) == []

@@ -232,3 +232,11 @@ def test_explicit_ttl_none_wins_over_environment(monkeypatch: pytest.MonkeyPatch
     finally:
         for e in (from_env, never, over_config):
             e.close()
+
+
+@pytest.mark.parametrize("cluster", [None, True])
+def test_a_list_of_cluster_nodes_is_refused_with_the_fix(cluster: bool | None) -> None:
+    """``redis://h:7400,h:7401`` (a list of nodes) is not a Redis URL: the error says to
+    give any one node's URL, detection or not."""
+    with pytest.raises(ConfigurationError, match="the URL of any one node"):
+        CacheEngine("redis://127.0.0.1:7400,127.0.0.1:7401/0", cluster=cluster)
