@@ -242,10 +242,14 @@ class EngineState(LocalTierSteps):
             # Redis lost the index (came back empty): set it up again on the next call.
             self.ready = False
         # A pool that ran dry is this process's congestion, not a sick Redis: stopping
-        # calls to Redis would turn a burst into an outage.
-        if breaker and isinstance(exc, REDIS_FAULTS) and not is_pool_exhausted(exc):
+        # calls to Redis would turn a burst into an outage. It is counted as "pool", so
+        # stats() tells congestion (raise max_connections or pool_timeout) from faults.
+        congested = is_pool_exhausted(exc)
+        if breaker and isinstance(exc, REDIS_FAULTS) and not congested:
             self.breaker.record_failure()
-        self.stats.record_error(operation, request.tenant if request else None)
+        self.stats.record_error(
+            "pool" if congested else operation, request.tenant if request else None
+        )
         self.log.error(operation, translate(exc))
 
     def write_fault(self, operation: str, request: CacheRequest | None, exc: Exception) -> None:

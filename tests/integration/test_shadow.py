@@ -204,9 +204,16 @@ async def test_concurrent_async_requests_never_mix_candidates(
     make_engine: Callable[..., CacheEngine],
 ) -> None:
     """Async only: it is about tasks interleaving on one event loop between a lookup and
-    its store."""
+    its store. Patient timeouts: 120 tasks open their connections at once (to three
+    masters on a cluster), and a connect that times out would lose a verdict, which is
+    not what this test is about."""
     engine = make_engine(
-        embedder=CallableEmbedder(angle_embed), dims=DIMS, policy_refresh=0.0, verifier=accept_all
+        embedder=CallableEmbedder(angle_embed),
+        dims=DIMS,
+        policy_refresh=0.0,
+        verifier=accept_all,
+        connect_timeout=5.0,
+        socket_timeout=2.0,
     )
     engine.set_policy("acme", semantic="shadow", threshold=0.5, promotion_threshold=None)
     for a in range(8):
