@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aredis
+from redis.cluster import RedisCluster
 
 from semcache_core.embedded import EmbeddedRedis, start_embedded_redis
 from semcache_core.l1 import (
@@ -97,7 +98,10 @@ def test_published_messages_reach_the_tier(
     keys = [f"semcache:{namespace}:{t}:{i}" for t in ("ta", "tb") for i in range(3)]
     for k in keys:
         assert tier.put(k, {"payload": b"x"}, 60.0)
-    assert publish_drop(raw_redis, channel, [keys[0]]) >= 1
+    receivers = publish_drop(raw_redis, channel, [keys[0]])
+    # A cluster client publishes on some node and counts only that node's subscribers
+    # (the message still reaches every node): the count says something on one node only.
+    assert receivers >= 1 or isinstance(raw_redis, RedisCluster)
     assert _until(lambda: keys[0] not in tier, COHERENCE_BOUND) is not None
     publish_drop_prefix(raw_redis, channel, f"semcache:{namespace}:ta:")
     assert _until(lambda: len(tier) == 3, COHERENCE_BOUND) is not None

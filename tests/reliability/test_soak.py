@@ -7,9 +7,10 @@ runs dry (see docs/reliability.md, "Findings").
 The fake model's answer names the tenant that asked, so a cross-tenant serve shows up as
 a wrong answer. Checked, with patient timeouts (see the cache's construction below): 0
 exceptions, 0 wrong (cross-tenant) answers, Redis faults (failed open) at most 1 per
-1,000 calls and pool congestion at most 1 per 100, the engine's counters equal the work the test did, the number of entries stays within the question
-pool, and memory is stable: after the first quarter of the run, the test process' RSS
-grows by at most RSS_BOUND and Redis' used_memory by at most REDIS_BOUND.
+1,000 calls and pool congestion at most 1 per 100, the engine's counters equal the work
+the test did, the number of entries stays within the question pool, and memory is
+stable: after the first quarter of the run, the test process' RSS grows by at most
+RSS_BOUND and Redis' used_memory by at most REDIS_BOUND.
 """
 
 from __future__ import annotations
