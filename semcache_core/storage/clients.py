@@ -7,8 +7,9 @@ cannot exhaust.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import redis
@@ -291,6 +292,25 @@ class SyncStores:
             self.admin_store.close()
 
 
+_Entry = tuple[AsyncStore, AsyncGenerator[None, None]]
+
+
+def _forget_opening(
+    opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[_Entry]],
+    loop: asyncio.AbstractEventLoop,
+) -> Callable[[asyncio.Task[_Entry]], None]:
+    """Done-callback of an opening: the next first call opens anew (after a failure), and
+    a failure whose callers were all cancelled is still retrieved (no "never retrieved")."""
+
+    def forget(task: asyncio.Task[_Entry]) -> None:
+        if opening.get(loop) is task:
+            del opening[loop]
+        if not task.cancelled():
+            task.exception()
+
+    return forget
+
+
 class AsyncStores:
     """The async driver's stores: one ``redis.asyncio`` client per event loop (a client
     must not cross loops), made on first use in that loop and closed when the loop
@@ -315,44 +335,25 @@ class AsyncStores:
         self.layout = layout
         self.shared = client
         self.cluster = cluster
-        self._stores: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
+        self._stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._admin_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._opening: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Task[_Entry]
         ] = weakref.WeakKeyDictionary()
-        self._admin_stores: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
+        self._admin_opening: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Task[_Entry]
         ] = weakref.WeakKeyDictionary()
 
     async def get(self) -> AsyncStore:
         loop = asyncio.get_running_loop()
         entry = self._stores.get(loop)
         if entry is None:
-            client = self.shared or make_async_client(self.config, self.cluster)
-            entry = await self._adopt(self._stores, loop, client)
+            entry = await self._first(self._stores, self._opening, loop, admin=False)
         return entry[0]
-
-    async def _adopt(
-        self,
-        stores: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AsyncStore, AsyncGenerator[None, None]]
-        ],
-        loop: asyncio.AbstractEventLoop,
-        client: AsyncClient,
-    ) -> tuple[AsyncStore, AsyncGenerator[None, None]]:
-        """Keep ``client``'s store for ``loop``, unless a concurrent first call kept one
-        while this one awaited (then ``client`` is closed, never a store in use)."""
-        if isinstance(client, AsyncRedisCluster):
-            # Learn the slot map now: redis.asyncio's cluster pipelines do not.
-            await client.initialize()
-        kept = stores.get(loop)
-        if kept is not None:
-            if client is not self.shared:
-                await client.aclose()
-            return kept
-        store = AsyncStore(client, self.layout, self.config)
-        closer = _close_at_loop_shutdown(store, own=self.shared is None)
-        await closer.asend(None)
-        entry = stores[loop] = (store, closer)
-        return entry
 
     async def admin(self) -> AsyncStore:
         """The running loop's store of the administration calls (`make_async_admin_client`;
@@ -360,9 +361,56 @@ class AsyncStores:
         loop = asyncio.get_running_loop()
         entry = self._admin_stores.get(loop)
         if entry is None:
-            client = self.shared or make_async_admin_client(self.config, self.cluster)
-            entry = await self._adopt(self._admin_stores, loop, client)
+            entry = await self._first(self._admin_stores, self._admin_opening, loop, admin=True)
         return entry[0]
+
+    async def _first(
+        self,
+        stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry],
+        opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[_Entry]],
+        loop: asyncio.AbstractEventLoop,
+        *,
+        admin: bool,
+    ) -> _Entry:
+        """The loop's store, opened once however many first calls arrive together: they
+        all await the one opening (a cluster client learns the slot map there), so no
+        second client is made and then closed under load. If the opening fails (Redis
+        is down), every call that awaited it fails with it (each fails open) and the
+        next call tries again. A caller that is cancelled does not cancel the opening."""
+        task = opening.get(loop)
+        if task is None:
+            task = loop.create_task(self._open(stores, loop, admin=admin))
+            opening[loop] = task
+            task.add_done_callback(_forget_opening(opening, loop))
+        return await asyncio.shield(task)
+
+    async def _open(
+        self,
+        stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry],
+        loop: asyncio.AbstractEventLoop,
+        *,
+        admin: bool,
+    ) -> _Entry:
+        if self.shared is not None:
+            client: AsyncClient = self.shared
+        elif admin:
+            client = make_async_admin_client(self.config, self.cluster)
+        else:
+            client = make_async_client(self.config, self.cluster)
+        if isinstance(client, AsyncRedisCluster):
+            try:
+                # Learn the slot map now: redis.asyncio's cluster pipelines do not.
+                await client.initialize()
+            except BaseException:
+                if client is not self.shared:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
+                raise
+        store = AsyncStore(client, self.layout, self.config)
+        closer = _close_at_loop_shutdown(store, own=self.shared is None)
+        await closer.asend(None)
+        entry = stores[loop] = (store, closer)
+        return entry
 
     async def aclose(self) -> None:
         """Close the running loop's clients (if this object made them)."""

@@ -281,9 +281,18 @@ def test_failover_fails_open_then_caching_resumes(
 async def test_concurrent_first_async_calls_share_one_client(
     topology_url: str, namespace: str
 ) -> None:
-    """Concurrent first calls in a loop each wait while a cluster client learns the slot
-    map: one client is kept, the others are closed, and none is closed under a call."""
-    engine = CacheEngine(topology_url, embedder=hashed_embedder(), namespace=namespace, dims=16)
+    """Concurrent first calls in a loop all await one opening (a cluster client learns the
+    slot map there): one client is made, none is closed under a call, and every call is
+    served. Patient timeouts: the test is about sharing, not about a loaded machine's
+    connects (16 calls open connections to three masters at once)."""
+    engine = CacheEngine(
+        topology_url,
+        embedder=hashed_embedder(),
+        namespace=namespace,
+        dims=16,
+        connect_timeout=5.0,
+        socket_timeout=2.0,
+    )
     try:
         requests = [engine.request(f"first wave {i}", tenant="acme") for i in range(16)]
         stored = await asyncio.gather(*(engine.astore(r, b"answer") for r in requests))

@@ -15,6 +15,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -30,6 +31,53 @@ from langchain_semcache import SemanticCache
 from semcache_core import CacheEngine, LookupResult
 from semcache_core.embedded import EmbeddedRedis, start_embedded_redis
 from semcache_core.request import CacheRequest
+
+# -- machine stalls ----------------------------------------------------------------------------
+
+
+class StallWatch:
+    """A thread that sleeps 5 ms at a time and notes how late it wakes: the stalls of the
+    process itself (the CPU taken by other processes on a loaded CI machine, a garbage
+    collection), which hold up every thread and task alike, the cache or not.
+
+    Timing assertions subtract from a call the stall that overlapped it, so they bound
+    what the cache adds, not what the scheduler took. Blocking I/O on an event loop
+    releases the GIL, so this thread keeps waking on time: a cache that blocked its loop
+    is not excused."""
+
+    TICK = 0.005
+    NOISE = 0.002  # oversleeping by less than this is ordinary timer slack
+
+    def __init__(self) -> None:
+        self.stalls: list[tuple[float, float]] = []  # (woke, seconds late)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="stall-watch")
+
+    def __enter__(self) -> StallWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            before = time.monotonic()
+            time.sleep(self.TICK)
+            woke = time.monotonic()
+            late = woke - before - self.TICK
+            if late > self.NOISE:
+                self.stalls.append((woke, late))
+
+    def within(self, started: float, finished: float) -> float:
+        """Seconds of stall that overlapped [started, finished] (monotonic clock)."""
+        total = 0.0
+        for woke, late in list(self.stalls):
+            overlap = min(woke, finished) - max(woke - late, started)
+            if overlap > 0:
+                total += overlap
+        return total
 
 
 # -- reporting ---------------------------------------------------------------------------------
