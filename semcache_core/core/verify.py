@@ -92,6 +92,14 @@ _ABBREVIATIONS = {
     "plz": "please", "thx": "thanks", "msg": "message", "info": "information",
     "u": "you", "ur": "your", "r": "are", "w/": "with", "b4": "before", "asap": "soon",
     "qty": "quantity", "amt": "amount", "pkg": "package", "dept": "department",
+    "tmrw": "tomorrow", "tmr": "tomorrow", "tmrrw": "tomorrow", "tonite": "tonight",
+    "mins": "minute", "hrs": "hour", "secs": "second", "chars": "character",
+    "char": "character",
+}  # fmt: skip
+# Names of one language (a programming language, a dialect of SQL) written two ways.
+_LANGUAGE_ALIASES = {
+    "js": "javascript", "ts": "typescript", "py": "python", "postgres": "postgresql",
+    "psql": "postgresql", "farsi": "persian",
 }  # fmt: skip
 _TIME_UNITS = {"day", "week", "month", "year", "quarter", "weekend", "hour", "decade"}
 _RELATIVE = {"next", "last", "this", "past", "coming", "previous", "following"}
@@ -605,8 +613,44 @@ def _language(words: Iterable[str]) -> str | None:
     return best if n >= 2 and n >= 2 * second else None
 
 
+_ARROW = re.compile(r"\s(?:->|=>|→)\s")
+# "= ?", "= how many": an equals sign that asks, not a formula.
+_ASKING_EQUALS = re.compile(r"\s=\s*(?=\?|how\b|what\b|which\b)", re.I)
+_DEGREES = re.compile(r"\s?°\s?([CFK])\b")
+_DEGREE_NAMES = {"C": " celsius", "F": " fahrenheit", "K": " kelvin"}
+_MATH = re.compile(r"[+*/=^<>]|\w\(|\b(?:plus|minus|times|divided|multiplied)\b", re.I)
+_ADVERB_END = re.compile(r"\s*(?:[.,;!?)]|$|and\b|then\b|before\b)", re.I)
+_NEXT_WORD = re.compile(r"\s+([^\W\d_]+)")
+# "2-year", "58-year-old": a number and the words it qualifies ("two-year" is read the
+# same way below).
+_NUMBER_HYPHEN = re.compile(r"(?<![\w.\-])(\d+(?:\.\d+)?)-(?=[^\W\d_]{2,})")
+_WORD_NUMBER_HYPHEN = re.compile(
+    r"\b(two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
+    r"thirty|forty|fifty|sixty|hundred)-(?=[^\W\d_]{3,})",
+    re.I,
+)
+# "one tablet", "a month": the number 1 before a unit or a counted thing, unless it is a
+# rate ("once a day", "twice a week", "per").
+_ONE_BEFORE = re.compile(
+    r"(?<!once )(?<!twice )(?<!times )(?<!per )\b(?:one|a|an)\s+(?=(?:minute|hour|day|"
+    r"week|month|year|tablet|pill|cup|mile|kilometre|kilometer|meter|metre|night)s?\b)",
+    re.I,
+)
+
+
+def _split_word_number(m: re.Match[str]) -> str:
+    rest = m.string[m.end() :].split("-", 1)[0].split()[0].casefold()
+    return m.group() if rest in _NUMBER_WORDS else m.group(1) + " "
+
+
 def _expand(text: str) -> str:
     text = _HOW_LONG.sub("how long", text)
+    text = _ARROW.sub(" to ", text)
+    text = _ASKING_EQUALS.sub(" is ", text)
+    text = _DEGREES.sub(lambda m: _DEGREE_NAMES[m.group(1)], text)
+    text = _NUMBER_HYPHEN.sub(r"\1 ", text)
+    text = _WORD_NUMBER_HYPHEN.sub(_split_word_number, text)
+    text = _ONE_BEFORE.sub("1 ", text)
     for pattern, repl in _CONTRACTIONS:
         text = pattern.sub(repl, text)
     return text
@@ -662,28 +706,41 @@ def features(text: str) -> _Features:
         elif kind == "sym":
             if tok in _CURRENCY_SYMBOLS:
                 protected["unit:" + _CURRENCY_SYMBOLS[tok]] += 1
-            elif tok in "<>+=&()[]":
+            elif tok in "<>+=&" or (tok in "()[]" and _MATH.search(text)):
+                # Brackets matter in a formula or code ("(2+3)*4"); in prose they are
+                # punctuation ("(415) 555-0192", "(python)").
                 protected["sym:" + tok] += 1
         else:
             low = tok.casefold().replace("’", "'")
             raw_words.append(low)
             low = _ABBREVIATIONS.get(_fold_accents(low), _fold_accents(low))
             compound = _compound_number(low)
+            after = expanded[m.end() : m.end() + 24]
             number = compound is not None or (
                 low in _NUMBER_WORDS
                 and not (low == "second" and prev_word in ("a", "one", "per", "every"))
+                and not (low == "first" and _ADVERB_END.match(after))  # "... order first?"
             )
+            if (
+                low == "one"
+                and (nxt := _NEXT_WORD.match(after))
+                and (nxt.group(1).casefold() not in _STOPWORDS)
+            ):
+                compound = 1.0  # "one tablet" (not "which one is", "one of")
+                number = True
             if number:
                 spelled = compound if compound is not None else _NUMBER_WORDS[low]
                 word_value = "num:" + (spelled if isinstance(spelled, str) else f"{spelled:g}")
                 protected[word_value] += 1
                 sequence.append(word_value)
             base = low if low in _UNITS else (low[:-1] if low.endswith("s") else low)
-            if base in _UNITS and (
+            is_unit = base in _UNITS and (
                 low not in ("m", "g", "l", "w", "v", "in", "min", "second", "s", "ms")
                 or _prev_is_number(prev_word)
-            ):
+            )
+            if is_unit:
                 protected["unit:" + _UNITS[base]] += 1
+                sequence.append("unit:" + _UNITS[base])
             if low in _MONTHS or (low in _MONTH_NAMES and (low != "may" or tok == "May")):
                 protected["month:" + _MONTHS.get(low, low)] += 1
             if low in _WEEKDAYS or (low in _TIME_WORDS and low not in ("noon", "midnight")):
@@ -694,9 +751,10 @@ def features(text: str) -> _Features:
                 protected["time:" + ("00:00" if low == "midnight" else "12:00")] += 1
             if prev_word in _RELATIVE and (base in _TIME_UNITS or low in _WEEKDAYS):
                 protected[f"when:{prev_word}_{base}"] += 1
-            if low in _LANGUAGES:
-                protected["lang:" + low] += 1
-                sequence.append("lang:" + low)
+            if low in _LANGUAGES or low in _LANGUAGE_ALIASES:
+                lang = _LANGUAGE_ALIASES.get(low, low)
+                protected["lang:" + lang] += 1
+                sequence.append("lang:" + lang)
             if low in _NEGATIONS and not (
                 low == "no" and re.match(r"\.?\s*#?\d", expanded[m.end() : m.end() + 4])
             ):
@@ -710,6 +768,9 @@ def features(text: str) -> _Features:
             )
             calendar = low in _MONTHS or low in _MONTH_NAMES or low in _WEEKDAYS
             calendar = calendar or low in _WEEKDAY_ABBR or low in _LANGUAGES
+            # A unit, like a date or a language, is compared as a protected detail, not as
+            # a word ("ounces" is "oz", "GBP" is "£").
+            calendar = calendar or low in _LANGUAGE_ALIASES or is_unit
             shouted = tok.isupper() and len(tok) > 1  # "US" is not "us"
             if (
                 is_proper
@@ -735,6 +796,9 @@ def features(text: str) -> _Features:
             continue
         prev_word = tok.casefold()
         sentence_start = False
+    for key in protected:
+        if key.startswith("unit:"):
+            protected[key] = 1  # "£18.40 (GBP)" names one currency twice
     return _Features(
         text=text,
         protected=protected,
@@ -777,6 +841,23 @@ def _fold_accents(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
+def _plain(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def _quotes_said(only: Counter[str], other: str) -> Counter[str]:
+    """``only`` without the quoted strings that ``other`` says without quotes ("Translate:
+    See you next week." and "translate 'See you next week'")."""
+    plain = f" {_plain(other)} "
+    return Counter(
+        {
+            k: n
+            for k, n in only.items()
+            if not (k.startswith("quote:") and f" {_plain(k[6:])} " in plain)
+        }
+    )
+
+
 def _prev_is_number(prev: str) -> bool:
     return bool(prev) and (prev[0].isdigit() or prev in _NUMBER_WORDS)
 
@@ -802,6 +883,8 @@ def _reordered(a: _Features, b: _Features) -> bool:
     subscription to my husband's account")."""
     sa, sb = a.sequence, b.sequence
     ca, cb = Counter(sa), Counter(sb)
+    if _one_block_moved([w for w in sa if w in cb], [w for w in sb if w in ca]):
+        return False  # a clause moved as a whole ("from June 12, three nights")
     ra, rb = Counter(a.raw), Counter(b.raw)
     same_words = sum((ra & rb).values()) / max(len(a.raw), len(b.raw), 1) >= 0.85
     if same_words and [w for w in sa if w in cb] != [w for w in sb if w in ca]:
@@ -819,6 +902,26 @@ def _reordered(a: _Features, b: _Features) -> bool:
                 continue
             if any(pos_b[y] < pos_b[p] < pos_b[x] for p in words[i + 1 : k]):
                 return True
+    return False
+
+
+def _one_block_moved(a: list[str], b: list[str]) -> bool:
+    """Is ``b`` ``a`` with one run of items cut and pasted elsewhere ("translate into
+    Korean: see you" / "translate 'see you' into Korean")? Two items that trade places
+    around a third ("Boston to Denver" / "Denver to Boston") take two moves, not one.
+    Both runs must hold two items or more (one word moved across a clause is a role
+    swap: "transfer my subscription to my husband's account" / "my husband's
+    subscription to my account"), and a negation never moves ("don't cancel, just
+    change" / "cancel, don't change")."""
+    n = len(a)
+    if a == b or n != len(b) or n > 40 or Counter(a) != Counter(b):
+        return False
+    start = next(i for i in range(n) if a[i] != b[i])
+    end = next(i for i in range(n - 1, -1, -1) if a[i] != b[i]) + 1
+    x, y = a[start:end], b[start:end]
+    for cut in range(1, len(x)):
+        if x[cut:] + x[:cut] == y and min(cut, len(x) - cut) >= 2 and "not" not in x:
+            return True
     return False
 
 
@@ -905,8 +1008,11 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
     if fa.language and fb.language and fa.language != fb.language:
         return Verification(False, "language")
     if fa.protected != fb.protected:
-        diff = (fa.protected - fb.protected) + (fb.protected - fa.protected)
-        return Verification(False, next(iter(diff)).split(":", 1)[0])
+        diff = _quotes_said(fa.protected - fb.protected, fb.text) + _quotes_said(
+            fb.protected - fa.protected, fa.text
+        )
+        if diff:
+            return Verification(False, next(iter(diff)).split(":", 1)[0])
     if fa.negations != fb.negations:
         return Verification(False, "negation")
     if _flipped(fa.axes, fb.axes):
@@ -921,16 +1027,19 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
     only_a, only_b = _differing(fa.content, fb.content)
     if strictness == "strict":
         return Verification(False, "wording") if only_a or only_b else AGREE
+    shared = _shared_ratio(fa.content, fb.content)
     axes_a = Counter(a for w in only_a if (a := _AXIS_OF.get(w)) is not None)
     axes_b = Counter(b for w in only_b if (b := _AXIS_OF.get(w)) is not None)
-    if axes_a != axes_b:
+    if axes_a != axes_b and shared >= 0.3:
         # A direction word added or dropped ("in the first 48 hours" / "after the first
-        # 48 hours"): the question changed its direction.
+        # 48 hours"): the question changed its direction. Only where the texts still
+        # share a third of their content words in order: a heavily reworded paraphrase
+        # adds and drops such words as it goes ("most recent" for "last").
         return Verification(False, "antonym")
-    if only_a and only_b and _shared_ratio(fa.content, fb.content) >= 0.5:
+    if only_a and only_b and shared >= 0.5:
         # Content words replaced in otherwise shared text ("cancel" for "pause", another
         # question about the same long context): the user's input changed.
         return Verification(False, "substitution")
-    if len(only_a) + len(only_b) > 1 and _shared_ratio(fa.content, fb.content) >= 0.8:
+    if len(only_a) + len(only_b) > 1 and shared >= 0.8:
         return Verification(False, "edit")
     return AGREE

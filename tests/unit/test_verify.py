@@ -39,6 +39,18 @@ REFUSED = [
     ('Find rows where status = "active"', 'Find rows where status = "archived"', "quote"),
     ("Compute 2 times 3 plus 4", "Compute 3 times 4", "num"),
     ("Quelle heure est-il à Paris ?", "What time is it in Paris?", "language"),
+    ("What is 2 times 3 plus 4?", "What is 2 times (3 plus 4)?", "sym"),
+    ("Includes a 2-year warranty.", "Includes a 3-year warranty.", "num"),
+    ("Includes a two-year warranty.", "Includes a three-year warranty.", "num"),
+    ("What is 72 °F in Celsius?", "What is 72 °C in Fahrenheit?", "order"),
+    ("Take one tablet every 6 hours", "Take two tablets every 6 hours", "num"),
+    ("Convert this function to JavaScript", "Convert this function to TypeScript", "lang"),
+    ("Say 'see you soon' in Korean", "Say 'see you later' in Korean", "quote"),
+    # One word moved across a clause, a negation moved: not a moved clause.
+    ("How do I transfer my subscription to my husband's account?",
+     "How do I transfer my husband's subscription to my account?", "order"),
+    ("Please don't cancel my subscription, I just want to change my plan.",
+     "Please cancel my subscription, I don't want to change my plan.", "order"),
 ]  # fmt: skip
 
 AGREED = [
@@ -53,7 +65,26 @@ AGREED = [
     ("How do I delete my account?", "How do I remove my account?"),
     ("Je voudrais réserver une table", "je voudrais reserver une table"),
     ("Is there a student discount?", "Do you offer discounts for students?"),
-]
+    # Numbers, units and symbols written another way.
+    ("Includes a 2-year warranty.", "Includes a two-year warranty."),
+    ("What is 72 °F in Celsius?", "72 fahrenheit to celsius"),
+    ("Amount charged: £18.40", "Amount charged £18.40 (GBP)"),
+    ("Call me back at (415) 555-0192 after 5.", "call me back after 5 at 415-555-0192"),
+    ("Take 1 tablet every 6 hours as needed.", "One tablet every six hours when needed."),
+    ("Can I pause my membership for a month?", "Can I pause my membership for 1 month?"),
+    ("How many ounces are in 2 cups?", "2 cups = how many oz?"),
+    ("Translate this product description into Japanese: Thank you for your order.",
+     "Translate this product description -> Japanese: Thank you for your order."),
+    # A quoted phrase said unquoted; a language named by its usual short name.
+    ("Translate into Korean: See you next week.", "Translate 'See you next week' into Korean."),
+    ("Can you convert that to JavaScript?", "can you convert that to js"),
+    # A clause moved as a whole; a heavily reworded paraphrase adds and drops direction
+    # words ("most recent" for "last").
+    ("Book a hotel in Rome for 3 nights starting June 12",
+     "Book a hotel in Rome starting June 12 for 3 nights"),
+    ("I was charged twice for my last order.",
+     "You billed me two times for my most recent order."),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("query", "candidate", "rule"), REFUSED)
@@ -123,3 +154,9 @@ async def test_async_verifiers_are_awaited_and_refused_in_sync_calls() -> None:
     assert not (await checker.averify("Hi", "ho")).ok
     with pytest.raises(ConfigurationError, match="async"):
         checker.verify("Hi", "hi")
+
+
+def test_first_as_an_adverb_is_not_a_number() -> None:
+    assert "num:1" not in features("Should I get a court order first?").protected
+    assert "num:1" not in features("Clear the balance first and then invest.").protected
+    assert features("Only in the first 48 hours").protected["num:1"] == 1
