@@ -69,7 +69,7 @@ class CacheConfig(BaseSettings):
         "('shadow'), or neither ('off'). Default for tenants without a stored policy.",
     )
     threshold: float = Field(
-        0.90,
+        0.92,
         ge=0.0,
         le=1.0,
         description="Cosine similarity in [0, 1] at or above which a semantic hit is served.",

@@ -71,7 +71,7 @@ class TenantPolicy(BaseModel):
 
     exact: bool = True
     semantic: SemanticMode = "live"
-    threshold: float = Field(0.90, ge=0.0, le=1.0)
+    threshold: float = Field(0.92, ge=0.0, le=1.0)
     promotion_threshold: float | None = Field(0.98, ge=0.0, le=1.0)
     ttl: float | None = Field(None, ge=0.0)
     target_error: float = Field(0.02, gt=0.0, lt=1.0)

@@ -9,7 +9,7 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from semcache_core import CacheEngine, Outcome
+from semcache_core import CacheConfig, CacheEngine, Outcome
 from semcache_core.cli import app
 from semcache_core.config import build_config
 from semcache_core.errors import ConfigurationError
@@ -100,7 +100,11 @@ def test_policy_table_fits_80_columns_and_marks_overrides(redis_url: str, namesp
     for word in ("error", "samples"):
         assert word in result.stdout
     row = next(line for line in lines if line.strip().startswith("acme")).split()
-    assert row[1:4] == ["on", "shadow*", "0.9"]  # overrides marked, defaults plain
+    assert row[1:4] == [
+        "on",
+        "shadow*",
+        f"{CacheConfig().threshold:g}",
+    ]  # overrides marked, defaults plain
     assert "3600*" in row
     assert "* the tenant's override" in result.stdout
     runner.invoke(app, ["policy", "reset", "--tenant", "acme", *args])

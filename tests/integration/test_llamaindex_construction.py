@@ -22,7 +22,7 @@ from llamaindex_semcache import (
     last_lookup,
     wrap,
 )
-from semcache_core import CacheEngine, ConfigurationError
+from semcache_core import CacheConfig, CacheEngine, ConfigurationError
 from semcache_core.embedding import SentenceTransformerEmbedder
 from semcache_demo.llamaindex_fakes import FakeFunctionCallingLLM, FakeLLM
 from tests.integration.test_llamaindex_query_engine import CountingQueryEngine
@@ -102,7 +102,7 @@ def test_engine_settings_with_a_shared_engine_raise(
     with pytest.raises(ConfigurationError, match="either engine= or engine settings") as err:
         wrap(FakeLLM(), engine, **settings)
     assert "CacheEngine" in str(err.value)  # says where to set them instead
-    assert engine.config.threshold == 0.90  # untouched
+    assert engine.config.threshold == CacheConfig().threshold  # untouched
     with pytest.raises(ConfigurationError, match="engine settings"):
         SemanticCacheLLM(FakeLLM(), engine, **settings)  # type: ignore[arg-type]
 

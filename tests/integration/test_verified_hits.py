@@ -96,11 +96,25 @@ def chat(
         chat.close()
 
 
+@pytest.fixture
+def low_threshold_chat(
+    make_engine: Callable[..., CacheEngine], embeddings: Any, driver: Driver
+) -> Iterator[tuple[DrivenEngine, Chat]]:
+    """At 0.85, under the default, so similarity alone would serve every near-miss below
+    and only the verifier stands in the way."""
+    engine = driver.make(make_engine, embedder=embeddings, threshold=0.85)
+    chat = Chat(driver, engine)
+    try:
+        yield engine, chat
+    finally:
+        chat.close()
+
+
 @pytest.mark.parametrize(("cached", "asked"), NEAR_MISSES)
 def test_near_misses_are_guarded_not_served(
-    chat: tuple[DrivenEngine, Chat], cached: str, asked: str
+    low_threshold_chat: tuple[DrivenEngine, Chat], cached: str, asked: str
 ) -> None:
-    engine, model = chat
+    engine, model = low_threshold_chat
     with tenant("acme"):
         first = model.invoke(cached).content
         second = model.invoke(asked).content

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from langchain_semcache import SemanticCache, tenant
 from semcache_core import CacheEngine, ConfigurationError, Outcome
-from semcache_core.config import MAX_TTL
+from semcache_core.config import MAX_TTL, CacheConfig
 from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import constant_embedder
 from tests.reliability.conftest import report
@@ -320,9 +320,10 @@ def _accepted(**kwargs: Any) -> bool:
 def test_threshold_accepted_iff_in_unit_interval(value: float) -> None:
     for field in ("threshold", "shadow_floor"):
         assert _accepted(**{field: value}) == (0.0 <= value <= 1.0)
-    # A promotion threshold below the (default 0.90) threshold is refused: a shadow tenant
+    # A promotion threshold below the (default) threshold is refused: a shadow tenant
     # would serve what a live one would not.
-    assert _accepted(promotion_threshold=value) == (0.90 <= value <= 1.0)
+    default = CacheConfig().threshold
+    assert _accepted(promotion_threshold=value) == (default <= value <= 1.0)
 
 
 @FUZZ
