@@ -9,7 +9,8 @@ Rows (sync ``lookup`` unless marked ``async``):
 
 * exact hit: a stored prompt. semcache exact-only (no embeddings), semcache with the
   in-process L1 (``l1_maxsize``), langchain-redis ``RedisCache``.
-* miss: a prompt never stored. semcache exact-only against ``RedisCache``; semcache
+* miss: a prompt never stored, and never asked before (each miss asks a new one, as a
+  first-time question does). semcache exact-only against ``RedisCache``; semcache
   with an embedder (exact read + KNN) against ``RedisSemanticCache`` (KNN). The
   embedder is a hashed one (a table lookup), so the embedding model costs nothing and
   the figures are the caches' own.
@@ -18,6 +19,9 @@ Rows (sync ``lookup`` unless marked ``async``):
 
 Columns: p50 and p99 wall time in ms, and CPU ms per call of this process
 (``time.process_time``: the client's work, Redis excluded).
+
+Before/after a change: run it with ``PYTHONPATH`` at an export of the older tree
+(``git archive <commit> | tar -x -C /tmp/base``); the script itself is the same.
 
 Usage:
     python benchmarks/hotpath.py                 # 1,000 entries, 7 rounds x 300 calls
@@ -96,13 +100,17 @@ class Row:
     prompts: list[str]
     is_async: bool = False
     expect_hit: bool = True
+    fresh: bool = False  # each call a prompt this process never asked (a real miss)
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     wrong: int = 0
 
 
 def run_batch(row: Row, loop: asyncio.AbstractEventLoop, n: int, rng: random.Random) -> None:
-    prompts = [rng.choice(row.prompts) for _ in range(n)]
+    if row.fresh:
+        prompts, row.prompts = row.prompts[:n], row.prompts[n:]
+    else:
+        prompts = [rng.choice(row.prompts) for _ in range(n)]
     gc.collect()
     cpu0 = time.process_time()
     if row.is_async:
@@ -154,7 +162,14 @@ def main() -> None:
         lcsem = RedisSemanticCache(embeddings=emb, redis_url=url, name="lcsem")
 
         stored = [prompt(question(i)) for i in range(args.entries)]
-        unseen = [prompt(question(i)) for i in range(10**6, 10**6 + 2000)]
+        # Misses ask prompts never asked before, each once: a first-time question.
+        per_row = min(args.calls, 200) + args.rounds * args.calls
+        unseen_ids = range(10**6, 10**6 + 4 * per_row)
+        unseen = [prompt(question(i)) for i in unseen_ids]
+
+        def fresh(k: int) -> list[str]:
+            return unseen[k * per_row : (k + 1) * per_row]
+
         t0 = time.perf_counter()
         for i, p in enumerate(stored):
             ans = answer(i)
@@ -162,7 +177,7 @@ def main() -> None:
             sem.update(p, LLM_STRING, ans)
             lc.update(p, LLM_STRING, ans)
             lcsem.update(p, LLM_STRING, ans)
-        for i in range(10**6, 10**6 + 2000):
+        for i in unseen_ids:
             # Warm the hash memo (prompt for langchain-redis, question for semcache):
             # the miss rows measure the caches, not the embedder.
             emb.embed_query(prompt(question(i)))
@@ -175,7 +190,9 @@ def main() -> None:
         rows = [
             Row("exact hit: semcache", lambda p: exact.lookup(p, LLM_STRING), stored),
             Row("exact hit: semcache + L1", lambda p: l1.lookup(p, LLM_STRING), stored),
-            Row("exact hit: langchain-redis RedisCache", lambda p: lc.lookup(p, LLM_STRING), stored),
+            Row(
+                "exact hit: langchain-redis RedisCache", lambda p: lc.lookup(p, LLM_STRING), stored
+            ),
             Row(
                 "async exact hit: semcache",
                 lambda p: exact.alookup(p, LLM_STRING),
@@ -197,26 +214,30 @@ def main() -> None:
             Row(
                 "miss, exact only: semcache",
                 lambda p: exact.lookup(p, LLM_STRING),
-                unseen,
+                fresh(0),
                 expect_hit=False,
+                fresh=True,
             ),
             Row(
                 "miss, exact only: langchain-redis RedisCache",
                 lambda p: lc.lookup(p, LLM_STRING),
-                unseen,
+                fresh(1),
                 expect_hit=False,
+                fresh=True,
             ),
             Row(
                 "miss, semantic: semcache",
                 lambda p: sem.lookup(p, LLM_STRING),
-                unseen,
+                fresh(2),
                 expect_hit=False,
+                fresh=True,
             ),
             Row(
                 "miss, semantic: langchain-redis RedisSemanticCache",
                 lambda p: lcsem.lookup(p, LLM_STRING),
-                unseen,
+                fresh(3),
                 expect_hit=False,
+                fresh=True,
             ),
         ]
         loop = asyncio.new_event_loop()

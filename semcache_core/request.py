@@ -95,6 +95,12 @@ class CacheRequest:
     partition: str = field(repr=False)
     exact_key: str = field(repr=False)
     kind: str = ""  # what sort of request ("chat", "structured"...): policies can key on it
+    # The question's embedding, by embedder: a lookup's vector serves the store of the
+    # same request (its miss), so each request is embedded at most once. Not an input:
+    # `dataclasses.replace` starts empty.
+    vectors: dict[Any, list[float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(
