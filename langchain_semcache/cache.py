@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
-from langchain_core.outputs import ChatGeneration, Generation
+from langchain_core.outputs import Generation
 
 from semcache_core import CacheEngine, LookupResult
 from semcache_core.config import check_tenant_id
@@ -23,6 +23,7 @@ from semcache_core.request import CacheRequest
 from semcache_core.tenancy import UNSET, _Unset, cache_context, current_context
 
 from . import runs
+from .memo import RequestMemo
 from .prompt import parse_prompt
 from .serialization import (
     CODEC,
@@ -30,6 +31,7 @@ from .serialization import (
     encode_generations,
     generations_text,
     generations_usage,
+    served_copies,
 )
 
 # LangChain's llm_string ends with ``str(sorted(call_kwargs.items()))``; a bound
@@ -143,6 +145,7 @@ class SemanticCache(BaseCache):
             )
         self.tenant = tenant
         self.question_vars = tuple(question_vars)
+        self._requests = RequestMemo()
         runs.install()
 
     def _declared_question(self, run: runs.RunInfo | None) -> str | None:
@@ -159,19 +162,29 @@ class SemanticCache(BaseCache):
         return None
 
     def _request(self, prompt: str, llm_string: str) -> CacheRequest:
-        parsed = parse_prompt(prompt)
+        """The request for a LangChain call, built once per distinct call (`RequestMemo`):
+        LangChain's lookup and the update after its miss, and every repeat of a
+        prompt, share one request, its digests and its embedding."""
         run = runs.current_run()
         tenant = self.tenant if self.tenant is not None else _run_tenant(run)
-        kind = "structured" if is_structured(llm_string, run) else parsed.kind
+        structured = run is not None and run.structured
         question = self._declared_question(run)
+        memo_key = self._requests.key(prompt, llm_string, tenant, structured, question)
+        request = self._requests.get(memo_key)
+        if request is not None:
+            return request
+        parsed = parse_prompt(prompt)
+        kind = "structured" if structured or is_structured(llm_string) else parsed.kind
         with cache_context(question=question) if question is not None else nullcontext():
-            return self.engine.request(
+            request = self.engine.request(
                 parsed.key,
                 question=parsed.question or "",
                 scope={"llm_string": llm_string, "kind": parsed.kind, "context": parsed.context},
                 tenant=tenant,
                 kind=kind,
             )
+        self._requests.put(memo_key, request)
+        return request
 
     def _looked_up(self, result: LookupResult, *, is_async: bool) -> list[Generation] | None:
         runs.note_lookup(result)
@@ -183,7 +196,6 @@ class SemanticCache(BaseCache):
     def _served(result: LookupResult) -> list[Generation] | None:
         if not result.hit:
             return None
-        generations: list[Generation] = result.value
         marker = {
             "hit": True,
             "layer": result.layer,
@@ -193,17 +205,8 @@ class SemanticCache(BaseCache):
             "similarity": None if result.similarity is None else round(result.similarity, 6),
             "cached_at": result.created_at,
         }
-        out: list[Generation] = []
-        for gen in generations:
-            if isinstance(gen, ChatGeneration):
-                message = gen.message.model_copy(
-                    update={
-                        "response_metadata": {**gen.message.response_metadata, "semcache": marker}
-                    }
-                )
-                gen = ChatGeneration(message=message, generation_info=gen.generation_info)
-            out.append(gen)
-        return out
+        # The decoded value is shared (an L1 copy, the decode memo): serve copies.
+        return served_copies(result.value, marker)
 
     def _payload(self, request: CacheRequest, return_val: RETURN_VAL_TYPE) -> bytes | None:
         try:

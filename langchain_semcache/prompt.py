@@ -24,6 +24,8 @@ _AI = {"ai", "AIMessage", "AIMessageChunk"}
 # What the cache and LangChain's cache path add to a replayed AI message.
 _MARKER = "semcache"
 _FRAMEWORK_USAGE = ("total_cost",)
+# ``json.dumps(messages, sort_keys=True, ensure_ascii=False)``, its encoder made once.
+_KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
     if raw is None:
         return ParsedPrompt(question=prompt, context=None, kind="text", key=prompt)
     messages = [_without_bookkeeping(m) for m in raw]
-    key = json.dumps(messages, sort_keys=True, ensure_ascii=False)
+    key = _KEY_JSON.encode(messages)
     last = messages[-1]
     if not _is_human(last):
         return ParsedPrompt(question=None, context={"messages": messages}, kind="chat", key=key)

@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
+from cachetools import LRUCache
 from langchain_core.messages import AIMessage, BaseMessage, message_to_dict
 from langchain_core.outputs import ChatGeneration, Generation
 from pydantic import BaseModel
 
+from semcache_core.core.read import share_decoded
 from semcache_core.errors import SerializationError
 from semcache_core.pricing import Usage
 
 CODEC = "langchain-generations/1"
+# Decoded payloads kept (by their bytes), and the largest payload kept.
+_DECODED_MAX = 4096
+_DECODED_BYTES = 64 * 1024
+_decoded: LRUCache[tuple[Any, ...], list[Generation]] = LRUCache(_DECODED_MAX)
+_decoded_lock = threading.Lock()
 _AI_TYPES = {"ai", "AIMessageChunk"}
 
 
@@ -73,7 +81,9 @@ def encode_generations(generations: Sequence[Generation]) -> bytes:
 
 
 def decode_generations(payload: bytes, codec: str) -> list[Generation]:
-    """Rebuild generations from `encode_generations` output.
+    """Rebuild generations from `encode_generations` output (memoized by payload: the
+    same bytes always decode to the same generations; the list and its objects are
+    shared with other hits, so they are served through `served_copies`).
 
     Raises:
         SerializationError: the payload is not one we wrote (unknown codec, not JSON,
@@ -83,9 +93,64 @@ def decode_generations(payload: bytes, codec: str) -> list[Generation]:
     from data that reads fine (its classes changed, say): the engine keeps the entry
     and ends the lookup as an error.
     """
-    return [
+    # Keyed by the classes that build the value too: what they built is theirs.
+    key = (payload, AIMessage, ChatGeneration, Generation)
+    memoized = codec == CODEC and len(payload) <= _DECODED_BYTES
+    if memoized:
+        with _decoded_lock:
+            known = _decoded.get(key)
+        if known is not None:
+            return known
+    generations = [
         _generation(kind, body, info) for kind, body, info in _read_generations(payload, codec)
     ]
+    if memoized:
+        with _decoded_lock:
+            _decoded[key] = generations
+    return generations
+
+
+share_decoded(decode_generations)  # the adapter serves copies (`served_copies`)
+
+
+_CONTAINERS = (dict, list)
+
+
+def _fresh(value: Any) -> Any:
+    """A copy of JSON-like data (what `_read_generations` reads): new dicts and lists
+    all the way down, leaves shared (strings, numbers: immutable)."""
+    if type(value) is dict:
+        return {k: _fresh(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if type(value) is list:
+        return [_fresh(v) if type(v) in _CONTAINERS else v for v in value]
+    return value
+
+
+def served_copies(generations: Sequence[Generation], marker: dict[str, Any]) -> list[Generation]:
+    """Copies of decoded generations to hand to LangChain, each AI message carrying the
+    hit ``marker`` in ``response_metadata["semcache"]``.
+
+    Decoded generations are shared by every hit on their entry, and LangChain (or the
+    caller) changes what it is served (a hit's ``usage_metadata`` gets a
+    ``total_cost``): so every mutable part is copied, without validating again what was
+    validated when it was decoded.
+    """
+    out: list[Generation] = []
+    for gen in generations:
+        info = _fresh(gen.generation_info)
+        if isinstance(gen, ChatGeneration):
+            message = gen.message
+            update = {
+                name: _fresh(value)
+                for name, value in message.__dict__.items()
+                if type(value) in _CONTAINERS
+            }
+            update["response_metadata"] = {**message.response_metadata, "semcache": marker}
+            copy = message.model_copy(update=update)
+            out.append(gen.model_copy(update={"message": copy, "generation_info": info}))
+        else:
+            out.append(gen.model_copy(update={"generation_info": info}))
+    return out
 
 
 def _read_generations(payload: bytes, codec: str) -> list[tuple[str, Any, dict[str, Any] | None]]:

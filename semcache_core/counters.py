@@ -51,6 +51,15 @@ class PendingCounts:
             else:
                 self._ints[tenant][name] += int(n)
 
+    def add_many(self, tenant: str, counts: tuple[tuple[str, float], ...]) -> None:
+        """Several `add` under one lock (a lookup counts two or four names)."""
+        with self._lock:
+            for name, n in counts:
+                if name in FLOAT_FIELDS:
+                    self._floats[tenant][name] += float(n)
+                else:
+                    self._ints[tenant][name] += int(n)
+
     def due(self, interval: float) -> bool:
         with self._lock:
             return bool(self._ints or self._floats) and (

@@ -88,8 +88,10 @@ def _embedder_for(embedder: Any, config: CacheConfig) -> Embedder | None:
         return None
     inner = as_embedder(embedder)
     if config.embed_batch_window is not None and not isinstance(inner, MicroBatcher):
+        # Given the user's own object: its batch method (``aembed_many``) is found on it,
+        # not on the adapter `as_embedder` wraps it in (which has none).
         inner = MicroBatcher(
-            inner, window=config.embed_batch_window, max_batch=config.embed_batch_max
+            embedder, window=config.embed_batch_window, max_batch=config.embed_batch_max
         )
     return CachedEmbedder(inner, config.embedding_cache_size)
 

@@ -76,8 +76,21 @@ class L1Stats:
     size: int
 
 
-# An entry: the fields, and when they expire (monotonic seconds; None: never).
-_Entry = tuple[dict[str, Any], float | None]
+class Held:
+    """One entry of a tier: the fields as read, when they expire (monotonic seconds;
+    ``None``: never), and values decoded from them, by decoder (filled by the engine for
+    decoders whose values may be shared, see `semcache_core.core.read.share_decoded`).
+    Replacing or refreshing an entry starts a new `Held`: nothing decoded carries over."""
+
+    __slots__ = ("decoded", "expires_at", "fields")
+
+    def __init__(self, fields: dict[str, Any], expires_at: float | None) -> None:
+        self.fields = fields
+        self.expires_at = expires_at
+        self.decoded: dict[Any, Any] = {}
+
+
+_Entry = Held
 
 
 class _Tombstones(FIFOCache[str, int]):
@@ -171,19 +184,24 @@ class LocalTier:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The fields stored for ``key``, or ``None`` (absent, expired or suspended)."""
+        held = self.held(key)
+        return None if held is None else held.fields
+
+    def held(self, key: str) -> Held | None:
+        """The entry held for ``key`` (its fields and decoded values), or ``None``
+        (absent, expired or suspended). Counted as `get` is."""
         with self._lock:
             item = self._items.get(key) if self._serving else None  # a use, when held
             if item is None:
                 self._misses += 1
                 return None
-            fields, expires_at = item
-            if expires_at is not None and self._timer() >= expires_at:
+            if item.expires_at is not None and self._timer() >= item.expires_at:
                 del self._items[key]
                 self._expirations += 1
                 self._misses += 1
                 return None
             self._hits += 1
-            return fields
+            return item
 
     def put(
         self,
@@ -192,6 +210,7 @@ class LocalTier:
         ttl: float | None = None,
         *,
         since: int | None = None,
+        decoded: Mapping[Any, Any] | None = None,
     ) -> bool:
         """Hold ``fields`` for ``key`` for ``min(ttl, self.ttl)`` seconds.
 
@@ -201,6 +220,7 @@ class LocalTier:
             ttl: the entry's remaining lifetime in Redis; ``None``: unbounded.
             since: `version` taken before the read; the put is refused when ``key`` was
                 invalidated after it. ``None`` skips the check.
+            decoded: values already decoded from ``fields``, by decoder (see `Held`).
 
         Returns:
             True if held.
@@ -213,9 +233,12 @@ class LocalTier:
                 self._refused += 1
                 return False
             expires_at = self._timer() + min(lifetimes) if lifetimes else None
-            held = len(self._items) - (key in self._items)
-            self._items[key] = (dict(fields), expires_at)  # a use; evicts when full
-            self._evictions += held + 1 - len(self._items)
+            before = len(self._items) - (key in self._items)
+            held = Held(dict(fields), expires_at)
+            if decoded:
+                held.decoded.update(decoded)
+            self._items[key] = held  # a use; evicts when full
+            self._evictions += before + 1 - len(self._items)
             return True
 
     def refresh(self, key: str, changes: Mapping[str, Any], ttl: float | None) -> bool:
@@ -236,7 +259,7 @@ class LocalTier:
                 self._expirations += 1
                 return False
             expires_at = self._timer() + min(lifetimes) if lifetimes else None
-            self._items[key] = ({**item[0], **changes}, expires_at)
+            self._items[key] = Held({**item.fields, **changes}, expires_at)
             return True
 
     # -- invalidation -------------------------------------------------------------------

@@ -83,8 +83,7 @@ class LocalStats:
             self._counts[tenant]["requests"] += 1
             self._seconds[tenant] += seconds
         if self.pending is not None:
-            self.pending.add(tenant, outcome.value)
-            self.pending.add(tenant, "requests")
+            self.pending.add_many(tenant, ((outcome.value, 1), ("requests", 1)))
         if self.prometheus is not None:
             self.prometheus.lookup(self.namespace, tenant, outcome, seconds, similarity)
 
@@ -117,8 +116,7 @@ class LocalStats:
             self._counts[tenant]["tokens_saved"] += tokens
             self._cost[tenant] += usd
         if self.pending is not None:
-            self.pending.add(tenant, "tokens_saved", tokens)
-            self.pending.add(tenant, "cost_saved_usd", usd)
+            self.pending.add_many(tenant, (("tokens_saved", tokens), ("cost_saved_usd", usd)))
         if self.prometheus is not None:
             self.prometheus.saved(self.namespace, tenant, tokens, usd)
 

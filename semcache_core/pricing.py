@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +146,35 @@ class PriceTable:
         if found is None and "/" in name:
             found = self._table.get(name.rsplit("/", 1)[-1])
         return found
+
+
+class SavingsMemo:
+    """What a hit on an entry saves, by the entry's stored usage: tokens and USD, or
+    ``None`` for a malformed usage. Hits repeat the same usage, so each is priced once,
+    for an hour at most (the maintained prices change by date, rarely)."""
+
+    MAX = 4096
+    SECONDS = 3600.0
+
+    def __init__(self, prices: PriceTable) -> None:
+        self.prices = prices
+        self._items: dict[Any, tuple[int, float] | None] = {}
+        self._since = time.monotonic()
+
+    def saved(self, usage_json: Any) -> tuple[int, float] | None:
+        now = time.monotonic()
+        if now - self._since > self.SECONDS or len(self._items) >= self.MAX:
+            self._items = {}
+            self._since = now
+        items = self._items
+        try:
+            return items[usage_json]
+        except KeyError:
+            pass
+        usage = Usage.from_json(usage_json)
+        known = None if usage is None else (usage.total_tokens, self.prices.cost(usage))
+        items[usage_json] = known
+        return known
 
 
 def maintained_prices_available() -> bool:

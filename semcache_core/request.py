@@ -24,17 +24,31 @@ KEY_VERSION = 1
 _DIGEST_CHARS = 32  # 128 bits: collisions are not a practical concern at any cache size
 
 
+# What ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+# allow_nan=False)`` uses, made once (dumps makes one per call); encode() is stateless.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+_json_string = json.encoder.encode_basestring  # what _CANONICAL encodes a str with
+
+
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON bytes: sorted keys, fixed separators, lone surrogates kept."""
-    text = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode("utf-8", "surrogatepass")
+    return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")
 
 
 def digest(*parts: Any) -> str:
     """A hex digest of the canonical JSON of ``parts`` (domain-separated by the caller)."""
     return hashlib.sha256(canonical_json([KEY_VERSION, *parts])).hexdigest()[:_DIGEST_CHARS]
+
+
+def exact_digest(tenant_token: str, scope_token: str, prompt: str) -> str:
+    """``digest("exact", tenant_token, scope_token, prompt)``, without walking a list:
+    the tokens are hex digests (JSON strings as they are), the prompt is encoded once."""
+    text = f'[{KEY_VERSION},"exact","{tenant_token}","{scope_token}",{_json_string(prompt)}]'
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -95,6 +109,12 @@ class CacheRequest:
     partition: str = field(repr=False)
     exact_key: str = field(repr=False)
     kind: str = ""  # what sort of request ("chat", "structured"...): policies can key on it
+    # The question's embedding, by embedder: a lookup's vector serves the store of the
+    # same request (its miss), so each request is embedded at most once. Not an input:
+    # `dataclasses.replace` starts empty.
+    vectors: dict[Any, list[float]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(
@@ -151,6 +171,6 @@ class CacheRequest:
             partition=digest("partition", t_token, s_token),
             # The namespace is in the key's prefix, not here: an exported entry can be
             # imported into another namespace and still be found.
-            exact_key=digest("exact", t_token, s_token, prompt),
+            exact_key=exact_digest(t_token, s_token, prompt),
             kind=kind,
         )

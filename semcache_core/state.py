@@ -15,7 +15,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from cachetools import TTLCache
@@ -36,7 +37,7 @@ from .judges import Judge
 from .l1 import LocalTier
 from .metrics import LocalStats
 from .microbatch import MicroBatcher
-from .pricing import PriceTable, Usage
+from .pricing import PriceTable, SavingsMemo
 from .prometheus import PrometheusMetrics
 from .request import CacheRequest, keyed_tenant_digest
 from .resilience import CircuitBreaker, RateLimitedLog
@@ -58,6 +59,7 @@ TextOf = Callable[[Any], str]
 FLOOR_STEP = 1e-4
 POLICY_CACHE_MAX = 100_000
 DEFAULT_EXACT_ONLY_DIMS = 384
+_NO_SPAN: AbstractContextManager[None] = contextlib.nullcontext()  # reusable
 
 
 def approx_tokens(text: str) -> int:
@@ -67,6 +69,9 @@ def approx_tokens(text: str) -> int:
 
 def identity(payload: bytes, codec: str) -> Any:
     return payload
+
+
+read.share_decoded(identity)  # bytes: nothing to mutate
 
 
 def default_text(value: Any) -> str:
@@ -101,6 +106,7 @@ class EngineState(LocalTierSteps):
         self.metrics = metrics
         self.prices = prices
         self.clock = clock
+        self.savings = SavingsMemo(prices)
         self.l1: LocalTier | None = (
             LocalTier(config.l1_maxsize, config.l1_ttl, config.l1_policy)
             if config.l1_maxsize
@@ -160,9 +166,9 @@ class EngineState(LocalTierSteps):
             self.stats.record_lookup(request.tenant, outcome, seconds, decision.similarity)
         tokens, usd = 0, 0.0
         if served and entry is not None and entry.usage is not None:
-            usage = Usage.from_json(entry.usage)
-            if usage is not None:
-                tokens, usd = usage.total_tokens, self.prices.cost(usage)
+            saved = self.savings.saved(entry.usage)
+            if saved is not None:
+                tokens, usd = saved
                 if record and not stale:
                     self.stats.record_saved(request.tenant, tokens, usd)
         result = LookupResult(
@@ -195,21 +201,17 @@ class EngineState(LocalTierSteps):
         if result.tokens_saved or result.cost_saved_usd:
             self.stats.record_saved(request.tenant, result.tokens_saved, result.cost_saved_usd)
 
-    @contextlib.contextmanager
-    def span(self, name: str, request: CacheRequest | None) -> Iterator[Any]:
-        """An OpenTelemetry span around a call (``None`` without opentelemetry)."""
-        if not tracing.ENABLED:
-            yield None
-            return
+    def span(self, name: str, request: CacheRequest | None) -> AbstractContextManager[Any]:
+        """An OpenTelemetry span around a call; it yields ``None`` without opentelemetry
+        or without a configured tracer provider (no span is made then: it would record
+        nothing)."""
+        if not tracing.active():
+            return _NO_SPAN
         attrs: dict[str, Any] = {"semcache.namespace": self.config.namespace}
         if request is not None:
             attrs["semcache.tenant_digest"] = self.emitted_digest(request)
         cm = tracing.start_span(name, attrs)
-        if cm is None:
-            yield None
-            return
-        with cm as span:
-            yield span
+        return _NO_SPAN if cm is None else cm
 
     def emitted_digest(self, request: CacheRequest) -> str:
         """The tenant digest spans and logs carry: keyed under ``trace_key`` if set, else

@@ -11,8 +11,8 @@ from typing import Any
 
 from .config import CacheConfig
 from .core import read
-from .entry import StoredEntry
-from .l1 import LocalTier, drop_message
+from .core.read import Decoder
+from .l1 import Held, LocalTier, drop_message
 from .request import CacheRequest
 from .storage.l1_subscriber import L1Coherence
 from .storage.layout import Layout
@@ -55,11 +55,38 @@ class LocalTierSteps:
         return drop_message([self.key(request)]) if self.config.l1_publish else None
 
     def l1_put(
-        self, tier: LocalTier, key: str, fields: Mapping[str, Any], entry: StoredEntry, since: int
+        self,
+        tier: LocalTier,
+        key: str,
+        fields: Mapping[str, Any],
+        found: read.Found,
+        since: int,
+        decode: Decoder,
     ) -> None:
+        """Hold what an exact read returned, with its decoded value when ``decode``'s
+        values may be shared (`read.share_decoded`)."""
+        entry = found.entry
         remaining = None if entry.expires_at is None else entry.expires_at - self.clock()
         if remaining is None or remaining > 0:
-            tier.put(key, dict(fields), remaining, since=since)
+            decoded = {decode: found} if read.shares_decoded(decode) else None
+            tier.put(key, fields, remaining, since=since, decoded=decoded)
+
+    def l1_reuse(
+        self, request: CacheRequest, held: Held, decode: Decoder, grace: float
+    ) -> read.Found | None:
+        """The value an L1 copy keeps decoded by ``decode``, if it still serves
+        ``request`` (`read.reuse`); ``None``: decode the copy's fields as a read."""
+        found = held.decoded.get(decode)
+        if found is None:
+            return None
+        return read.reuse(request, found, now=self.clock(), grace=grace)
+
+    @staticmethod
+    def l1_keep(held: Held, decode: Decoder, found: read.Found) -> None:
+        """Keep a value decoded from an L1 copy's fields with the copy, when it may be
+        shared."""
+        if read.shares_decoded(decode):
+            held.decoded[decode] = found
 
     def l1_slid(self, touch: read.Touch) -> None:
         """A hit slid an entry's TTL in Redis: its L1 copy (if held) expires with it, not

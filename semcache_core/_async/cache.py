@@ -177,9 +177,14 @@ class AsyncCache:
         key = state.key(request)
         tier = None if stale else state.l1_tier()
         found = None
-        held = tier.get(key) if tier is not None else None
+        held = tier.held(key) if tier is not None else None
         if tier is not None and held is not None:
-            found = await self._accept(store, request, key, held, decode, stale)
+            # Decoded before (a shared decoder), else decoded from the copy's fields.
+            found = state.l1_reuse(request, held, decode, 0.0)
+            if found is None:
+                found = await self._accept(store, request, key, held.fields, decode, stale)
+                if found is not None:
+                    state.l1_keep(held, decode, found)
             if found is None:
                 # Expired here, maybe alive in Redis (another process slid its TTL).
                 tier.drop(key)
@@ -192,7 +197,7 @@ class AsyncCache:
             if found is None:
                 return None
             if tier is not None:
-                state.l1_put(tier, key, fields, found.entry, since)
+                state.l1_put(tier, key, fields, found, since, decode)
         return read.exact_hit(
             found, stale=stale, sliding=state.config.sliding_ttl, now=state.clock()
         )
@@ -345,11 +350,14 @@ class AsyncCache:
         if not state.wants_vector(request, pol):
             return None
         assert state.embedder is not None and request.question is not None
-        try:
-            vector = await state.embedder.aembed(request.question)
-        except Exception as exc:
-            state.embed_failed(request, exc)
-            return None
+        vector = request.vectors.get(state.embedder)  # embedded by this request's lookup
+        if vector is None:
+            try:
+                vector = await state.embedder.aembed(request.question)
+            except Exception as exc:
+                state.embed_failed(request, exc)
+                return None
+            request.vectors[state.embedder] = vector
         if state.dims is None:
             await index.learn_dims(self.state, await self.stores.get(), list(vector), create)
             if state.dims is None:

@@ -104,6 +104,37 @@ def accept(
     return Found(entry, value)
 
 
+# Decoders whose values an L1 copy may keep and hand to every later hit on it: their
+# values are immutable, or the caller copies what it serves (see `share_decoded`).
+_SHARED_DECODERS: set[Decoder] = set()
+
+
+def share_decoded(decode: Decoder) -> Decoder:
+    """Mark ``decode`` as one whose values may be decoded once and shared: the L1 tier
+    keeps the decoded value with its copy of the entry, and a repeat hit costs no parse
+    and no decode. Only for values nobody mutates (bytes, str), or that the caller
+    copies before serving (the LangChain adapter does). Returns ``decode``."""
+    _SHARED_DECODERS.add(decode)
+    return decode
+
+
+def shares_decoded(decode: Decoder) -> bool:
+    """Whether `share_decoded` marked ``decode``."""
+    return decode in _SHARED_DECODERS
+
+
+def reuse(request: CacheRequest, found: Found, *, now: float, grace: float = 0.0) -> Found | None:
+    """A value decoded earlier from an L1 copy, if it still serves ``request``: checked
+    as `accept` checks a read (its partition, its expiry), without parsing or decoding
+    again. ``None``: not this request's, or expired (the caller then reads as usual)."""
+    entry = found.entry
+    if entry.partition != request.partition:
+        return None
+    if entry.expires_at is not None and is_expired(entry.expires_at + grace, now):
+        return None
+    return found
+
+
 def slide(entry: StoredEntry, *, sliding: bool, now: float) -> Touch | None:
     """The TTL slide a hit on ``entry`` earns, if the TTL slides."""
     expires = sliding_expiry(entry.ttl, sliding, now)

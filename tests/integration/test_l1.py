@@ -340,11 +340,16 @@ def test_an_import_reaches_every_l1(redis_url: str, namespace: str, tmp_path: Pa
         assert b._state.l1_tier() is not None and b._state.l1_sub is not None
         assert b._state.l1_sub.wait_connected(5.0)
         req = a.request("What is the refund window?", tenant="acme")
+        tier = b._state.l1
+        assert tier is not None
+        before = tier.version
         assert a.store(req, b"45 days")
         dump = tmp_path / "new.jsonl"
         with dump.open("w") as out:
             export_entries(a, out)
         assert a.store(req, b"30 days")  # the old answer, now held in B's L1
+        # B has heard both writes' announcements (else one could drop its copy below).
+        assert _until(lambda: tier.version >= before + 2, COHERENCE_BOUND) is not None
         assert b.lookup(req).value == b"30 days" and b.lookup(req).value == b"30 days"
         assert b.stats(totals=False)["l1"]["hits"] == 1
         with dump.open() as lines:

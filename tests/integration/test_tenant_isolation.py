@@ -14,6 +14,7 @@ error, so this test fails if the hashing is removed.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,8 +165,9 @@ def _naive_tokens(monkeypatch: pytest.MonkeyPatch, *, escape: bool) -> None:
     def raw_build(**kw):  # type: ignore[no-untyped-def]
         req = original(**kw)
         token = req.tenant
+        parts = {f.name: getattr(req, f.name) for f in dataclasses.fields(req) if f.init}
         return request_module.CacheRequest(
-            **{**req.__dict__, "tenant_token": token, "partition": token + "|" + req.scope_token}
+            **{**parts, "tenant_token": token, "partition": token + "|" + req.scope_token}
         )
 
     original = request_module.CacheRequest.build

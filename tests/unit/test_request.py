@@ -84,3 +84,24 @@ def test_bad_tenant_rejected(tenant: object) -> None:
 def test_unserializable_scope_rejected() -> None:
     with pytest.raises(ConfigurationError, match="JSON"):
         build(scope={"x": object()})
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "plain",
+        'a "quote" and \\ backslash',
+        "snow ☃ and a lone \ud800",
+        "\x00\x1f\n\t",
+        "",
+        "[{}]",
+    ],
+)
+def test_the_exact_key_is_the_digest_it_always_was(prompt: str) -> None:
+    """The hot path builds the exact key's JSON by hand: byte for byte the canonical JSON
+    of ``[version, "exact", tenant, scope, prompt]``, so stored entries keep their keys."""
+    req = CacheRequest.build(tenant="acme", namespace="ns", prompt=prompt, scope={"m": 1})
+    assert req.exact_key == digest("exact", req.tenant_token, req.scope_token, prompt)
+    assert req.partition == digest("partition", req.tenant_token, req.scope_token)
+    assert req.scope_token == digest("scope", {"m": 1})
+    assert canonical_json({"b": [1.5, None], "a": "é"}) == '{"a":"é","b":[1.5,null]}'.encode()

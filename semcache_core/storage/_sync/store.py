@@ -46,6 +46,9 @@ from ..errors import boundary, is_missing_index
 from ..layout import Layout
 from ..schema import module_names
 
+# The HMGET's field names, encoded once (redis-py encodes a str argument on every call).
+_READ_FIELD_NAMES = [name.encode() for name in READ_FIELDS]
+
 
 def _key_text(key: Any) -> str:
     return key.decode() if isinstance(key, bytes) else str(key)
@@ -151,7 +154,7 @@ class SyncStore:
 
     # -- entries -------------------------------------------------------------------------
     def read(self, key: str) -> dict[str, Any] | None:
-        values = self.client.hmget(key, list(READ_FIELDS))
+        values = self.client.hmget(key, _READ_FIELD_NAMES)
         if all(v is None for v in values):
             return None
         return dict(zip(READ_FIELDS, values, strict=True))
