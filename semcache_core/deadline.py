@@ -158,6 +158,28 @@ def cut_at() -> float | None:
     return _CUT_AT.get()
 
 
+@contextmanager
+def uncharged() -> Iterator[None]:
+    """Time spent inside is not the call's: no deadline while it runs, and the running
+    trip's deadline moves later by as much (opening a TCP connection: the kernel
+    accepts it however slow Redis is, ``connect_timeout`` bounds it)."""
+    cut = _CUT_AT.get()
+    if cut is None:
+        yield
+        return
+    budget = current()
+    started = time.monotonic()
+    token = _CUT_AT.set(None)
+    try:
+        yield
+    finally:
+        _CUT_AT.reset(token)
+        took = time.monotonic() - started
+        _CUT_AT.set(cut + took)  # trip_end resets it with the trip's own token
+        if budget is not None and budget._depth:
+            budget._started += took
+
+
 def trip_begin(budget: Budget) -> Token[float | None] | None:
     """Start a trip (one store method) on ``budget``: refused once it is spent. Returns
     the token `trip_end` needs (``None`` for a trip inside a trip: the outer one counts).

@@ -5,21 +5,24 @@ in progress (`semcache_core.deadline.cut_at`, a context variable: one task's or 
 thread's) and waits at most what is left of it:
 
 * sync (`redis.Connection`): the socket timeout of each reply read is passed to
-  redis-py's own ``read_response(timeout=...)``, and each send and connect is bounded
-  the same way. A read that times out makes redis-py disconnect the connection, so no
-  reply is left unread for the next command.
-* async (`redis.asyncio.Connection`): ``socket_timeout`` and ``socket_connect_timeout``
-  are what is left, so redis-py's own ``asyncio`` timeouts (read, send, connect) end the
-  wait, and its timeout handling disconnects the connection.
+  redis-py's own ``read_response(timeout=...)``, and each send is bounded the same way.
+  A read that times out makes redis-py disconnect the connection, so no reply is left
+  unread for the next command.
+* async (`redis.asyncio.Connection`): ``socket_timeout`` is what is left, so redis-py's
+  own ``asyncio`` timeouts (read, send) end the wait, and its timeout handling
+  disconnects the connection.
 
 Outside a trip (administration calls have their own pools; the background flush) the
-configured timeouts apply unchanged. Waiting for a free pooled connection is not bounded
-here: a drained pool is this process's congestion (``pool_timeout``), not Redis.
+configured timeouts apply unchanged. Not charged to the call: opening the TCP connection
+(`deadline.uncharged`: the kernel accepts it however slow Redis is; ``connect_timeout``
+bounds it), and waiting for a free pooled connection (this process's congestion,
+``pool_timeout``), which includes opening a new connection's handshake.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from typing import Any
 
@@ -27,7 +30,7 @@ import redis
 import redis.asyncio as aredis
 from redis.utils import SENTINEL
 
-from ..deadline import cut_at
+from ..deadline import cut_at, uncharged
 
 # Left to wait when the deadline has just passed: long enough for a reply already in
 # the socket buffer, never a wait.
@@ -46,16 +49,11 @@ def _bounded(configured: float | None) -> float | None:
 class _SyncBudgeted:
     """Mixed into a sync redis-py connection class (TCP, TLS, Unix socket)."""
 
-    _socket_connect_timeout: Any
     _sock: Any
 
-    @property
-    def socket_connect_timeout(self) -> float | None:
-        return _bounded(self._socket_connect_timeout)
-
-    @socket_connect_timeout.setter
-    def socket_connect_timeout(self, value: float | None) -> None:
-        self._socket_connect_timeout = value
+    def _connect(self) -> Any:
+        with uncharged():
+            return super()._connect()  # type: ignore[misc]
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if cut_at() is None or not self._sock:
@@ -83,7 +81,6 @@ class _AsyncBudgeted:
     """Mixed into a redis.asyncio connection class (TCP, TLS, Unix socket)."""
 
     _configured_timeout: float | None = None
-    _configured_connect_timeout: float | None = None
 
     @property
     def socket_timeout(self) -> float | None:
@@ -93,13 +90,9 @@ class _AsyncBudgeted:
     def socket_timeout(self, value: float | None) -> None:
         self._configured_timeout = value
 
-    @property
-    def socket_connect_timeout(self) -> float | None:
-        return _bounded(self._configured_connect_timeout)
-
-    @socket_connect_timeout.setter
-    def socket_connect_timeout(self, value: float | None) -> None:
-        self._configured_connect_timeout = value
+    async def _connect(self) -> Any:
+        with uncharged():
+            return await super()._connect()  # type: ignore[misc]
 
 
 @functools.cache
@@ -116,6 +109,21 @@ def budgeted_class(base: type) -> type:
 
 
 def budget_pool(pool: Any) -> Any:
-    """Make a freshly built pool (no connection made yet) open budgeted connections."""
+    """Make a freshly built pool (no connection made yet) open budgeted connections, and
+    not charge the call for waiting for one (nor for opening it)."""
     pool.connection_class = budgeted_class(pool.connection_class)
+    get = pool.get_connection
+    if inspect.iscoroutinefunction(get):
+
+        async def get_connection(*args: Any, **kwargs: Any) -> Any:
+            with uncharged():
+                return await get(*args, **kwargs)
+
+    else:
+
+        def get_connection(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            with uncharged():
+                return get(*args, **kwargs)
+
+    pool.get_connection = get_connection
     return pool
