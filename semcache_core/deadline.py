@@ -141,6 +141,15 @@ def suspended() -> Iterator[None]:
         _RUNNING.reset(token)
 
 
+def restart() -> None:
+    """Start the current call's deadline again: a coalesced waiter looks again after
+    waiting on purpose for its leader's answer (up to ``coalesce_wait``)."""
+    budget = current()
+    if budget is not None:
+        budget.spent = 0.0
+        budget.trips_made = 0
+
+
 def current() -> Budget | None:
     budget = _RUNNING.get()
     return budget if budget is not None and budget.live else None

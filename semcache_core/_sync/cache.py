@@ -93,7 +93,8 @@ class SyncCache:
         found = self._lookup_once(request, decode, text_of, False, record=False)
 
         def misses() -> bool:
-            nonlocal found  # each wait ends with another look
+            nonlocal found  # each wait ends with another look, on a deadline of its own
+            deadline.restart()
             found = self._lookup_once(request, decode, text_of, False, record=False)
             return found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT)
 
