@@ -6,9 +6,9 @@ each Redis reply is delayed ``--delay`` ms (default 80, under the default 100 ms
 time: lookup + store) and hits (a question stored before the delay started). Nothing is
 mocked: an embedded Redis 8 + RediSearch behind the reliability suite's TCP proxy
 (`tests/reliability/proxy.py`, delay mode, in its own process), the engine through its
-public API, a hashed embedder (no model time), the circuit breaker disabled
-(``breaker_failures`` very high) so that every call meets the slow Redis instead of being
-bypassed.
+public API, a hashed embedder (no model time), the circuit breaker kept closed
+(``breaker_failures=1000``) so that every call meets the slow Redis instead of being
+bypassed (with the default breaker, three cut lookups open it).
 
     python benchmarks/deadline.py                       # this checkout
     python benchmarks/deadline.py --save results/deadline.txt --label after
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import statistics
 import subprocess
 import sys
@@ -158,6 +159,9 @@ def main() -> None:
         f"== {args.label or 'run'}: every Redis reply delayed {args.delay:g} ms; "
         f"semcache_core from {Path(semcache_core.__file__).parent}",
         f"command: {' '.join(sys.argv)}",
+        "machine: {} cores, load average {:.1f} {:.1f} {:.1f} (other jobs share it)".format(
+            os.cpu_count(), *os.getloadavg()
+        ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         server = start_embedded_redis(Path(tmp) / "redis", reuse=False, stop_at_exit=True)
