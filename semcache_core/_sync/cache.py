@@ -7,8 +7,8 @@ what it read to the pure decisions of `semcache_core.core.read`, and applies wha
 return. Every fault is caught here: a lookup becomes a miss (`Outcome.ERROR`), a store
 is skipped, and the fault is counted and logged at a bounded rate. A lookup and the
 store of its answer share one deadline (`semcache_core.deadline`): every Redis round
-trip of both gets what is left of it. `_sync/cache.py` is
-generated from this file by ``scripts/unasync.py``.
+trip of both gets what is left of it. `_sync/cache.py` is generated from this file by
+``scripts/unasync.py``.
 """
 
 from __future__ import annotations
