@@ -57,17 +57,25 @@ class DeadlineExceededError(BackendTimeoutError):
 
 
 class RoundTrips:
-    """How long one engine's recent trips took: a decaying average of the completed
-    ones (each weighs half), raised to the length of any trip the deadline cut. Shared
-    by threads and tasks; a lost update is harmless."""
+    """How long one engine's round trips take: the shortest of its last few completed
+    trips (a crowded event loop or a busy machine makes some trips long, not all of
+    them; a slow Redis makes every one long), raised to the length of any trip the
+    deadline cut. Shared by threads and tasks; a lost update is harmless."""
 
-    __slots__ = ("seconds",)
+    __slots__ = ("_next", "_recent", "seconds")
+
+    WINDOW = 8
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self._recent = [0.0] * self.WINDOW
+        self._next = 0
 
     def completed(self, elapsed: float) -> None:
-        self.seconds = elapsed if not self.seconds else (self.seconds + elapsed) / 2
+        i = self._next
+        self._next = (i + 1) % self.WINDOW
+        self._recent[i] = elapsed
+        self.seconds = min(self._recent)
 
     def cut(self, elapsed: float) -> None:
         self.seconds = max(self.seconds, elapsed)
