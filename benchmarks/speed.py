@@ -222,6 +222,9 @@ class Subject:
     close: Callable[[], None] = lambda: None
     errors: Callable[[], int] = lambda: 0
     settle: Callable[[], str] = lambda: ""  # after inserts: let the index catch up
+    # semcache: whether the search's nearest candidate (served, or refused by the
+    # verifier) is stored entry i: the index's recall apart from the verifier.
+    candidate: Callable[[str, str, int], bool] | None = None
 
 
 ANSWER_ID = re.compile(r"Answer #(\d+)\.")
@@ -296,6 +299,16 @@ def semcache_subject(
         return f"{status['algorithm']} gen {status['generation']} (settled in {took:.1f} s)"
 
     subject.settle = settle
+    prompts: dict[int, str] = {}
+
+    def candidate(question: str, prompt: str, nearest: int) -> bool:
+        engine = cache.engine
+        result = engine.lookup(cache._request(prompt, LLM_STRING))
+        want = engine.key(cache._request(prompts[nearest], LLM_STRING))
+        return result.key == want
+
+    subject.candidate = candidate
+    subject.prompts = prompts  # type: ignore[attr-defined]
     return subject
 
 
@@ -518,6 +531,7 @@ class Latency:
     hit_rate: float
     n: int
     recall: float | None = None  # nearest stored entry served (brute force), semantic
+    index_recall: float | None = None  # semcache: nearest was the search's first candidate
 
 
 def time_sync(
@@ -623,6 +637,10 @@ def measure(
     row.exact = time_sync(subject, exact)
     if subject.semantic:
         row.semantic = time_sync(subject, sem, nearest)
+        if subject.candidate is not None:  # untimed: the index apart from the verifier
+            subject.prompts.update({i: wl.prompts[i] for i in nearest})  # type: ignore[attr-defined]
+            hits = [subject.candidate(qq, pp, i) for (qq, pp), i in zip(sem, nearest, strict=True)]
+            row.semantic.index_recall = sum(hits) / max(1, len(hits))
     row.miss = time_sync(subject, miss)
     mixed = exact + (sem if subject.semantic else []) + miss
     rng.shuffle(mixed)
@@ -650,6 +668,9 @@ def combine(rounds: Sequence[Row]) -> Row:
             med([x.hit_rate for x in found]),
             sum(x.n for x in found),
             None if found[0].recall is None else med([x.recall for x in found]),
+            None
+            if found[0].index_recall is None
+            else med([x.index_recall for x in found if x.index_recall is not None]),
         )
 
     first = rounds[0]
@@ -724,6 +745,7 @@ def latency_table(rows: Sequence[Row], title: str) -> Table:
         "sem. p99",
         "hit",
         "nearest",
+        "index nearest",
         "miss p50",
         "miss p99",
         "hit",
@@ -741,6 +763,9 @@ def latency_table(rows: Sequence[Row], title: str) -> Table:
             _ms(r.semantic, "p99"),
             _hit(r.semantic),
             "-" if r.semantic is None or r.semantic.recall is None else f"{r.semantic.recall:.1%}",
+            "-"
+            if r.semantic is None or r.semantic.index_recall is None
+            else f"{r.semantic.index_recall:.1%}",
             _ms(r.miss, "p50"),
             _ms(r.miss, "p99"),
             _hit(r.miss),
@@ -1028,7 +1053,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows.append(row)
                     console.print(
                         f"  [dim]{spec.label}: p50 ms exact {_ms(row.exact, 'p50')}, semantic "
-                        f"{_ms(row.semantic, 'p50')}, miss {_ms(row.miss, 'p50')}; "
+                        f"{_ms(row.semantic, 'p50')}, miss {_ms(row.miss, 'p50')}; nearest "
+                        f"{'-' if row.semantic is None else row.semantic.recall}, index "
+                        f"{'-' if row.semantic is None else row.semantic.index_recall}; "
                         f"{row.sync_ops:,.0f} op/s sync, {row.async_ops:,.0f} async[/]"
                     )
                 if not args.no_e2e and size == e2e_size:
