@@ -4,12 +4,19 @@ Every cache is driven through its own public lookup on the same private Redis wi
 same vectors (precomputed all-MiniLM-L6-v2 of QQP questions) and the same prompts
 (LangChain's chat prompt, ``dumps([HumanMessage(question)])``, plus an ``llm_string``):
 
-* semcache `SemanticCache` (HNSW float32, the default; the same index queried with
-  ``hybrid_policy="batches"``; HNSW float16; FLAT float32)
+* semcache `SemanticCache` (the default, ``algorithm="auto"``: FLAT, rebuilt as HNSW
+  past 5,000 entries, with a per-query EF_RUNTIME; the same index queried with
+  ``hybrid_policy="batches"``; float16; FLAT float32)
 * langchain-redis ``RedisCache`` (exact) and ``RedisSemanticCache`` (defaults)
 * RedisVL ``SemanticCache`` (``redisvl.extensions.cache.llm``, defaults; called with the
   question, as its users do)
 * langchain-core ``InMemoryCache`` (exact, in process)
+
+Recall: for every semantic query the nearest of the stored entries (brute force with
+numpy over the same vectors) is known; "nearest" is the share of queries served that
+very entry (every answer names the entry it came from). ``--vectors random`` swaps the
+vectors for random unit vectors of the same size (semantic queries at cosine 0.93-0.97
+to their stored twin), the hardest case for an HNSW walk.
 
 Query kinds: an *exact* hit asks a stored prompt; a *semantic* hit asks a held-out QQP
 duplicate whose stored twin has cosine similarity 0.93-0.995 (a hit at every cache's
@@ -26,15 +33,18 @@ Usage:
     python benchmarks/speed.py                      # 1k, 10k, 100k entries (~45 min)
     python benchmarks/speed.py --quick              # smoke run (~2 min)
     python benchmarks/speed.py --sizes 1000,10000 --queries 500 --rounds 5
+    python benchmarks/speed.py --vectors random --caches semcache,redisvl,lc-redis-semantic
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import random
+import re
 import sys
 import time
 import tracemalloc
@@ -45,6 +55,7 @@ from typing import Any
 import common
 import numpy as np
 import qqp
+import redis
 from langchain_core.caches import BaseCache, InMemoryCache
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration
@@ -88,6 +99,41 @@ class Workload:
     def vector(self, text: str) -> np.ndarray | None:
         row = self.table.get(text)
         return None if row is None else self.vectors[row]
+
+    def nearest_at(self, size: int, query_ids: Sequence[int]) -> list[int]:
+        """Brute force (numpy): the nearest of the first ``size`` stored entries to each
+        query (stored entry i answers with `answer_text` (i))."""
+        n_stored = len(self.questions)
+        stored = self.vectors[:size]
+        out = []
+        for start in range(0, len(query_ids), 256):
+            rows = [n_stored + j for j in query_ids[start : start + 256]]
+            out += [int(i) for i in np.argmax(self.vectors[rows] @ stored.T, axis=1)]
+        return out
+
+
+def randomize(wl: Workload, seed: int, low: float = 0.93, high: float = 0.97) -> Workload:
+    """The same texts on random unit vectors (no clusters for an HNSW walk to follow,
+    the hardest case for recall): each semantic query at cosine ``low``-``high`` to its
+    stored twin, misses and stored entries independent."""
+    rng = np.random.default_rng(seed)
+    n_stored = len(wl.questions)
+    vectors = rng.standard_normal(wl.vectors.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    twins = vectors[: len(wl.semantic)]  # semantic query j's twin is stored entry j
+    noise = vectors[n_stored : n_stored + len(wl.semantic)]
+    noise -= (noise * twins).sum(axis=1, keepdims=True) * twins
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    c = rng.uniform(low, high, (len(twins), 1)).astype(np.float32)
+    vectors[n_stored : n_stored + len(wl.semantic)] = c * twins + np.sqrt(1 - c**2) * noise
+    wl.vectors = vectors
+    wl.semantic_sims = [float(x) for x in c[:, 0]]
+    stored = vectors[:n_stored]
+    misses = vectors[n_stored + len(wl.semantic) :]
+    wl.miss_max_sim = float(
+        max((misses[i : i + 256] @ stored.T).max() for i in range(0, len(misses), 256))
+    )
+    return wl
 
 
 def build_workload(data: qqp.QQP, plain: np.ndarray, size: int, q: int, seed: int) -> Workload:
@@ -168,13 +214,37 @@ class Subject:
 
     name: str
     semantic: bool
-    lookup: Callable[[str, str], bool]  # (question, prompt) -> hit
+    lookup: Callable[[str, str], int | None]  # (question, prompt) -> served answer id
     alookup: Callable[[str, str], Awaitable[bool]]
     store: Callable[[str, str, int], None]  # (question, prompt, answer id)
     index: str | None = None
     astore: Callable[[str, str, int], Awaitable[None]] | None = None
     close: Callable[[], None] = lambda: None
     errors: Callable[[], int] = lambda: 0
+    settle: Callable[[], str] = lambda: ""  # after inserts: let the index catch up
+    # semcache: whether the search's nearest candidate (served, or refused by the
+    # verifier) is stored entry i: the index's recall apart from the verifier.
+    candidate: Callable[[str, str, int], bool] | None = None
+
+
+ANSWER_ID = re.compile(r"Answer #(\d+)\.")
+
+
+def answer_id(found: Any) -> int | None:
+    """The stored entry an answer came from (`answer_text` names it); -1: unreadable."""
+    if found is None or found == [] or found is False:
+        return None
+    if isinstance(found, list):
+        first = found[0]
+        text = getattr(getattr(first, "message", None), "content", None) or getattr(
+            first, "text", None
+        )
+        if text is None and isinstance(first, dict):
+            text = first.get("response")
+    else:
+        text = str(found)
+    match = ANSWER_ID.match(str(text)) if text is not None else None
+    return int(match.group(1)) if match else -1
 
 
 def chat_answer(i: int) -> list[ChatGeneration]:
@@ -184,8 +254,8 @@ def chat_answer(i: int) -> list[ChatGeneration]:
 def langchain_subject(
     name: str, cache: BaseCache, semantic: bool, index: str | None = None
 ) -> Subject:
-    def lookup(question: str, prompt: str) -> bool:
-        return cache.lookup(prompt, LLM_STRING) is not None
+    def lookup(question: str, prompt: str) -> int | None:
+        return answer_id(cache.lookup(prompt, LLM_STRING))
 
     async def alookup(question: str, prompt: str) -> bool:
         return await cache.alookup(prompt, LLM_STRING) is not None
@@ -213,6 +283,32 @@ def semcache_subject(
         return int(sum(v for k, v in _walk(stats) if "error" in k))
 
     subject.errors = errors
+
+    def settle() -> str:
+        """Take a due rebuild step now and wait for it (a real app's calls take it
+        within a few seconds): the sizes are measured on the index auto chose."""
+        from semcache_core._sync import index as sync_index
+
+        engine = cache.engine
+        t = time.perf_counter()
+        sync_index.maintain(engine._cache.state, engine._store, force=True)
+        status = engine.index_status()
+        if status["building"]:
+            status = engine.rebuild_index(status["building"]["algorithm"])
+        took = time.perf_counter() - t
+        return f"{status['algorithm']} gen {status['generation']} (settled in {took:.1f} s)"
+
+    subject.settle = settle
+    prompts: dict[int, str] = {}
+
+    def candidate(question: str, prompt: str, nearest: int) -> bool:
+        engine = cache.engine
+        result = engine.lookup(cache._request(prompt, LLM_STRING))
+        want = engine.key(cache._request(prompts[nearest], LLM_STRING))
+        return result.key == want
+
+    subject.candidate = candidate
+    subject.prompts = prompts  # type: ignore[attr-defined]
     return subject
 
 
@@ -283,8 +379,8 @@ def redisvl_subject(url: str, vectorizer: Any) -> Subject:
 
     cache = RVLSemanticCache(name="rvlbench", redis_url=url, vectorizer=vectorizer)
 
-    def lookup(question: str, prompt: str) -> bool:
-        return bool(cache.check(prompt=question))
+    def lookup(question: str, prompt: str) -> int | None:
+        return answer_id(cache.check(prompt=question))
 
     async def alookup(question: str, prompt: str) -> bool:
         return bool(await cache.acheck(prompt=question))
@@ -349,9 +445,9 @@ def _vectorizer(wl: Workload, mode: str) -> Any:
 SPECS = [
     Spec(
         "semcache",
-        "semcache (HNSW f32, default)",
+        "semcache (default: auto)",
         lambda url, wl, mode: semcache_subject(
-            "semcache (HNSW f32, default)", url, _semcache_embedder(wl, mode), "bench-hnsw"
+            "semcache (default: auto)", url, _semcache_embedder(wl, mode), "bench-hnsw"
         ),
     ),
     Spec(
@@ -434,16 +530,27 @@ class Latency:
     mean: float
     hit_rate: float
     n: int
+    recall: float | None = None  # nearest stored entry served (brute force), semantic
+    index_recall: float | None = None  # semcache: nearest was the search's first candidate
 
 
-def time_sync(subject: Subject, items: Sequence[tuple[str, str]]) -> Latency:
+def time_sync(
+    subject: Subject, items: Sequence[tuple[str, str]], nearest: Sequence[int] | None = None
+) -> Latency:
+    """Latency and hit rate; with ``nearest`` (the brute-force nearest stored entry of
+    each query), recall: the share of queries served that very entry."""
     lat = np.empty(len(items))
-    hits = 0
+    hits = found = 0
     for i, (question, prompt) in enumerate(items):
         t = time.perf_counter()
-        hit = subject.lookup(question, prompt)
+        try:
+            served = subject.lookup(question, prompt)
+        except Exception:  # a peer raising (RediSearch's TIMEOUT): a failed lookup
+            served = None
+            RAISED[subject.name] = RAISED.get(subject.name, 0) + 1
         lat[i] = time.perf_counter() - t
-        hits += hit
+        hits += served is not None
+        found += nearest is not None and served == nearest[i]
     ms = lat * 1000
     return Latency(
         float(np.percentile(ms, 50)),
@@ -451,13 +558,20 @@ def time_sync(subject: Subject, items: Sequence[tuple[str, str]]) -> Latency:
         float(ms.mean()),
         hits / max(1, len(items)),
         len(items),
+        found / max(1, len(items)) if nearest is not None else None,
     )
+
+
+RAISED: dict[str, int] = {}  # lookups that raised, per cache (counted as errors)
 
 
 def throughput_sync(subject: Subject, items: Sequence[tuple[str, str]]) -> float:
     t = time.perf_counter()
     for question, prompt in items:
-        subject.lookup(question, prompt)
+        try:
+            subject.lookup(question, prompt)
+        except Exception:
+            RAISED[subject.name] = RAISED.get(subject.name, 0) + 1
     return len(items) / (time.perf_counter() - t)
 
 
@@ -469,7 +583,10 @@ async def throughput_async(
 
     async def worker(source: Any) -> None:
         for question, prompt in source:
-            await subject.alookup(question, prompt)
+            try:
+                await subject.alookup(question, prompt)
+            except Exception:
+                RAISED[subject.name] = RAISED.get(subject.name, 0) + 1
 
     await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
     t = time.perf_counter()
@@ -510,21 +627,27 @@ def measure(
     sem_ids = rng.sample(wl.semantic, min(q, len(wl.semantic)))
     miss_ids = rng.sample(wl.miss, min(q, len(wl.miss)))
     sem = [(wl.queries[j], wl.query_prompts[j]) for j in sem_ids]
+    nearest = wl.nearest_at(size, sem_ids)
     miss = [(wl.queries[j], wl.query_prompts[j]) for j in miss_ids]
     row = Row(subject.name, size, mode)
     for question, prompt in exact[:10] + sem[:10] + miss[:10]:  # warm up
-        subject.lookup(question, prompt)
-    errors_before = subject.errors()
+        with contextlib.suppress(Exception):
+            subject.lookup(question, prompt)
+    errors_before = subject.errors() + RAISED.get(subject.name, 0)
     row.exact = time_sync(subject, exact)
     if subject.semantic:
-        row.semantic = time_sync(subject, sem)
+        row.semantic = time_sync(subject, sem, nearest)
+        if subject.candidate is not None:  # untimed: the index apart from the verifier
+            subject.prompts.update({i: wl.prompts[i] for i in nearest})  # type: ignore[attr-defined]
+            hits = [subject.candidate(qq, pp, i) for (qq, pp), i in zip(sem, nearest, strict=True)]
+            row.semantic.index_recall = sum(hits) / max(1, len(hits))
     row.miss = time_sync(subject, miss)
     mixed = exact + (sem if subject.semantic else []) + miss
     rng.shuffle(mixed)
     mixed = mixed[:throughput_ops]
     row.sync_ops = throughput_sync(subject, mixed)
     row.async_ops = loop.run_until_complete(throughput_async(subject, mixed, concurrency))
-    row.errors = subject.errors() - errors_before
+    row.errors = subject.errors() + RAISED.get(subject.name, 0) - errors_before
     return row
 
 
@@ -544,6 +667,10 @@ def combine(rounds: Sequence[Row]) -> Row:
             med([x.mean for x in found]),
             med([x.hit_rate for x in found]),
             sum(x.n for x in found),
+            None if found[0].recall is None else med([x.recall for x in found]),
+            None
+            if found[0].index_recall is None
+            else med([x.index_recall for x in found if x.index_recall is not None]),
         )
 
     first = rounds[0]
@@ -617,6 +744,8 @@ def latency_table(rows: Sequence[Row], title: str) -> Table:
         "sem. p50",
         "sem. p99",
         "hit",
+        "nearest",
+        "index nearest",
         "miss p50",
         "miss p99",
         "hit",
@@ -633,6 +762,10 @@ def latency_table(rows: Sequence[Row], title: str) -> Table:
             _ms(r.semantic, "p50"),
             _ms(r.semantic, "p99"),
             _hit(r.semantic),
+            "-" if r.semantic is None or r.semantic.recall is None else f"{r.semantic.recall:.1%}",
+            "-"
+            if r.semantic is None or r.semantic.index_recall is None
+            else f"{r.semantic.index_recall:.1%}",
             _ms(r.miss, "p50"),
             _ms(r.miss, "p99"),
             _hit(r.miss),
@@ -664,8 +797,7 @@ def ratio_table(rows: Sequence[Row], size: int) -> Table:
     at = {r.cache: r for r in rows if r.size == size and r.mode == "precomputed"}
     base = at.get(SPECS[0].label)
     table = Table(
-        title=f"p50 relative to semcache (HNSW f32) at {size:,} entries (>1: slower than "
-        "semcache)",
+        title=f"p50 relative to semcache (default) at {size:,} entries (>1: slower than semcache)",
         title_justify="left",
     )
     for col in ("cache", "exact", "semantic", "miss", "mixed sync s/op"):
@@ -797,6 +929,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "spin-waits on a loaded 2-core machine",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--vectors",
+        choices=("qqp", "random"),
+        default="qqp",
+        help="qqp: precomputed MiniLM vectors of QQP; random: random unit vectors",
+    )
     parser.add_argument("--label", default=None, help="names the results files")
     args = parser.parse_args(argv)
     if args.quick:
@@ -825,6 +963,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     store.ensure(range(len(data.texts)))
     pool = 200 if args.quick else 1000  # query pool per kind; each round samples from it
     wl = build_workload(data, store.matrix, max(sizes), pool, args.seed)
+    if args.vectors == "random":
+        wl = randomize(wl, args.seed)
+        console.print(
+            "[dim]vectors: random unit vectors of 384 dims (the QQP texts keep their roles); "
+            "semantic queries at cosine 0.93-0.97 to their stored twin.[/]"
+        )
     sem_sims = np.array(wl.semantic_sims)
     console.print(
         f"[dim]workload: {len(wl.questions):,} stored entries ({wl.fillers:,} synthetic "
@@ -841,6 +985,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     try:
         with common.private_redis(console) as url:
+            # RediSearch's default query TIMEOUT (500 ms) fails a peer's FLAT search at
+            # 100k on a loaded machine; lift it so every cache answers every query.
+            try:
+                redis.Redis.from_url(url).execute_command("CONFIG", "SET", "search-timeout", 0)
+            except redis.ResponseError:
+                redis.Redis.from_url(url).execute_command("FT.CONFIG", "SET", "TIMEOUT", 0)
             subjects: dict[str, Subject] = {}
             for spec in specs:
                 subjects[spec.key] = spec.make(url, wl, "precomputed")
@@ -860,6 +1010,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         tracemalloc.start()
                     populate(subject, wl, filled[spec.key], size, console, loop)
                     filled[spec.key] = size
+                    settled = subject.settle()
+                    if settled:
+                        console.print(f"  [dim]{subject.name}: index {settled}[/]")
                     if in_process:
                         traced[spec.key] += tracemalloc.get_traced_memory()[0]
                         tracemalloc.stop()  # tracing would slow everything else
@@ -900,7 +1053,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows.append(row)
                     console.print(
                         f"  [dim]{spec.label}: p50 ms exact {_ms(row.exact, 'p50')}, semantic "
-                        f"{_ms(row.semantic, 'p50')}, miss {_ms(row.miss, 'p50')}; "
+                        f"{_ms(row.semantic, 'p50')}, miss {_ms(row.miss, 'p50')}; nearest "
+                        f"{'-' if row.semantic is None else row.semantic.recall}, index "
+                        f"{'-' if row.semantic is None else row.semantic.index_recall}; "
                         f"{row.sync_ops:,.0f} op/s sync, {row.async_ops:,.0f} async[/]"
                     )
                 if not args.no_e2e and size == e2e_size:

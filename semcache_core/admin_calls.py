@@ -234,6 +234,34 @@ class AdminCalls:
         """The async twin of `drop_index`."""
         return await self._aadmin.drop_index(delete_entries=delete_entries)
 
+    def rebuild_index(self, algorithm: str = "hnsw", *, wait: float = 600.0) -> dict[str, Any]:
+        """Rebuild the namespace's index as ``algorithm`` (``hnsw`` or ``flat``) beside
+        the active one, over the same entries, then switch every process to it and drop
+        the old one; lookups and stores go on meanwhile. ``algorithm="auto"`` engines do
+        this by themselves (FLAT -> HNSW past ``flat_max_entries``); this is the manual
+        step (``semcache reindex``). Waits up to ``wait`` seconds for Redis to index the
+        entries (0: start it; engines' periodic refresh finishes it).
+
+        Returns:
+            `index_status` afterwards.
+        """
+        return self._admin.rebuild_index(algorithm, wait=wait)
+
+    async def arebuild_index(
+        self, algorithm: str = "hnsw", *, wait: float = 600.0
+    ) -> dict[str, Any]:
+        """The async twin of `rebuild_index`."""
+        return await self._aadmin.rebuild_index(algorithm, wait=wait)
+
+    def index_status(self) -> dict[str, Any]:
+        """The active index: ``generation``, ``algorithm`` (``flat`` / ``hnsw``),
+        ``building`` (a rebuild under way, or ``None``), ``entries`` per bucket index."""
+        return self._admin.index_status()
+
+    async def aindex_status(self) -> dict[str, Any]:
+        """The async twin of `index_status`."""
+        return await self._aadmin.index_status()
+
     def drop_namespace(self) -> int:
         """Delete everything this namespace holds in Redis: the index and its entries
         (as `drop_index`), tenant policies, verdict streams, the audit log and the

@@ -476,6 +476,39 @@ def invalidate(
     _guarded(run)
 
 
+@app.command(cls=_Command)
+def reindex(
+    algorithm: Annotated[
+        str, typer.Option(help="hnsw (large namespaces) or flat (exact, small ones).")
+    ] = "hnsw",
+    status: Annotated[bool, typer.Option("--status", help="Only show the index.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for Redis to index.")] = 600.0,
+    redis_url: RedisUrlOption = None,
+    namespace: NamespaceOption = "default",
+) -> None:
+    """Rebuild the index as another algorithm, with no downtime (engines with
+    algorithm=auto move from FLAT to HNSW by themselves as they grow)."""
+
+    def run() -> None:
+        engine = _admin_engine(_resolve_url(redis_url), namespace)
+        try:
+            found = engine.index_status() if status else engine.rebuild_index(algorithm, wait=wait)
+        finally:
+            engine.close()
+        if found["generation"] is None:
+            Console().print(f"Namespace {escape(namespace)} has no index yet.")
+            return
+        building = found["building"]
+        entries = sum(e or 0 for e in found["entries"])
+        Console().print(
+            f"Index of {escape(namespace)}: {found['algorithm']} (generation "
+            f"{found['generation']}, {found['layout']}), {entries:,} entries"
+            + (f"; {building['algorithm']} being built" if building else "")
+        )
+
+    _guarded(run)
+
+
 @app.command("export", cls=_Command)
 def export_cmd(
     path: Annotated[Path, typer.Argument(help="JSON Lines file to write ('-' for stdout).")],

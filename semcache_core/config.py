@@ -188,13 +188,27 @@ class CacheConfig(BaseSettings):
     dims: int | None = Field(
         None, ge=1, le=32768, description="Embedding size; probed from the embedder if unset."
     )
-    algorithm: Literal["hnsw", "flat"] = "hnsw"
+    algorithm: Literal["auto", "hnsw", "flat"] = Field(
+        "auto",
+        description="Vector index: auto starts FLAT (exact, fastest while small) and "
+        "rebuilds as HNSW in the background once an index holds flat_max_entries.",
+    )
+    flat_max_entries: int = Field(
+        5_000,
+        ge=1,
+        le=10_000_000,
+        description="Entries of one (bucket) index past which algorithm=auto moves it "
+        "from FLAT to HNSW.",
+    )
     datatype: Literal["float32", "float16"] = "float32"
     hnsw_m: int = Field(16, ge=2, le=512)
     hnsw_ef_construction: int = Field(64, ge=1, le=4096)
     hnsw_ef_runtime: int = Field(10, ge=1, le=4096)
     hybrid_policy: Literal["auto", "batches", "adhoc_bf"] = Field(
-        "auto", description="How RediSearch combines the tenant/scope filter with KNN."
+        "auto",
+        description="How an HNSW lookup combines the tenant/scope filter with KNN: auto "
+        "picks adhoc_bf (exact) for a small partition, else batches with an EF_RUNTIME "
+        "grown with the index size and the partition's share.",
     )
 
     socket_timeout: float = Field(

@@ -39,10 +39,19 @@ def numeric_below(field: str, bound: float) -> str:
     return f"@{field}:[-inf ({bound!r}]"
 
 
-def knn(filter_expr: str, *, k: int, vector_param: str, hybrid_policy: str | None) -> str:
-    """A pre-filtered KNN query: the filter applies inside the vector search."""
+def knn(
+    filter_expr: str,
+    *,
+    k: int,
+    vector_param: str,
+    hybrid_policy: str | None,
+    ef_runtime: int | None = None,
+) -> str:
+    """A pre-filtered KNN query: the filter applies inside the vector search;
+    ``ef_runtime`` (HNSW only) overrides the index's EF_RUNTIME for this query."""
     policy = f" HYBRID_POLICY {hybrid_policy.upper()}" if hybrid_policy else ""
-    return f"({filter_expr})=>[KNN {k} @vector ${vector_param}{policy} AS distance]"
+    ef = f" EF_RUNTIME {int(ef_runtime)}" if ef_runtime else ""
+    return f"({filter_expr})=>[KNN {k} @vector ${vector_param}{policy}{ef} AS distance]"
 
 
 def conjunction(clauses: Sequence[str]) -> str:

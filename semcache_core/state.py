@@ -45,6 +45,7 @@ from .resilience import CircuitBreaker, RateLimitedLog
 from .shadow import PendingCandidate, ShadowLedger
 from .state_l1 import LocalTierSteps
 from .storage.errors import REDIS_FAULTS, is_missing_index, is_pool_exhausted, translate
+from .storage.index_choice import IndexSizes
 from .storage.l1_subscriber import L1Coherence
 from .storage.layout import Layout
 from .storage.schema import META_MIGRATION
@@ -99,6 +100,7 @@ class EngineState(LocalTierSteps):
     ) -> None:
         self.config = config
         self.layout = layout
+        self.index_sizes = IndexSizes()
         self.trace_key = config.trace_key_bytes
         self.embedder = embedder
         self.judge = judge

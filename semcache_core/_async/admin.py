@@ -27,6 +27,7 @@ from ..state import EngineState
 from ..storage.commands import index_totals
 from ..storage.errors import REDIS_FAULTS, is_missing_index
 from ..tenant_policy import TenantPolicy, check_overrides, make_policy, parse_stored
+from . import index
 from .cache import AsyncCache
 
 
@@ -272,7 +273,7 @@ class AsyncAdmin:
         try:
             store = await self.stores.admin()
             removed = await store.delete_scan(state.layout.scan_pattern()) if delete_entries else 0
-            await store.drop_index()
+            await store.drop_index(await index.generations_in_use(state, store))
             if state.l1 is not None:
                 state.l1.clear()
             if state.config.l1_publish:
@@ -283,6 +284,26 @@ class AsyncAdmin:
         if state.config.dims is None and state.embedder is not None:
             state.dims = None  # a new index may have other dims
         return removed
+
+    async def rebuild_index(
+        self, algorithm: str = "hnsw", *, wait: float = 600.0
+    ) -> dict[str, Any]:
+        """See `CacheEngine.rebuild_index`."""
+        if algorithm not in ("hnsw", "flat"):
+            raise ConfigurationError(f"algorithm must be 'hnsw' or 'flat', not {algorithm!r}")
+        try:
+            store = await self.stores.admin()
+            return await index.rebuild(self.state, store, algorithm, wait=wait)
+        except REDIS_FAULTS as exc:
+            raise self.state.admin_error(exc) from exc
+
+    async def index_status(self) -> dict[str, Any]:
+        """See `CacheEngine.index_status`."""
+        try:
+            store = await self.stores.admin()
+            return await index.index_status(self.state, store)
+        except REDIS_FAULTS as exc:
+            raise self.state.admin_error(exc) from exc
 
     async def drop_namespace(self) -> int:
         """See `CacheEngine.drop_namespace`."""

@@ -21,7 +21,7 @@ from ..core.result import LookupResult
 from ..core.rules import Outcome
 from ..core.verify import Verification
 from ..entry import CorruptEntry, DecodeFailed, entry_fields
-from ..errors import EmbedderMismatchError, IndexMissingError
+from ..errors import EmbedderMismatchError
 from ..l1 import drop_message
 from ..pricing import Usage
 from ..request import CacheRequest
@@ -223,13 +223,8 @@ class AsyncCache:
         if vector is None:
             return read.ReadDecision(Outcome.MISS)
         candidates = []
-        try:
-            hits = await store.search(request.partition, vector, state.config.search_candidates)
-        except IndexMissingError:
-            # Redis came back empty: a miss (nothing to find), the index made again.
-            state.ready = False
-            await self.setup()
-            hits = []
+        # A lost index is set up again (a miss: nothing to find); a retired one followed.
+        hits = await index.search(state, store, request.partition, vector)
         for key, fields in hits:
             found = await self._accept(store, request, key, fields, decode, stale)
             if found is not None:
@@ -325,6 +320,7 @@ class AsyncCache:
                     usage=usage.to_json() if usage is not None else None,
                 )
                 await store.write(state.key(request), fields, ttl, state.announce(request))
+                await index.maintain(state, store)
         except EmbedderMismatchError:
             raise
         except Exception as exc:

@@ -29,6 +29,7 @@ from ..state import EngineState
 from ..storage.commands import index_totals
 from ..storage.errors import REDIS_FAULTS, is_missing_index
 from ..tenant_policy import TenantPolicy, check_overrides, make_policy, parse_stored
+from . import index
 from .cache import SyncCache
 
 
@@ -274,7 +275,7 @@ class SyncAdmin:
         try:
             store = self.stores.admin()
             removed = store.delete_scan(state.layout.scan_pattern()) if delete_entries else 0
-            store.drop_index()
+            store.drop_index(index.generations_in_use(state, store))
             if state.l1 is not None:
                 state.l1.clear()
             if state.config.l1_publish:
@@ -285,6 +286,26 @@ class SyncAdmin:
         if state.config.dims is None and state.embedder is not None:
             state.dims = None  # a new index may have other dims
         return removed
+
+    def rebuild_index(
+        self, algorithm: str = "hnsw", *, wait: float = 600.0
+    ) -> dict[str, Any]:
+        """See `CacheEngine.rebuild_index`."""
+        if algorithm not in ("hnsw", "flat"):
+            raise ConfigurationError(f"algorithm must be 'hnsw' or 'flat', not {algorithm!r}")
+        try:
+            store = self.stores.admin()
+            return index.rebuild(self.state, store, algorithm, wait=wait)
+        except REDIS_FAULTS as exc:
+            raise self.state.admin_error(exc) from exc
+
+    def index_status(self) -> dict[str, Any]:
+        """See `CacheEngine.index_status`."""
+        try:
+            store = self.stores.admin()
+            return index.index_status(self.state, store)
+        except REDIS_FAULTS as exc:
+            raise self.state.admin_error(exc) from exc
 
     def drop_namespace(self) -> int:
         """See `CacheEngine.drop_namespace`."""

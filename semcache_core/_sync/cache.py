@@ -23,7 +23,7 @@ from ..core.result import LookupResult
 from ..core.rules import Outcome
 from ..core.verify import Verification
 from ..entry import CorruptEntry, DecodeFailed, entry_fields
-from ..errors import EmbedderMismatchError, IndexMissingError
+from ..errors import EmbedderMismatchError
 from ..l1 import drop_message
 from ..pricing import Usage
 from ..request import CacheRequest
@@ -225,13 +225,8 @@ class SyncCache:
         if vector is None:
             return read.ReadDecision(Outcome.MISS)
         candidates = []
-        try:
-            hits = store.search(request.partition, vector, state.config.search_candidates)
-        except IndexMissingError:
-            # Redis came back empty: a miss (nothing to find), the index made again.
-            state.ready = False
-            self.setup()
-            hits = []
+        # A lost index is set up again (a miss: nothing to find); a retired one followed.
+        hits = index.search(state, store, request.partition, vector)
         for key, fields in hits:
             found = self._accept(store, request, key, fields, decode, stale)
             if found is not None:
@@ -327,6 +322,7 @@ class SyncCache:
                     usage=usage.to_json() if usage is not None else None,
                 )
                 store.write(state.key(request), fields, ttl, state.announce(request))
+                index.maintain(state, store)
         except EmbedderMismatchError:
             raise
         except Exception as exc:

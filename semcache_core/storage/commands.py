@@ -18,11 +18,24 @@ from .layout import Layout
 
 
 def search_args(
-    layout: Layout, config: CacheConfig, partition: str, vector: bytes, k: int = 1
+    layout: Layout,
+    config: CacheConfig,
+    partition: str,
+    vector: bytes,
+    k: int = 1,
+    plan: tuple[str | None, int | None] | None = None,
 ) -> list[Any]:
-    policy = None if config.hybrid_policy == "auto" else config.hybrid_policy
+    """A lookup's KNN query; ``plan`` is `index_choice.query_plan`'s (policy, EF_RUNTIME)
+    (``None``: the configured policy, the index's own EF_RUNTIME)."""
+    if plan is None:
+        plan = (None if config.hybrid_policy == "auto" else config.hybrid_policy), None
+    policy, ef = plan
     expr = query.knn(
-        query.tag_any("partition", [partition]), k=k, vector_param="vec", hybrid_policy=policy
+        query.tag_any("partition", [partition]),
+        k=k,
+        vector_param="vec",
+        hybrid_policy=policy,
+        ef_runtime=ef,
     )
     index = layout.index_of(layout.bucket_of(partition))
     args: list[Any] = ["FT.SEARCH", index, expr, "PARAMS", 2, "vec", vector]
@@ -48,6 +61,38 @@ def create_args(schema: IndexSchema) -> list[Any]:
     for field in schema.redis_fields:
         args += [arg.value if isinstance(arg, Enum) else arg for arg in field.redis_args()]
     return args
+
+
+def info_fields(info: Any) -> dict[str, Any]:
+    """An FT.INFO reply (RESP2 list or RESP3 map) as ``{name: value}``, names decoded."""
+    if isinstance(info, dict):
+        return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in info.items()}
+    return {
+        (info[i].decode() if isinstance(info[i], bytes) else str(info[i])): info[i + 1]
+        for i in range(0, len(info) - 1, 2)
+    }
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value.decode() if isinstance(value, bytes) else value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def index_progress(info: Any) -> tuple[int, bool]:
+    """``(documents, done)`` of an index from its FT.INFO: done once the scan of the
+    keys that existed at FT.CREATE has finished (``indexing`` 0, ``percent_indexed`` 1)."""
+    fields = info_fields(info)
+    done = _number(fields.get("indexing")) == 0 and _number(fields.get("percent_indexed", 1)) >= 1
+    return int(_number(fields.get("num_docs"))), done
+
+
+# Replace the meta key's document only if it is still the one the caller read.
+REPLACE_META_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+return 0
+"""
 
 
 def count_reply(reply: Any) -> int:

@@ -37,10 +37,24 @@ never deletes policies.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import CacheConfig
 from ..request import tenant_digest
+
+
+@dataclass
+class ActiveIndex:
+    """Which generation of the namespace's index lookups use, and its algorithm.
+
+    Generation 0 has the names of every earlier release; a rebuild (FLAT -> HNSW as the
+    namespace grows, `index.maintain`) creates generation g+1 beside it over the same key
+    prefix, records it in the meta key, then drops g. Shared by every holder of the
+    `Layout` (the engine state and each event loop's store), so one switch moves them all.
+    """
+
+    generation: int = 0
+    algorithm: str = "hnsw"
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class Layout:
     namespace: str
     buckets: int = 1
     tagged: bool = False
+    active: ActiveIndex = field(default_factory=ActiveIndex, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.buckets < 1 or (self.buckets > 1 and not self.tagged):
@@ -79,9 +94,16 @@ class Layout:
             return f"{self.prefix}:{self.namespace}:"
         return f"{self.prefix}:{self.namespace}:{{{self.namespace}.b{bucket}}}:"
 
-    def index_of(self, bucket: int) -> str:
-        """The RediSearch index of ``bucket`` (on the shard that holds its entries)."""
-        return f"{self.bucket_prefix(bucket)}idx" if self.tagged else self.index_name
+    def index_of(self, bucket: int, generation: int | None = None) -> str:
+        """The RediSearch index of ``bucket`` (on the shard that holds its entries), of
+        the active generation unless ``generation`` is given. Generation g > 0 appends
+        ``:g<g>`` (the name keeps the bucket's hash tag, so it lives on the same shard)."""
+        gen = self.active.generation if generation is None else generation
+        if self.tagged:
+            base = f"{self.bucket_prefix(bucket)}idx"
+        else:
+            base = f"{self.prefix}:{self.namespace}:idx"
+        return base if gen == 0 else f"{base}:g{gen}"
 
     @property
     def all_buckets(self) -> range:
@@ -90,8 +112,8 @@ class Layout:
     # -- the index and its entries -------------------------------------------------------
     @property
     def index_name(self) -> str:
-        """The index of an untagged layout; of bucket 0 on a cluster."""
-        return f"{self.prefix}:{self.namespace}:idx" if not self.tagged else self.index_of(0)
+        """The active index of an untagged layout; of bucket 0 on a cluster."""
+        return self.index_of(0)
 
     @property
     def key_prefix(self) -> str:

@@ -6,6 +6,7 @@ Pure: no I/O. The store reads what Redis holds and these functions decide.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..config import CacheConfig
@@ -20,16 +21,23 @@ META_MIGRATION = (
 
 
 def index_schema_dict(
-    config: CacheConfig, dims: int, layout: Layout, bucket: int = 0
+    config: CacheConfig,
+    dims: int,
+    layout: Layout,
+    bucket: int = 0,
+    algorithm: str | None = None,
+    generation: int | None = None,
 ) -> dict[str, Any]:
-    """The RedisVL schema of one bucket's index (the namespace's index on one node)."""
+    """The RedisVL schema of one bucket's index (the namespace's index on one node), of
+    the active generation and algorithm unless given."""
+    algorithm = algorithm or layout.active.algorithm
     vector_attrs: dict[str, Any] = {
         "dims": dims,
-        "algorithm": config.algorithm,
+        "algorithm": algorithm,
         "distance_metric": "cosine",
         "datatype": config.datatype,
     }
-    if config.algorithm == "hnsw":
+    if algorithm == "hnsw":
         vector_attrs.update(
             m=config.hnsw_m,
             ef_construction=config.hnsw_ef_construction,
@@ -38,7 +46,7 @@ def index_schema_dict(
     tag = {"case_sensitive": True}
     return {
         "index": {
-            "name": layout.index_of(bucket),
+            "name": layout.index_of(bucket, generation),
             "prefix": layout.bucket_prefix(bucket),
             "storage_type": "hash",
             "key_separator": ":",
@@ -69,7 +77,40 @@ def meta_document(config: CacheConfig, dims: int, layout: Layout) -> dict[str, A
     if layout.tagged:
         document["layout"] = "cluster"
         document["buckets"] = layout.buckets
+    document["index"] = {"generation": 0, "algorithm": first_algorithm(config.algorithm)}
     return document
+
+
+def first_algorithm(configured: str) -> str:
+    """The algorithm of a new namespace's first index: ``auto`` starts FLAT (exact, and
+    the fastest while small) and moves to HNSW as the namespace grows."""
+    return "flat" if configured == "auto" else configured
+
+
+def active_index(meta: Mapping[str, Any]) -> tuple[int, str]:
+    """``(generation, algorithm)`` lookups use. A meta without ``index`` (every release
+    before index generations) has generation 0 of its recorded algorithm."""
+    index = meta.get("index")
+    if isinstance(index, dict):
+        return int(index.get("generation", 0)), str(index.get("algorithm", "hnsw"))
+    return 0, str(meta.get("algorithm", "hnsw"))
+
+
+def building_index(meta: Mapping[str, Any]) -> tuple[int, str] | None:
+    """``(generation, algorithm)`` of the index being built beside the active one."""
+    building = meta.get("building")
+    if isinstance(building, dict):
+        return int(building["generation"]), str(building["algorithm"])
+    return None
+
+
+def algorithm_matches(configured: str, found: Mapping[str, Any]) -> bool:
+    """``auto`` follows whatever the namespace uses; an explicit algorithm must be the
+    recorded one, or the active one of an ``auto`` namespace."""
+    if configured == "auto":
+        return True
+    recorded = found.get("algorithm")
+    return recorded == configured or (recorded == "auto" and active_index(found)[1] == configured)
 
 
 LAYOUT_MIGRATION = (
@@ -106,6 +147,8 @@ def check_meta(layout: Layout, found: dict[str, Any], expected: dict[str, Any]) 
             f"this semcache needs version {expected['schema_version']}: {META_MIGRATION}"
         )
     for field in ("dims", "algorithm", "datatype", "distance_metric"):
+        if field == "algorithm" and algorithm_matches(expected[field], found):
+            continue
         if found.get(field) != expected[field]:
             hint = (
                 "your embedder produces a different vector size than the one the index was "

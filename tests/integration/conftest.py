@@ -15,6 +15,7 @@ from tests.integration.test_llamaindex_llm import Recorder, close_llamaindex_loo
 # Modules whose tests run on one Redis and on the loopback Redis Cluster (ids
 # ``[node]``/``[cluster]``): the cache must behave the same on both.
 BOTH_TOPOLOGIES = {
+    "test_index_choice",
     "test_invalidation",
     "test_l1",
     "test_langchain_cache",

@@ -24,11 +24,13 @@ from redisvl.schema import IndexSchema
 
 from ...config import CacheConfig, redacted_url
 from ...entry import READ_FIELDS, check_indexable, parse_keys_reply, parse_search_reply
+from ...query import tag_any
 from ..commands import (
     AUDIT_LIMIT,
     DISAGREE_LUA,
     RAISE_FLOOR_LUA,
     RELEASE_LUA,
+    REPLACE_META_LUA,
     TAKEOVER_LUA,
     count_args,
     count_reply,
@@ -112,6 +114,42 @@ class AsyncStore:
     async def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
         return bool(await self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
 
+    async def replace_meta(self, seen: Any, document: dict[str, Any]) -> bool:
+        """Write the meta document only if the key still holds ``seen`` (one process
+        wins each step of an index rebuild)."""
+        new = json.dumps(document)
+        return bool(await self._exec("EVAL", REPLACE_META_LUA, 1, self.layout.meta_key, seen, new))
+
+    async def generation_infos(self, generation: int) -> list[Any | None]:
+        """``FT.INFO`` of each bucket's index of one generation (``None``: missing)."""
+        infos: list[Any | None] = []
+        for bucket in self.layout.all_buckets:
+            index = self.layout.index_of(bucket, generation)
+            try:
+                infos.append(await self._on_index(index, "FT.INFO", index))
+            except ResponseError as exc:
+                if not is_missing_index(exc):
+                    raise
+                infos.append(None)
+        return infos
+
+    async def drop_generation(self, generation: int) -> None:
+        """Drop one generation's bucket indexes, keeping the entries (another generation
+        indexes them)."""
+        for bucket in self.layout.all_buckets:
+            index = self.layout.index_of(bucket, generation)
+            try:
+                await self._on_index(index, "FT.DROPINDEX", index)
+            except ResponseError as exc:
+                if not is_missing_index(exc):
+                    raise
+
+    async def count_partition(self, partition: str) -> int:
+        """Entries of one partition (in its bucket's index)."""
+        index = self.layout.index_of(self.layout.bucket_of(partition))
+        expr = tag_any("partition", [partition])
+        return count_reply(await self._on_index(index, *count_args(index, expr)))
+
     async def index_info(self) -> Any | None:
         """The first bucket's ``FT.INFO``, or ``None`` unless every bucket's index exists."""
         first = None
@@ -149,14 +187,10 @@ class AsyncStore:
                 if "index already exists" not in str(exc).lower():
                     raise
 
-    async def drop_index(self) -> None:
-        for bucket in self.layout.all_buckets:
-            index = self.layout.index_of(bucket)
-            try:
-                await self._on_index(index, "FT.DROPINDEX", index)
-            except ResponseError as exc:
-                if not is_missing_index(exc):
-                    raise
+    async def drop_index(self, generations: Sequence[int] = ()) -> None:
+        """Drop the active index (and ``generations``: one being built) and the meta."""
+        for generation in {self.layout.active.generation, *generations}:
+            await self.drop_generation(generation)
         await self._exec("DEL", self.layout.meta_key)
 
     # -- entries -------------------------------------------------------------------------
@@ -167,9 +201,13 @@ class AsyncStore:
         return dict(zip(READ_FIELDS, values, strict=True))
 
     async def search(
-        self, partition: str, vector: bytes, k: int = 1
+        self,
+        partition: str,
+        vector: bytes,
+        k: int = 1,
+        plan: tuple[str | None, int | None] | None = None,
     ) -> list[tuple[str, dict[str, Any]]]:
-        args = search_args(self.layout, self.config, partition, vector, k)
+        args = search_args(self.layout, self.config, partition, vector, k, plan)
         return parse_search_reply(await self._on_index(args[1], *args))
 
     async def write(

@@ -26,11 +26,13 @@ from redisvl.schema import IndexSchema
 
 from ...config import CacheConfig, redacted_url
 from ...entry import READ_FIELDS, check_indexable, parse_keys_reply, parse_search_reply
+from ...query import tag_any
 from ..commands import (
     AUDIT_LIMIT,
     DISAGREE_LUA,
     RAISE_FLOOR_LUA,
     RELEASE_LUA,
+    REPLACE_META_LUA,
     TAKEOVER_LUA,
     count_args,
     count_reply,
@@ -114,6 +116,42 @@ class SyncStore:
     def write_meta_if_absent(self, document: dict[str, Any]) -> bool:
         return bool(self.client.set(self.layout.meta_key, json.dumps(document), nx=True))
 
+    def replace_meta(self, seen: Any, document: dict[str, Any]) -> bool:
+        """Write the meta document only if the key still holds ``seen`` (one process
+        wins each step of an index rebuild)."""
+        new = json.dumps(document)
+        return bool(self._exec("EVAL", REPLACE_META_LUA, 1, self.layout.meta_key, seen, new))
+
+    def generation_infos(self, generation: int) -> list[Any | None]:
+        """``FT.INFO`` of each bucket's index of one generation (``None``: missing)."""
+        infos: list[Any | None] = []
+        for bucket in self.layout.all_buckets:
+            index = self.layout.index_of(bucket, generation)
+            try:
+                infos.append(self._on_index(index, "FT.INFO", index))
+            except ResponseError as exc:
+                if not is_missing_index(exc):
+                    raise
+                infos.append(None)
+        return infos
+
+    def drop_generation(self, generation: int) -> None:
+        """Drop one generation's bucket indexes, keeping the entries (another generation
+        indexes them)."""
+        for bucket in self.layout.all_buckets:
+            index = self.layout.index_of(bucket, generation)
+            try:
+                self._on_index(index, "FT.DROPINDEX", index)
+            except ResponseError as exc:
+                if not is_missing_index(exc):
+                    raise
+
+    def count_partition(self, partition: str) -> int:
+        """Entries of one partition (in its bucket's index)."""
+        index = self.layout.index_of(self.layout.bucket_of(partition))
+        expr = tag_any("partition", [partition])
+        return count_reply(self._on_index(index, *count_args(index, expr)))
+
     def index_info(self) -> Any | None:
         """The first bucket's ``FT.INFO``, or ``None`` unless every bucket's index exists."""
         first = None
@@ -151,14 +189,10 @@ class SyncStore:
                 if "index already exists" not in str(exc).lower():
                     raise
 
-    def drop_index(self) -> None:
-        for bucket in self.layout.all_buckets:
-            index = self.layout.index_of(bucket)
-            try:
-                self._on_index(index, "FT.DROPINDEX", index)
-            except ResponseError as exc:
-                if not is_missing_index(exc):
-                    raise
+    def drop_index(self, generations: Sequence[int] = ()) -> None:
+        """Drop the active index (and ``generations``: one being built) and the meta."""
+        for generation in {self.layout.active.generation, *generations}:
+            self.drop_generation(generation)
         self._exec("DEL", self.layout.meta_key)
 
     # -- entries -------------------------------------------------------------------------
@@ -169,9 +203,13 @@ class SyncStore:
         return dict(zip(READ_FIELDS, values, strict=True))
 
     def search(
-        self, partition: str, vector: bytes, k: int = 1
+        self,
+        partition: str,
+        vector: bytes,
+        k: int = 1,
+        plan: tuple[str | None, int | None] | None = None,
     ) -> list[tuple[str, dict[str, Any]]]:
-        args = search_args(self.layout, self.config, partition, vector, k)
+        args = search_args(self.layout, self.config, partition, vector, k, plan)
         return parse_search_reply(self._on_index(args[1], *args))
 
     def write(

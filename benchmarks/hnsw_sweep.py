@@ -1,0 +1,109 @@
+"""Raw RediSearch: recall and latency of one KNN query against EF_RUNTIME and the
+hybrid policy, on random unit vectors (issue 14; what `index_choice.EF_BY_SIZE` rests on).
+
+No semcache in the path: N random unit vectors of 384 dims in one HASH index (one TAG
+``partition`` holding every entry, as a single-tenant semcache namespace), 300
+near-duplicate queries at cosine 0.93-0.97 to a stored twin, ``KNN 1`` with and without
+the TAG filter. "found" counts queries whose result is the twin (the brute-force nearest
+by construction: unrelated random vectors sit near cosine 0). Latency is the client's
+round trip on the loopback.
+
+Usage:
+    python benchmarks/hnsw_sweep.py --size 10000
+    python benchmarks/hnsw_sweep.py --size 100000 --m 32 --ef-construction 200 --efs 32,64,128
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from semcache_core.embedded import start_embedded_redis
+from semcache_core.entry import parse_search_reply
+from semcache_core.storage.commands import index_progress
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=10_000)
+    parser.add_argument("--m", type=int, default=16)
+    parser.add_argument("--ef-construction", type=int, default=64)
+    parser.add_argument("--efs", default="10,50,100,200,400")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--flat", action="store_true", help="also a FLAT index")
+    args = parser.parse_args()
+    n, dims, q = args.size, 384, args.queries
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, dims)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    twins = rng.choice(n, q, replace=False)
+    noise = rng.standard_normal((q, dims)).astype(np.float32)
+    noise -= (noise * x[twins]).sum(1, keepdims=True) * x[twins]
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    c = rng.uniform(0.93, 0.97, (q, 1)).astype(np.float32)
+    queries = c * x[twins] + np.sqrt(1 - c**2) * noise
+    server = start_embedded_redis(Path(tempfile.mkdtemp()), reuse=False, appendfsync="no")
+    client = redis.Redis.from_url(server.url)
+    client.config_set("save", "")
+    kinds = [("HNSW", ["M", args.m, "EF_CONSTRUCTION", args.ef_construction])]
+    if args.flat:
+        kinds.append(("FLAT", []))
+    print(
+        f"{n:,} random unit vectors, {dims} dims; HNSW M={args.m} EF_CONSTRUCTION="
+        f"{args.ef_construction}; {q} near-duplicate queries",
+        flush=True,
+    )
+    try:
+        for alg, extra in kinds:
+            client.execute_command(
+                "FT.CREATE", f"i{alg}", "ON", "HASH", "PREFIX", 1, f"{alg}:", "SCHEMA",
+                "partition", "TAG", "v", "VECTOR", alg, 6 + len(extra), "TYPE", "FLOAT32",
+                "DIM", dims, "DISTANCE_METRIC", "COSINE", *extra,
+            )  # fmt: skip
+            t = time.time()
+            pipe = client.pipeline(transaction=False)
+            for i in range(n):
+                pipe.hset(f"{alg}:{i}", mapping={"partition": "p0", "v": x[i].tobytes()})
+                if i % 2000 == 1999:
+                    pipe.execute()
+            pipe.execute()
+            while not index_progress(client.execute_command("FT.INFO", f"i{alg}"))[1]:
+                time.sleep(0.5)
+            print(f"{alg}: loaded and indexed in {time.time() - t:.1f} s", flush=True)
+            efs = [None] if alg == "FLAT" else [int(e) for e in args.efs.split(",")]
+            for ef in efs:
+                for policy in (None, "BATCHES") if alg == "HNSW" else (None,):
+                    for expr in ("*", "@partition:{p0}"):
+                        attrs = [f"$EF_RUNTIME: {ef}"] if ef else []
+                        if policy and expr != "*":
+                            attrs.append(f"$HYBRID_POLICY: {policy}")
+                        tail = (" => {" + "; ".join(attrs) + "}") if attrs else ""
+                        query = f"({expr})=>[KNN 1 @v $vec AS d]{tail}"
+                        found, lat = 0, []
+                        for j in range(q):
+                            t0 = time.perf_counter()
+                            reply = client.execute_command(
+                                "FT.SEARCH", f"i{alg}", query, "PARAMS", 2, "vec",
+                                queries[j].tobytes(), "RETURN", 1, "d", "SORTBY", "d",
+                                "LIMIT", 0, 1, "DIALECT", 2,
+                            )  # fmt: skip
+                            lat.append(time.perf_counter() - t0)
+                            keys = [k for k, _ in parse_search_reply(reply)]
+                            found += bool(keys) and keys[0] == f"{alg}:{twins[j]}"
+                        ms = np.array(lat) * 1000
+                        print(
+                            f"{alg} ef {ef} policy {policy} filter {expr}: found {found}/{q}, "
+                            f"p50 {np.percentile(ms, 50):.3f} ms, p99 {np.percentile(ms, 99):.3f}",
+                            flush=True,
+                        )
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
