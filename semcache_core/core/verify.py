@@ -33,6 +33,7 @@ near-miss is a wrong answer.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -814,6 +815,11 @@ def features(text: str) -> _Features:
     )
 
 
+# A stored question is compared again at every lookup it is a candidate of: its parts are
+# kept (a pure function of the text; the parts are never changed in place).
+_features = functools.lru_cache(maxsize=4096)(features)
+
+
 def _compound_number(word: str) -> float | None:
     """``twenty-five`` is 25."""
     if "-" not in word:
@@ -1002,7 +1008,7 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
     """
     if " ".join(query.split()) == " ".join(candidate.split()):
         return AGREE
-    fa, fb = features(query), features(candidate)
+    fa, fb = _features(query), _features(candidate)
     if fa.script and fb.script and fa.script != fb.script:
         return Verification(False, "script")
     if fa.language and fb.language and fa.language != fb.language:
