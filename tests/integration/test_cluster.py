@@ -105,8 +105,11 @@ def test_langchain_workload(cache: SemanticCache, topology_url: str) -> None:
         assert engine.count() == len(keys)
         assert engine.stats()["index"]["entries"] == len(keys)  # every bucket's index
         if on_cluster:
-            masters = {client.get_node_from_key(k).name for k in keys}
-            assert len(masters) == 3, f"entries on {masters}, not on every master"
+            # Six tenants' partitions spread over several bucket indexes. Which masters
+            # own those buckets depends on the namespace's name (random per test), so
+            # six partitions land on every master only most of the time: not asserted.
+            buckets = {k.split("}", 1)[0] + "}" for k in keys}
+            assert len(buckets) >= 3, f"entries in {len(buckets)} buckets"
             assert engine.layout.tagged and engine.layout.buckets == 16
         # Paraphrases: semantic hits, each tenant's own answer, never another's.
         outcomes = []
