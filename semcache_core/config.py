@@ -214,14 +214,6 @@ class CacheConfig(BaseSettings):
     socket_timeout: float = Field(
         0.1, gt=0.0, le=60.0, description="Seconds any single Redis call may take."
     )
-    call_timeout: float | None = Field(
-        None,
-        gt=0.0,
-        le=60.0,
-        description="Seconds of Redis time one lookup and the store of its answer may "
-        "spend together (one deadline: each round trip gets what is left; once spent, "
-        "the lookup is a miss and the store is skipped). None: socket_timeout.",
-    )
     connect_timeout: float = Field(
         0.5,
         gt=0.0,

@@ -123,7 +123,7 @@ def _sync_stores(
     )
     if client is not None:
         return store, store
-    return store, SyncStore(make_admin_client(config, cluster), layout, config, patient=True)
+    return store, SyncStore(make_admin_client(config, cluster), layout, config)
 
 
 def _flush_at_exit(ref: weakref.ReferenceType[CacheEngine]) -> None:

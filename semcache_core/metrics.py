@@ -73,8 +73,6 @@ class LocalStats:
         self._cost: defaultdict[str, float] = defaultdict(float)
         self._seconds: defaultdict[str, float] = defaultdict(float)
         self.errors: Counter[str] = Counter()
-        # Of those errors, the calls the deadline cut short, by operation.
-        self.deadline: Counter[str] = Counter()
         self.invalidated = 0
 
     def record_lookup(
@@ -107,11 +105,6 @@ class LocalStats:
         if self.prometheus is not None:
             self.prometheus.error(self.namespace, operation)
 
-    def record_deadline(self, operation: str) -> None:
-        """A call the deadline cut short (already counted by `record_error`)."""
-        with self._lock:
-            self.deadline[operation] += 1
-
     def record_invalidated(self, n: int) -> None:
         with self._lock:
             self.invalidated += n
@@ -133,7 +126,6 @@ class LocalStats:
             out: dict[str, Any] = {
                 "tenants": {},
                 "errors": dict(self.errors),
-                "deadline": dict(self.deadline),
                 "invalidated": self.invalidated,
             }
             for t in tenants:

@@ -99,18 +99,16 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def error(self, operation: str, exc: BaseException, *, key: str | None = None) -> bool:
-        """Log ``exc`` for ``operation`` unless one was logged recently (under ``key``,
-        by default the operation); True if logged."""
+    def error(self, operation: str, exc: BaseException) -> bool:
+        """Log ``exc`` for ``operation`` unless one was logged recently; True if logged."""
         now = self._clock()
-        key = key or operation
         with self._lock:
-            last = self._last.get(key)
+            last = self._last.get(operation)
             if last is not None and now - last < self.interval:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                self._suppressed[operation] = self._suppressed.get(operation, 0) + 1
                 return False
-            held_back = self._suppressed.pop(key, 0)
-            self._last[key] = now
+            held_back = self._suppressed.pop(operation, 0)
+            self._last[operation] = now
         more = f" ({held_back} similar errors not logged)" if held_back else ""
         logger.warning(
             "semcache %s failed, serving as a miss: %s: %s%s",

@@ -30,7 +30,6 @@ from .core.result import _LAST, LookupResult
 from .core.rules import Outcome, resolve_ttl, should_store
 from .core.verify import Verification
 from .counters import FlushTimer, PendingCounts, take_commands
-from .deadline import Budget, BudgetLedger, DeadlineExceededError, RoundTrips
 from .embedding import CachedEmbedder, Embedder, declared_dims
 from .entry import vector_bytes
 from .errors import BackendRefusedError, ConfigurationError, EmbedderMismatchError
@@ -133,9 +132,6 @@ class EngineState(LocalTierSteps):
         self.calibrator: BackgroundCalibrator | None = None
         self.audit_rng = random.Random()
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
-        # Lookups' deadlines awaiting their stores; how long round trips take.
-        self.budgets = BudgetLedger()
-        self.trips = RoundTrips()
         self.log = RateLimitedLog()
         self.pending = PendingCounts() if config.persist_stats else None
         # Writes due counts while no call does (set by the engine, which owns the sync
@@ -236,12 +232,6 @@ class EngineState(LocalTierSteps):
         shown = self.emitted_digest(request) if token == request.tenant_token else "-"
         return f"{prefix}{shown}{sep}{rest}"
 
-    def budget(self) -> Budget:
-        """A fresh deadline for one call (a lookup and the store of its answer)."""
-        config = self.config
-        total = config.call_timeout or config.socket_timeout
-        return Budget(total, config.socket_timeout, self.trips)
-
     # -- faults --------------------------------------------------------------------------
     def fault(
         self,
@@ -264,11 +254,6 @@ class EngineState(LocalTierSteps):
         self.stats.record_error(
             "pool" if congested else operation, request.tenant if request else None
         )
-        if isinstance(exc, DeadlineExceededError):
-            # The call's deadline skipped the rest: counted apart too, logged apart.
-            self.stats.record_deadline(operation)
-            self.log.error(operation, exc, key=f"{operation}:deadline")
-            return
         self.log.error(operation, translate(exc))
 
     def write_fault(self, operation: str, request: CacheRequest | None, exc: Exception) -> None:

@@ -3,10 +3,8 @@
 Each method is a short read -> decide -> apply loop: it reads through the store, hands
 what it read to the pure decisions of `semcache_core.core.read`, and applies what they
 return. Every fault is caught here: a lookup becomes a miss (`Outcome.ERROR`), a store
-is skipped, and the fault is counted and logged at a bounded rate. A lookup and the
-store of its answer share one deadline (`semcache_core.deadline`): every Redis round
-trip of both gets what is left of it. `_sync/cache.py` is generated from this file by
-``scripts/unasync.py``.
+is skipped, and the fault is counted and logged at a bounded rate. `_sync/cache.py` is
+generated from this file by ``scripts/unasync.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import deadline, tracing
+from .. import tracing
 from ..coalesce import Ticket
 from ..core import read
 from ..core.result import LookupResult
@@ -65,21 +63,16 @@ class AsyncCache:
         stale: bool = False,
     ) -> LookupResult:
         """See `CacheEngine.lookup`."""
-        budget = self.state.budget()
-        with deadline.running(budget):
-            with self.state.span("semcache.lookup", request) as span:
-                result = await self._lookup(request, decode, text_of, stale)
-                if span is not None:
-                    span.set_attribute("semcache.outcome", result.outcome.value)
-                    span.set_attribute("semcache.hit", result.hit)
-                    if result.similarity is not None:
-                        span.set_attribute("semcache.similarity", result.similarity)
-                    if result.outcome is Outcome.ERROR:
-                        tracing.mark_error(span, "the lookup failed and was served as a miss")
-            await self.flush_counts()
-        if not result.hit and not stale:
-            # The LLM answers it next: its store continues this deadline.
-            self.state.budgets.park(self.state.key(request), budget)
+        with self.state.span("semcache.lookup", request) as span:
+            result = await self._lookup(request, decode, text_of, stale)
+            if span is not None:
+                span.set_attribute("semcache.outcome", result.outcome.value)
+                span.set_attribute("semcache.hit", result.hit)
+                if result.similarity is not None:
+                    span.set_attribute("semcache.similarity", result.similarity)
+                if result.outcome is Outcome.ERROR:
+                    tracing.mark_error(span, "the lookup failed and was served as a miss")
+        await self.flush_counts()
         return result
 
     async def _lookup(
@@ -91,8 +84,7 @@ class AsyncCache:
         found = await self._lookup_once(request, decode, text_of, False, record=False)
 
         async def misses() -> bool:
-            nonlocal found  # each wait ends with another look, on a deadline of its own
-            deadline.restart()
+            nonlocal found  # each wait ends with another look
             found = await self._lookup_once(request, decode, text_of, False, record=False)
             return found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT)
 
@@ -273,22 +265,20 @@ class AsyncCache:
         """See `CacheEngine.store`."""
         state = self.state
         key = state.key(request)
-        # What its lookup left of the deadline (a store without one: a fresh deadline).
-        with deadline.running(state.budgets.take(key) or state.budget()):
-            with state.span("semcache.store", request) as span:
-                try:
-                    written = await self._store_once(request, payload, codec, text, usage)
-                    if span is not None:
-                        span.set_attribute("semcache.stored", written)
-                finally:
-                    # Written, skipped or failed: this process's L1 copy is stale (other
-                    # processes hear it from the write itself), and the key's coalesced
-                    # waiters may look again.
-                    if state.l1 is not None:
-                        state.l1.drop(key)
-                    if self.coalescing is not None:
-                        await self.coalescing.finish(key, await self._lock_store())
-            await self.flush_counts()
+        with state.span("semcache.store", request) as span:
+            try:
+                written = await self._store_once(request, payload, codec, text, usage)
+                if span is not None:
+                    span.set_attribute("semcache.stored", written)
+            finally:
+                # Written, skipped or failed: this process's L1 copy is stale (other
+                # processes hear it from the write itself), and the key's coalesced
+                # waiters may look again.
+                if state.l1 is not None:
+                    state.l1.drop(key)
+                if self.coalescing is not None:
+                    await self.coalescing.finish(key, await self._lock_store())
+        await self.flush_counts()
         return written
 
     async def _store_once(
@@ -337,9 +327,7 @@ class AsyncCache:
         ticket = result.lease
         if self.coalescing is None or not isinstance(ticket, Ticket):
             return False
-        # No store follows: the lookup's deadline bounds the lock's release instead.
-        with deadline.running(self.state.budgets.take(ticket.key) or self.state.budget()):
-            return await self.coalescing.abandon(ticket, await self._lock_store())
+        return await self.coalescing.abandon(ticket, await self._lock_store())
 
     # -- shared steps --------------------------------------------------------------------
     async def policy(self, store: AsyncStore, tenant: str) -> TenantPolicy:
@@ -400,9 +388,6 @@ class AsyncCache:
         if taken is None:
             return
         commands, restore = taken
-        if store is None and deadline.out_of_time():
-            restore()  # the call's deadline is spent: the next call or the timer writes them
-            return
         try:
             if store is None:
                 store = await self.stores.get()

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from ..coalesce import Joined, Role, SingleFlight, Ticket
 from ..concurrency import AsyncCheck, async_sleep
-from ..deadline import suspended
 from ..errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -111,26 +110,23 @@ class AsyncCoalescing:
             return Joined.FINISHED
         if not ticket.remote:
             return await self.local.ajoin(ticket)
-        # Waiting on purpose (up to coalesce_wait): the polls are not the call's deadline.
-        with suspended():
-            finished = await self._poll(ticket, store)
-            if finished:
-                # Stored or abandoned, the lock does not say: this process's waiters
-                # re-read and, on a miss, begin again (as this caller does; see
-                # AsyncCache._lookup).
-                self.local.drop(ticket.key)
-                return Joined.FINISHED
-            if store is not None:
-                new_token = uuid.uuid4().hex
-                try:
-                    took = await store.take_over(
-                        ticket.key, _watched(ticket), new_token, self.lease_ms
-                    )
-                except BackendUnavailableError:
-                    self.errors += 1
-                    took = False
-                if took:
-                    return self._took_over(ticket, new_token)
+        finished = await self._poll(ticket, store)
+        if finished:
+            # Stored or abandoned, the lock does not say: this process's waiters re-read
+            # and, on a miss, begin again (as this caller does; see AsyncCache._lookup).
+            self.local.drop(ticket.key)
+            return Joined.FINISHED
+        if store is not None:
+            new_token = uuid.uuid4().hex
+            try:
+                took = await store.take_over(
+                    ticket.key, _watched(ticket), new_token, self.lease_ms
+                )
+            except BackendUnavailableError:
+                self.errors += 1
+                took = False
+            if took:
+                return self._took_over(ticket, new_token)
         self.local.timeouts += 1
         return Joined.TIMED_OUT
 

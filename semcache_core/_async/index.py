@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..concurrency import async_sleep
 from ..config import redacted_url
-from ..deadline import suspended
 from ..errors import ConfigurationError, IndexMissingError
 from ..state import EngineState
 from ..storage.commands import index_progress
@@ -62,13 +61,6 @@ async def setup(state: EngineState, store: AsyncStore) -> None:
     """
     if state.ready:
         return
-    # One-time work (the first call, or Redis came back empty), many round trips on a
-    # cluster's buckets: not under the call's deadline, each command its socket_timeout.
-    with suspended():
-        await _setup(state, store)
-
-
-async def _setup(state: EngineState, store: AsyncStore) -> None:
     if not await store.has_search_module():
         raise ConfigurationError(NO_SEARCH_MODULE.format(url=redacted_url(state.config.redis_url)))
     # The meta first: it names the active index generation. Its meta is written before
@@ -313,15 +305,7 @@ async def learn_dims(
 ) -> None:
     """An engine whose dims were unknown learns them from its first vector: from an
     index another process made meanwhile, or (``create``: a store) by creating it.
-    Concurrent first calls may all create: creation is idempotent. Once per engine:
-    not under the call's deadline."""
-    with suspended():
-        await _learn_dims(state, store, vector, create)
-
-
-async def _learn_dims(
-    state: EngineState, store: AsyncStore, vector: list[float], create: bool
-) -> None:
+    Concurrent first calls may all create: creation is idempotent."""
     meta_raw = await store.read_meta()
     if meta_raw is not None and await store.index_info() is not None:
         meta = parse_meta(meta_raw, state.layout)

@@ -5,10 +5,8 @@
 Each method is a short read -> decide -> apply loop: it reads through the store, hands
 what it read to the pure decisions of `semcache_core.core.read`, and applies what they
 return. Every fault is caught here: a lookup becomes a miss (`Outcome.ERROR`), a store
-is skipped, and the fault is counted and logged at a bounded rate. A lookup and the
-store of its answer share one deadline (`semcache_core.deadline`): every Redis round
-trip of both gets what is left of it. `_sync/cache.py` is generated from this file by
-``scripts/unasync.py``.
+is skipped, and the fault is counted and logged at a bounded rate. `_sync/cache.py` is
+generated from this file by ``scripts/unasync.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import deadline, tracing
+from .. import tracing
 from ..coalesce import Ticket
 from ..core import read
 from ..core.result import LookupResult
@@ -67,21 +65,16 @@ class SyncCache:
         stale: bool = False,
     ) -> LookupResult:
         """See `CacheEngine.lookup`."""
-        budget = self.state.budget()
-        with deadline.running(budget):
-            with self.state.span("semcache.lookup", request) as span:
-                result = self._lookup(request, decode, text_of, stale)
-                if span is not None:
-                    span.set_attribute("semcache.outcome", result.outcome.value)
-                    span.set_attribute("semcache.hit", result.hit)
-                    if result.similarity is not None:
-                        span.set_attribute("semcache.similarity", result.similarity)
-                    if result.outcome is Outcome.ERROR:
-                        tracing.mark_error(span, "the lookup failed and was served as a miss")
-            self.flush_counts()
-        if not result.hit and not stale:
-            # The LLM answers it next: its store continues this deadline.
-            self.state.budgets.park(self.state.key(request), budget)
+        with self.state.span("semcache.lookup", request) as span:
+            result = self._lookup(request, decode, text_of, stale)
+            if span is not None:
+                span.set_attribute("semcache.outcome", result.outcome.value)
+                span.set_attribute("semcache.hit", result.hit)
+                if result.similarity is not None:
+                    span.set_attribute("semcache.similarity", result.similarity)
+                if result.outcome is Outcome.ERROR:
+                    tracing.mark_error(span, "the lookup failed and was served as a miss")
+        self.flush_counts()
         return result
 
     def _lookup(
@@ -93,8 +86,7 @@ class SyncCache:
         found = self._lookup_once(request, decode, text_of, False, record=False)
 
         def misses() -> bool:
-            nonlocal found  # each wait ends with another look, on a deadline of its own
-            deadline.restart()
+            nonlocal found  # each wait ends with another look
             found = self._lookup_once(request, decode, text_of, False, record=False)
             return found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT)
 
@@ -275,22 +267,20 @@ class SyncCache:
         """See `CacheEngine.store`."""
         state = self.state
         key = state.key(request)
-        # What its lookup left of the deadline (a store without one: a fresh deadline).
-        with deadline.running(state.budgets.take(key) or state.budget()):
-            with state.span("semcache.store", request) as span:
-                try:
-                    written = self._store_once(request, payload, codec, text, usage)
-                    if span is not None:
-                        span.set_attribute("semcache.stored", written)
-                finally:
-                    # Written, skipped or failed: this process's L1 copy is stale (other
-                    # processes hear it from the write itself), and the key's coalesced
-                    # waiters may look again.
-                    if state.l1 is not None:
-                        state.l1.drop(key)
-                    if self.coalescing is not None:
-                        self.coalescing.finish(key, self._lock_store())
-            self.flush_counts()
+        with state.span("semcache.store", request) as span:
+            try:
+                written = self._store_once(request, payload, codec, text, usage)
+                if span is not None:
+                    span.set_attribute("semcache.stored", written)
+            finally:
+                # Written, skipped or failed: this process's L1 copy is stale (other
+                # processes hear it from the write itself), and the key's coalesced
+                # waiters may look again.
+                if state.l1 is not None:
+                    state.l1.drop(key)
+                if self.coalescing is not None:
+                    self.coalescing.finish(key, self._lock_store())
+        self.flush_counts()
         return written
 
     def _store_once(
@@ -339,9 +329,7 @@ class SyncCache:
         ticket = result.lease
         if self.coalescing is None or not isinstance(ticket, Ticket):
             return False
-        # No store follows: the lookup's deadline bounds the lock's release instead.
-        with deadline.running(self.state.budgets.take(ticket.key) or self.state.budget()):
-            return self.coalescing.abandon(ticket, self._lock_store())
+        return self.coalescing.abandon(ticket, self._lock_store())
 
     # -- shared steps --------------------------------------------------------------------
     def policy(self, store: SyncStore, tenant: str) -> TenantPolicy:
@@ -402,9 +390,6 @@ class SyncCache:
         if taken is None:
             return
         commands, restore = taken
-        if store is None and deadline.out_of_time():
-            restore()  # the call's deadline is spent: the next call or the timer writes them
-            return
         try:
             if store is None:
                 store = self.stores.get()

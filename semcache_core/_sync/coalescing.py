@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from ..coalesce import Joined, Role, SingleFlight, Ticket
 from ..concurrency import SyncCheck, sync_sleep
-from ..deadline import suspended
 from ..errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -113,26 +112,23 @@ class SyncCoalescing:
             return Joined.FINISHED
         if not ticket.remote:
             return self.local.join(ticket)
-        # Waiting on purpose (up to coalesce_wait): the polls are not the call's deadline.
-        with suspended():
-            finished = self._poll(ticket, store)
-            if finished:
-                # Stored or abandoned, the lock does not say: this process's waiters
-                # re-read and, on a miss, begin again (as this caller does; see
-                # SyncCache._lookup).
-                self.local.drop(ticket.key)
-                return Joined.FINISHED
-            if store is not None:
-                new_token = uuid.uuid4().hex
-                try:
-                    took = store.take_over(
-                        ticket.key, _watched(ticket), new_token, self.lease_ms
-                    )
-                except BackendUnavailableError:
-                    self.errors += 1
-                    took = False
-                if took:
-                    return self._took_over(ticket, new_token)
+        finished = self._poll(ticket, store)
+        if finished:
+            # Stored or abandoned, the lock does not say: this process's waiters re-read
+            # and, on a miss, begin again (as this caller does; see SyncCache._lookup).
+            self.local.drop(ticket.key)
+            return Joined.FINISHED
+        if store is not None:
+            new_token = uuid.uuid4().hex
+            try:
+                took = store.take_over(
+                    ticket.key, _watched(ticket), new_token, self.lease_ms
+                )
+            except BackendUnavailableError:
+                self.errors += 1
+                took = False
+            if took:
+                return self._took_over(ticket, new_token)
         self.local.timeouts += 1
         return Joined.TIMED_OUT
 

@@ -22,7 +22,6 @@ from ..config import CacheConfig, redacted_url
 from ..errors import ConfigurationError
 from ._async.store import AsyncStore
 from ._sync.store import SyncStore
-from .budgeted import budget_pool
 from .layout import Layout
 
 
@@ -36,29 +35,6 @@ def client_kwargs(config: CacheConfig) -> dict[str, Any]:
         "health_check_interval": 0,
         "decode_responses": False,
     }
-
-
-def quiet_handshake() -> dict[str, Any]:
-    """A connect of the request path that costs no round trip (without a password or a
-    database number): a connection the call's deadline cut is opened again by the next
-    call, within that call's deadline. So RESP2 (no ``HELLO 3``; every reply parser
-    reads both), no ``CLIENT SETINFO`` (redis-py sends two), no maintenance handshake.
-    A ``protocol`` in ``redis_url`` still wins."""
-    quiet: dict[str, Any] = {"protocol": 2}
-    try:
-        import redis.driver_info  # noqa: F401  (redis-py 7.1+)
-    except ImportError:
-        return {**quiet, "lib_name": None, "lib_version": None}
-    quiet["driver_info"] = None
-    try:
-        from redis.maint_notifications import MaintNotificationsConfig
-    except ImportError:  # pragma: no cover - redis-py before 7
-        return quiet
-    # Nor the maintenance-notifications handshake (Redis Cloud's "auto" mode asks on
-    # every connect; OSS Redis refuses it): a round trip too, and what it would enable
-    # (relaxed timeouts during a migration) is the opposite of failing fast.
-    quiet["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
-    return quiet
 
 
 Client = redis.Redis | RedisCluster
@@ -150,13 +126,10 @@ def make_client(config: CacheConfig, cluster: bool = False) -> Client:
             timeout=config.pool_timeout,
             retry=Retry(NoBackoff(), 0),
             **client_kwargs(config),
-            **quiet_handshake(),
         )
     except ValueError as exc:
         raise _bad_url(config, exc) from exc
-    # Its connections honour the call's deadline (`budgeted`); a cluster's keep the
-    # per-command timeout, the deadline still refusing round trips once it is spent.
-    return redis.Redis.from_pool(budget_pool(pool))  # the client owns the pool and closes it
+    return redis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient:
@@ -179,9 +152,8 @@ def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient
         timeout=config.pool_timeout,
         retry=AsyncRetry(NoBackoff(), 0),
         **client_kwargs(config),
-        **quiet_handshake(),
     )
-    return aredis.Redis.from_pool(budget_pool(pool))  # the client owns the pool and closes it
+    return aredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 # Administration retries back off 50 ms, 100 ms, 200 ms... (with jitter), at most 1 s.
@@ -434,9 +406,7 @@ class AsyncStores:
                     with contextlib.suppress(Exception):
                         await client.aclose()
                 raise
-        store = AsyncStore(
-            client, self.layout, self.config, patient=admin and client is not self.shared
-        )
+        store = AsyncStore(client, self.layout, self.config)
         closer = _close_at_loop_shutdown(store, own=self.shared is None)
         await closer.asend(None)
         entry = stores[loop] = (store, closer)

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import redis
 
-from .. import deadline
 from ..errors import (
     BackendRefusedError,
     BackendTimeoutError,
@@ -113,11 +112,7 @@ T = TypeVar("T")
 
 def boundary(cls: type[T]) -> type[T]:
     """Class decorator: every public method (sync or ``async``) of a store translates
-    Redis errors with `map_exceptions`, using the instance's ``url`` for the fix-it text,
-    and, on the request path (a store that is not ``patient``), is one trip of the
-    running call's deadline (`semcache_core.deadline`): refused once the budget is spent,
-    its time deducted, and a timeout the budget imposed raised as
-    `DeadlineExceededError`."""
+    Redis errors with `map_exceptions`, using the instance's ``url`` for the fix-it text."""
     for name, fn in list(vars(cls).items()):
         if name.startswith("_") or not inspect.isfunction(fn):
             continue
@@ -130,38 +125,14 @@ def _translated(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(fn)
         async def run_async(self: Any, *args: Any, **kwargs: Any) -> Any:
-            budget = None if self.patient else deadline.current()
             with map_exceptions(self.url):
-                if budget is None:
-                    return await fn(self, *args, **kwargs)
-                token = deadline.trip_begin(budget)
-                try:
-                    result = await fn(self, *args, **kwargs)
-                except BaseException as exc:
-                    cut = deadline.trip_end(budget, token, exc)
-                    if cut is not None:
-                        raise cut from translate(exc, self.url)
-                    raise
-                deadline.trip_end(budget, token, None)
-                return result
+                return await fn(self, *args, **kwargs)
 
         return run_async
 
     @functools.wraps(fn)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        budget = None if self.patient else deadline.current()
         with map_exceptions(self.url):
-            if budget is None:
-                return fn(self, *args, **kwargs)
-            token = deadline.trip_begin(budget)
-            try:
-                result = fn(self, *args, **kwargs)
-            except BaseException as exc:
-                cut = deadline.trip_end(budget, token, exc)
-                if cut is not None:
-                    raise cut from translate(exc, self.url)
-                raise
-            deadline.trip_end(budget, token, None)
-            return result
+            return fn(self, *args, **kwargs)
 
     return run

@@ -69,12 +69,8 @@ async def test_200_concurrent_ainvoke_on_one_loop(
 ) -> None:
     # The burst opens up to 100 connections at once while MiniLM runs on the same two
     # cores; the default 0.5 s connect timeout (which bounds unreachable hosts) was seen to
-    # expire under a full CI run. This test is about concurrency, not timeouts: the
-    # call's deadline (call_timeout, default 100 ms of wall time per lookup and its store)
-    # is patient here too, since 200 tasks on one loop wait for each other's turns.
-    engine = make_engine(
-        embedder=embeddings, threshold=0.85, connect_timeout=3.0, call_timeout=5.0
-    )
+    # expire under a full CI run. This test is about concurrency, not timeouts.
+    engine = make_engine(embedder=embeddings, threshold=0.85, connect_timeout=3.0)
     cache = SemanticCache(engine=engine)
     model = FakeSupportChatModel(cache=cache, latency=0.02)
     questions = [q for intent in INTENTS[:25] for q in intent.questions[:2]]  # 50 texts

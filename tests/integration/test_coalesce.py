@@ -85,9 +85,7 @@ def test_16_threads_one_leader(make_engine: Callable[..., CacheEngine]) -> None:
 
 
 async def test_50_tasks_one_leader(make_engine: Callable[..., CacheEngine]) -> None:
-    # About coalescing, not timeouts: 50 cold tasks on one loop of two loaded cores wait
-    # for each other's turns longer than the default 100 ms call deadline.
-    engine = make_engine(call_timeout=5.0)
+    engine = make_engine()
     co = _co(engine)
     calls: list[int] = []
 

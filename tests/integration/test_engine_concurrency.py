@@ -1,9 +1,4 @@
-"""Coalescing and embedding micro-batching as wired into the engine and LangChain.
-
-These tests are about concurrency, not timeouts: their engines keep a patient call
-deadline (``call_timeout``; the default is 100 ms of wall time per lookup and its store,
-and 16 threads or 50 tasks on two loaded cores wait for each other's turns longer).
-"""
+"""Coalescing and embedding micro-batching as wired into the engine and LangChain."""
 
 from __future__ import annotations
 
@@ -25,8 +20,6 @@ from semcache_core.microbatch import MicroBatcher
 from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import hashed_embedder
 from tests.unit.test_microbatch import FakeRemoteEmbedder
-
-PATIENT = 5.0  # call_timeout
 
 
 class CountingBatchEmbedder:
@@ -53,11 +46,7 @@ async def test_fifty_concurrent_identical_ainvokes_call_the_model_once(
     redis_url: str, namespace: str
 ) -> None:
     cache = SemanticCache(
-        redis_url=redis_url,
-        embeddings=hashed_embedder(),
-        namespace=namespace,
-        coalesce="process",
-        call_timeout=PATIENT,
+        redis_url=redis_url, embeddings=hashed_embedder(), namespace=namespace, coalesce="process"
     )
     model = FakeSupportChatModel(model_name="support-small", latency=0.2)
     before = get_llm_cache()
@@ -80,11 +69,7 @@ async def test_fifty_concurrent_identical_ainvokes_call_the_model_once(
 
 def test_sixteen_threads_call_the_model_once(redis_url: str, namespace: str) -> None:
     cache = SemanticCache(
-        redis_url=redis_url,
-        embeddings=hashed_embedder(),
-        namespace=namespace,
-        coalesce="redis",
-        call_timeout=PATIENT,
+        redis_url=redis_url, embeddings=hashed_embedder(), namespace=namespace, coalesce="redis"
     )
     model = FakeSupportChatModel(model_name="support-small", latency=0.2)
     before = get_llm_cache()
@@ -113,9 +98,7 @@ async def test_concurrent_semantic_lookups_share_embedder_calls(
     redis_url: str, namespace: str
 ) -> None:
     embedder = CountingBatchEmbedder()
-    engine = CacheEngine(
-        redis_url, embedder=embedder, namespace=namespace, dims=16, call_timeout=PATIENT
-    )
+    engine = CacheEngine(redis_url, embedder=embedder, namespace=namespace, dims=16)
     assert isinstance(engine.embedder.inner, MicroBatcher)  # type: ignore[union-attr]
     try:
         await engine.astore(engine.request("seed question"), b"seed")
@@ -148,7 +131,7 @@ async def test_64_concurrent_lookups_share_few_inner_calls(
 ) -> None:
     inner = FakeRemoteEmbedder()
     batcher = MicroBatcher(inner)
-    engine = make_engine(embedder=batcher, dims=inner.dims, call_timeout=PATIENT)
+    engine = make_engine(embedder=batcher, dims=inner.dims)
     questions = [f"distinct question number {i}" for i in range(64)]
     requests = [engine.request(q) for q in questions]
     await engine.alookup(requests[0])  # warm: setup and the tenant policy

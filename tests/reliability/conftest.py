@@ -197,8 +197,6 @@ class ProxyProcess:
     * `cut_mid_command`: from now on, each request is forwarded to Redis and the client's
       connection is then reset before the reply comes back.
     * `heal`: stop cutting.
-    * `delay`: from now on, hold every reply from Redis ``seconds`` (Redis slow but
-      alive); ``delay(0)`` stops.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -232,9 +230,6 @@ class ProxyProcess:
 
     def heal(self) -> None:
         self.cut_mid_command(False)
-
-    def delay(self, seconds: float) -> None:
-        self._send(f"delay {seconds * 1000:g}")
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):

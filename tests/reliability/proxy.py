@@ -4,8 +4,7 @@ Run as ``python -m tests.reliability.proxy UPSTREAM_PORT``: it prints its own po
 reads commands on stdin, one per line, answering each with the number of connections cut
 so far: ``cut`` (reset every open connection now), ``mid`` (from now on, forward each
 request to Redis and then reset the client's connection before the reply comes back),
-``heal`` (stop cutting), ``delay MS`` (from now on, hold every reply from Redis MS
-milliseconds before passing it on: a slow but alive Redis; ``delay 0`` stops), ``quit``.
+``heal`` (stop cutting), ``quit``.
 
 ``python -m tests.reliability.proxy UPSTREAM_PORT --tls CERT KEY`` is a TLS terminator
 instead (the embedded redis-server is built without TLS): it prints its port and forwards
@@ -14,13 +13,11 @@ until stdin closes.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import selectors
 import socket
 import sys
 import threading
-import time
 
 
 class CuttingProxy:
@@ -31,9 +28,6 @@ class CuttingProxy:
       that request forwarded to Redis and is then reset before the reply comes back:
       the command ran, the client never hears of it.
     * `heal`: stop cutting.
-    * `set_delay`: from now on, every reply Redis sends is held ``seconds`` before it is
-      passed on (each chunk from the moment it arrived, so pipelined replies are not
-      delayed one after another): Redis slow but alive. Requests go through at once.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -54,10 +48,6 @@ class CuttingProxy:
         self._pending_cut = False
         self._cut_done = threading.Event()
         self.mid_command = False
-        self.delay = 0.0
-        # Replies held back: (due, client socket, data), in arrival order (one delay for
-        # all, so the earliest due is always first).
-        self._held: collections.deque[tuple[float, socket.socket, bytes]] = collections.deque()
         self.cuts = 0  # connections reset
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="cutting-proxy", daemon=True)
@@ -82,10 +72,6 @@ class CuttingProxy:
 
     def heal(self) -> None:
         self.mid_command = False
-
-    def set_delay(self, seconds: float) -> None:
-        self.delay = max(0.0, seconds)
-        self._wake_w.send(b"x")
 
     def close(self) -> None:
         self._stop = True
@@ -120,23 +106,9 @@ class CuttingProxy:
             self._close(client, reset=True)
         self.cuts += len(clients)
 
-    def _release_due(self) -> float:
-        """Pass on the held replies that are due; seconds until the next one (or 0.5)."""
-        now = time.monotonic()
-        while self._held and self._held[0][0] <= now:
-            _, client, data = self._held.popleft()
-            if client not in self._peers:
-                continue  # closed meanwhile
-            try:
-                client.sendall(data)
-            except OSError:
-                self._close(client, reset=True)
-        return min(0.5, self._held[0][0] - now) if self._held else 0.5
-
     def _run(self) -> None:
         while not self._stop:
-            wait = self._release_due()
-            for key, _ in self._sel.select(timeout=max(0.0, wait)):
+            for key, _ in self._sel.select(timeout=0.5):
                 kind, _unused = key.data
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
@@ -183,10 +155,6 @@ class CuttingProxy:
             data = b""
         if not data:
             self._close(sock, reset=False)
-            return
-        if (self.delay > 0 or self._held) and sock not in self._clients:
-            # A reply: held back (behind those already held, to keep their order).
-            self._held.append((time.monotonic() + self.delay, peer, data))
             return
         try:
             peer.sendall(data)
@@ -250,8 +218,6 @@ def main() -> None:
             proxy.cut_mid_command(True)
         elif command == "heal":
             proxy.heal()
-        elif command.startswith("delay "):
-            proxy.set_delay(float(command.split()[1]) / 1000)
         print(proxy.cuts, flush=True)
         if command == "quit":
             break

@@ -24,6 +24,7 @@ def test_demo_comes_from_its_entry_point_listed_after_redis() -> None:
         "calibrate",
         "stats",
         "invalidate",
+        "reindex",
         "export",
         "import",
         "metrics",

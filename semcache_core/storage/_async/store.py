@@ -58,19 +58,10 @@ def _key_text(key: Any) -> str:
 class AsyncStore:
     """One namespace's Redis commands on one client (one node's or a cluster's)."""
 
-    def __init__(
-        self,
-        client: Redis | RedisCluster,
-        layout: Layout,
-        config: CacheConfig,
-        *,
-        patient: bool = False,
-    ) -> None:
+    def __init__(self, client: Redis | RedisCluster, layout: Layout, config: CacheConfig) -> None:
         self.client: Any = client
         self.layout = layout
         self.config = config
-        # The administration calls' store: never under a call's deadline (`deadline`).
-        self.patient = patient
         self.url = redacted_url(config.redis_url)
         self.cluster = isinstance(client, RedisCluster)
 
