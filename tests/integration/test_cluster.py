@@ -29,6 +29,7 @@ from semcache_core.embedded_cluster import EmbeddedCluster
 from semcache_core.embedding import SentenceTransformerEmbedder
 from semcache_core.entry import parse_search_reply
 from semcache_core.errors import SchemaMismatchError
+from semcache_core.storage import clients
 from semcache_core.transfer import export_entries, import_entries
 from semcache_demo.langchain_fakes import FakeSupportChatModel
 from tests.conftest import hashed_embedder
@@ -282,7 +283,7 @@ def test_failover_fails_open_then_caching_resumes(
 
 
 async def test_concurrent_first_async_calls_share_one_client(
-    topology_url: str, namespace: str
+    topology_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Concurrent first calls in a loop all await one opening (a cluster client learns the
     slot map there): one client is made, none is closed under a call, and every call is
@@ -296,10 +297,19 @@ async def test_concurrent_first_async_calls_share_one_client(
         connect_timeout=5.0,
         socket_timeout=2.0,
     )
+    made: list[object] = []
+    real = clients.make_async_client
+
+    def counted(*args: object, **kwargs: object) -> object:
+        made.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(clients, "make_async_client", counted)
     try:
         requests = [engine.request(f"first wave {i}", tenant="acme") for i in range(16)]
         stored = await asyncio.gather(*(engine.astore(r, b"answer") for r in requests))
         assert all(stored), f"{stored.count(False)} of 16 first stores failed"
+        assert len(made) == 1, f"{len(made)} clients made for one event loop"
         results = await asyncio.gather(*(engine.alookup(r) for r in requests))
         assert [r.outcome for r in results] == [Outcome.EXACT_HIT] * 16
         assert engine.stats(totals=False)["errors"] == {}
