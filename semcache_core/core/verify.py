@@ -742,12 +742,17 @@ def features(text: str) -> _Features:
             if is_unit:
                 protected["unit:" + _UNITS[base]] += 1
                 sequence.append("unit:" + _UNITS[base])
+            # Weekdays and times of day are in the sequence too: "from Monday to Friday"
+            # and "from Friday to Monday" hold the same details in another order. (Not
+            # months: "31 August" and "August 31" are one date; dates swap by number.)
             if low in _MONTHS or (low in _MONTH_NAMES and (low != "may" or tok == "May")):
                 protected["month:" + _MONTHS.get(low, low)] += 1
             if low in _WEEKDAYS or (low in _TIME_WORDS and low not in ("noon", "midnight")):
                 protected["when:" + low] += 1
+                sequence.append("when:" + low)
             elif low in _WEEKDAY_ABBR and tok[0].isupper():
                 protected["when:" + _WEEKDAY_ABBR[low]] += 1
+                sequence.append("when:" + _WEEKDAY_ABBR[low])
             elif low in ("noon", "midday", "midnight"):
                 protected["time:" + ("00:00" if low == "midnight" else "12:00")] += 1
             if prev_word in _RELATIVE and (base in _TIME_UNITS or low in _WEEKDAYS):

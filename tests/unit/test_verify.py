@@ -46,6 +46,10 @@ REFUSED = [
     ("Take one tablet every 6 hours", "Take two tablets every 6 hours", "num"),
     ("Convert this function to JavaScript", "Convert this function to TypeScript", "lang"),
     ("Say 'see you soon' in Korean", "Say 'see you later' in Korean", "quote"),
+    ("Move the meeting from Monday to Friday", "Move the meeting from Friday to Monday",
+     "order"),
+    ("Flights to Paris on Monday, returning Friday",
+     "Flights to Paris on Friday, returning Monday", "order"),
     # One word moved across a clause, a negation moved: not a moved clause.
     ("How do I transfer my subscription to my husband's account?",
      "How do I transfer my husband's subscription to my account?", "order"),
