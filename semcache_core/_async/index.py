@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..concurrency import async_sleep
 from ..config import redacted_url
+from ..embedding import vector_model
 from ..errors import ConfigurationError, IndexMissingError
 from ..state import EngineState
 from ..storage.commands import index_progress
@@ -85,7 +86,7 @@ async def setup(state: EngineState, store: AsyncStore) -> None:
         state.dims = meta.get("dims")
     dims = state.known_dims()
     if meta is not None and dims is not None:
-        check_meta(state.layout, meta, meta_document(state.config, dims, state.layout))
+        check_meta(state.layout, meta, _meta_document(state, dims))
     if info is None and dims is not None:
         await create_index(state, store, dims)
     state.ready = info is not None or dims is not None
@@ -102,13 +103,17 @@ async def ensure_index(state: EngineState, store: AsyncStore) -> None:
 
 async def create_index(state: EngineState, store: AsyncStore, dims: int) -> None:
     layout = state.layout
-    await store.write_meta_if_absent(meta_document(state.config, dims, layout))
+    await store.write_meta_if_absent(_meta_document(state, dims))
     # Another process may have won the race with other settings: check what it wrote,
     # and create the generation it names (a rebuild may have moved on meanwhile).
     meta = parse_meta(await store.read_meta(), layout)
-    check_meta(layout, meta, meta_document(state.config, dims, layout))
+    check_meta(layout, meta, _meta_document(state, dims))
     follow(state, meta)
     await create_generation(state, store, dims, *active_index(meta))
+
+
+def _meta_document(state: EngineState, dims: int) -> dict[str, Any]:
+    return meta_document(state.config, dims, state.layout, vector_model(state.embedder))
 
 
 async def create_generation(
@@ -233,7 +238,22 @@ async def _advance(
     if await store.replace_meta(raw, document):
         follow(state, document)
         await store.drop_generation(old)
+    else:
+        await _drop_if_retired(store, generation)
     return True
+
+
+async def _drop_if_retired(store: AsyncStore, generation: int) -> None:
+    """Another process moved the meta on while this one worked from an older read. If
+    it has promoted past ``generation`` and retired it, the idempotent create above has
+    just made that generation again: an orphan every write would keep indexing. Drop it
+    (generations only grow, so one the meta names neither active nor building is past)."""
+    now_raw = await store.read_meta()
+    if now_raw is None:
+        return
+    now = parse_meta(now_raw, store.layout)
+    if generation not in (active_index(now)[0], (building_index(now) or (-1, ""))[0]):
+        await store.drop_generation(generation)
 
 
 async def rebuild(

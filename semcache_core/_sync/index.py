@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..concurrency import sync_sleep
 from ..config import redacted_url
+from ..embedding import vector_model
 from ..errors import ConfigurationError, IndexMissingError
 from ..state import EngineState
 from ..storage.commands import index_progress
@@ -87,7 +88,7 @@ def setup(state: EngineState, store: SyncStore) -> None:
         state.dims = meta.get("dims")
     dims = state.known_dims()
     if meta is not None and dims is not None:
-        check_meta(state.layout, meta, meta_document(state.config, dims, state.layout))
+        check_meta(state.layout, meta, _meta_document(state, dims))
     if info is None and dims is not None:
         create_index(state, store, dims)
     state.ready = info is not None or dims is not None
@@ -104,13 +105,17 @@ def ensure_index(state: EngineState, store: SyncStore) -> None:
 
 def create_index(state: EngineState, store: SyncStore, dims: int) -> None:
     layout = state.layout
-    store.write_meta_if_absent(meta_document(state.config, dims, layout))
+    store.write_meta_if_absent(_meta_document(state, dims))
     # Another process may have won the race with other settings: check what it wrote,
     # and create the generation it names (a rebuild may have moved on meanwhile).
     meta = parse_meta(store.read_meta(), layout)
-    check_meta(layout, meta, meta_document(state.config, dims, layout))
+    check_meta(layout, meta, _meta_document(state, dims))
     follow(state, meta)
     create_generation(state, store, dims, *active_index(meta))
+
+
+def _meta_document(state: EngineState, dims: int) -> dict[str, Any]:
+    return meta_document(state.config, dims, state.layout, vector_model(state.embedder))
 
 
 def create_generation(
@@ -235,7 +240,22 @@ def _advance(
     if store.replace_meta(raw, document):
         follow(state, document)
         store.drop_generation(old)
+    else:
+        _drop_if_retired(store, generation)
     return True
+
+
+def _drop_if_retired(store: SyncStore, generation: int) -> None:
+    """Another process moved the meta on while this one worked from an older read. If
+    it has promoted past ``generation`` and retired it, the idempotent create above has
+    just made that generation again: an orphan every write would keep indexing. Drop it
+    (generations only grow, so one the meta names neither active nor building is past)."""
+    now_raw = store.read_meta()
+    if now_raw is None:
+        return
+    now = parse_meta(now_raw, store.layout)
+    if generation not in (active_index(now)[0], (building_index(now) or (-1, ""))[0]):
+        store.drop_generation(generation)
 
 
 def rebuild(

@@ -63,10 +63,13 @@ def index_schema_dict(
     }
 
 
-def meta_document(config: CacheConfig, dims: int, layout: Layout) -> dict[str, Any]:
+def meta_document(
+    config: CacheConfig, dims: int, layout: Layout, model: str | None = None
+) -> dict[str, Any]:
     """What the meta key records about an index, checked by every later process. A
     cluster layout adds its bucket count (a single-node meta has none: the layout of
-    every earlier release)."""
+    every earlier release). ``model``: the embedding model that wrote the vectors
+    (`embedding.vector_model`), when the embedder names one."""
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "dims": dims,
@@ -74,6 +77,8 @@ def meta_document(config: CacheConfig, dims: int, layout: Layout) -> dict[str, A
         "datatype": config.datatype,
         "distance_metric": "cosine",
     }
+    if model is not None:
+        document["model"] = model
     if layout.tagged:
         document["layout"] = "cluster"
         document["buckets"] = layout.buckets
@@ -161,6 +166,16 @@ def check_meta(layout: Layout, found: dict[str, Any], expected: dict[str, Any]) 
                 f"this engine uses {field}={expected[field]!r}; {hint}. Otherwise "
                 f"{META_MIGRATION}"
             )
+    found_model, model = found.get("model"), expected.get("model")
+    if found_model is not None and model is not None and found_model != model:
+        # Cosine similarity between two models' vectors means nothing, even at one size:
+        # every semantic hit would be a guess.
+        raise SchemaMismatchError(
+            f"index {layout.index_name!r} holds vectors of the embedding model "
+            f"{found_model!r}, but this engine embeds with {model!r}: two models' vectors "
+            "cannot be compared. Use a new namespace for the new model, or "
+            f"{META_MIGRATION.split(', or ')[0]}"
+        )
 
 
 def parse_meta(raw: Any, layout: Layout) -> dict[str, Any]:

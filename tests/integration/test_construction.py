@@ -22,6 +22,7 @@ import redis
 
 from semcache_core import (
     CacheEngine,
+    CallableEmbedder,
     ConfigurationError,
     Outcome,
     SchemaMismatchError,
@@ -107,9 +108,10 @@ def test_dims_mismatch_raises_schema_mismatch(
     with pytest.raises(SchemaMismatchError) as declared:
         driver.make(make_engine, embedder=hashed_embedder(8), dims=8)
     assert "dims=16" in str(declared.value) and "dims=8" in str(declared.value)
-    # Undeclared: construction never calls the embedder, so the first call fails loudly
-    # (a misconfiguration is not served as a miss).
-    second = driver.make(make_engine, embedder=hashed_embedder(8))
+    # Undeclared, from an embedder that names no model (a named one fails construction:
+    # test_another_models_vectors_of_the_same_size_are_refused): construction never
+    # calls the embedder, so the first call fails loudly (not served as a miss).
+    second = driver.make(make_engine, embedder=CallableEmbedder(hashed_embedder(8).embed))
     with pytest.raises(SchemaMismatchError) as info:
         second.lookup(second.request("another model's vectors"))
     message = str(info.value)
@@ -130,6 +132,31 @@ def test_same_dims_reuses_the_index(make_engine: MakeEngine, driver: Driver) -> 
     second = driver.make(make_engine, embedder=hashed_embedder(16))
     hit = second.lookup(second.request("shared"))
     assert hit.outcome is Outcome.EXACT_HIT and hit.value == b"shared answer"
+
+
+def _named(model: str, dims: int = 16) -> CallableEmbedder:
+    """`hashed_embedder`'s vectors under another model's name."""
+    return CallableEmbedder(hashed_embedder(dims).embed, model_id=model)
+
+
+def test_another_models_vectors_of_the_same_size_are_refused(
+    make_engine: MakeEngine, namespace: str, driver: Driver
+) -> None:
+    """Two models with one vector size (MiniLM and bge-small are both 384): comparing
+    their vectors would serve guesses, so the second model's engine fails construction."""
+    first = driver.make(make_engine, embedder=_named("org/model-a"))
+    assert first.store(first.request("makes the index"), b"x")
+    with pytest.raises(SchemaMismatchError) as info:
+        driver.make(make_engine, embedder=_named("model-b"))
+    message = str(info.value)
+    assert "'model-a'" in message and "'model-b'" in message
+    assert "new namespace" in message and "drop_index" in message
+    # The same model under another organisation or folder, and an embedder that names no
+    # model, use the index.
+    same = driver.make(make_engine, embedder=_named("/models/Model-A"))
+    assert same.lookup(same.request("makes the index")).outcome is Outcome.EXACT_HIT
+    unnamed = driver.make(make_engine, embedder=CallableEmbedder(hashed_embedder(16).embed))
+    assert unnamed.lookup(unnamed.request("makes the index")).outcome is Outcome.EXACT_HIT
 
 
 # -- 3. an index of an incompatible schema version ---------------------------------------------

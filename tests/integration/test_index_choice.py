@@ -172,6 +172,40 @@ def test_manual_rebuild_keeps_every_entry(make_engine: Callable[..., CacheEngine
     assert not {name for name in index_names(engine) if engine.config.namespace in name}
 
 
+def test_a_step_from_an_old_meta_read_leaves_no_orphan_index(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    """A process that read the meta while generation 1 was being built, and takes the
+    promote step only after another process promoted generation 1 and then retired it
+    for generation 2 (`semcache reindex`): its idempotent create makes generation 1
+    again, and it must drop it, or every later write is indexed twice for good."""
+    import json
+
+    from semcache_core._sync import index as sync_index
+
+    n = 12
+    rng = np.random.default_rng(4)
+    entries = unit(rng.standard_normal((n, DIMS)))
+    table = Table(entries, near(rng, entries, 0.96, 0.99))
+    engine = make_engine(embedder=table.embedder(), verifier=accept, dims=DIMS)
+    store_all(engine, n)
+    state, store = engine._cache.state, engine._store
+    raw = store.read_meta()
+    assert sync_index.start_rebuild(state, store, raw, json.loads(raw), "hnsw")
+    stale_raw = store.read_meta()  # what the slow process read: generation 1 building
+    stale = json.loads(stale_raw)
+    wait_for(lambda: sync_index._advance(state, store, stale_raw, stale, (1, "hnsw")))
+    assert engine.rebuild_index("flat")["generation"] == 2  # generation 1 retired
+    namespace = engine.config.namespace
+    assert not any(name.endswith(":g1") for name in index_names(engine) if namespace in name)
+    # The slow process takes its step now.
+    assert sync_index._advance(state, store, stale_raw, stale, (1, "hnsw"))
+    ours = {name for name in index_names(engine) if namespace in name}
+    assert ours and all(name.endswith(":g2") for name in ours), ours
+    assert json.loads(store.read_meta())["index"]["generation"] == 2
+    assert [served(engine, j) for j in range(n)] == list(range(n))
+
+
 @pytest.mark.parametrize(
     "settings",
     [
