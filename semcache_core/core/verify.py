@@ -145,7 +145,11 @@ _NEGATIONS = {
 _AXES: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
     (name, frozenset(a.split()), frozenset(b.split()))
     for name, a, b in (
-        ("time", "before prior earlier previous preceding pre", "after later following post"),
+        (
+            "time",
+            "before prior earlier previous preceding pre ago",
+            "after later following post",
+        ),
         (
             "amount",
             "increase raise more higher larger bigger greater maximum max most highest "
@@ -582,8 +586,36 @@ class _Features:
     content: tuple[str, ...]  # content words in order (casefolded, stemmed, synonyms mapped)
     sequence: tuple[str, ...]  # protected details, content words and negations, in order
     raw: tuple[str, ...]  # every word, in order
+    person: frozenset[int]  # 1: the text speaks as "I"/"we", 2: it addresses "you"
     language: str | None
     script: str | None
+
+
+# Who a text speaks as, or to: "You're an idiot if you think this works" insults the
+# reader, "I'd be an idiot to think this works" is self-deprecation.
+_PERSON: dict[str, int] = {
+    **dict.fromkeys(("i", "me", "my", "mine", "myself", "we", "our", "ours", "ourselves"), 1),
+    **dict.fromkeys(("you", "your", "yours", "yourself", "yourselves", "u", "ur"), 2),
+}
+
+# "can you check", "do you offer", "do you need to rinse": a request to the assistant, or
+# the generic "you", which an "I" rewording keeps the meaning of.
+_ASKING = {
+    "can", "could", "would", "will", "do", "does", "did", "should", "shall", "may", "might",
+    "are", "have", "please", "pls",
+}  # fmt: skip
+
+
+def _persons(words: list[str]) -> frozenset[int]:
+    found: set[int] = set()
+    prev = ""
+    for word in words:
+        low = word.casefold()
+        person = _PERSON.get(low)
+        if person is not None and not (person == 2 and prev in _ASKING):
+            found.add(person)
+        prev = low
+    return frozenset(found)
 
 
 # Function words that carry a relation: items that trade places around one swap roles.
@@ -815,6 +847,7 @@ def features(text: str) -> _Features:
         content=tuple(content),
         sequence=tuple(sequence),
         raw=tuple(raw_words),
+        person=_persons(raw_words),
         language=_language(raw_words),
         script=_script(text),
     )
@@ -1026,6 +1059,10 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
             return Verification(False, next(iter(diff)).split(":", 1)[0])
     if fa.negations != fb.negations:
         return Verification(False, "negation")
+    if fa.person and fb.person and not (fa.person & fb.person):
+        # One speaks only as "I", the other only to "you": the person changed, not the
+        # wording. (A text with both, "can you tell me how I ...", is never refused here.)
+        return Verification(False, "person")
     if _flipped(fa.axes, fb.axes):
         return Verification(False, "antonym")
     for ents, other in ((fa.entities, fb.words), (fb.entities, fa.words)):

@@ -55,6 +55,13 @@ REFUSED = [
      "How do I transfer my husband's subscription to my account?", "order"),
     ("Please don't cancel my subscription, I just want to change my plan.",
      "Please cancel my subscription, I don't want to change my plan.", "order"),
+    # Who speaks: an insult to the reader is not self-deprecation.
+    ("Label this comment as toxic or non-toxic: You're an idiot if you think this works.",
+     "Label this comment as toxic or non-toxic: I'd be an idiot to think this works.",
+     "person"),
+    # "in 30 days" and "30 days ago" point opposite ways in time.
+    ("Translate into French: The invoice is due in 30 days.",
+     "Translate into French: The invoice was due 30 days ago.", "antonym"),
 ]  # fmt: skip
 
 AGREED = [
@@ -88,6 +95,12 @@ AGREED = [
      "Book a hotel in Rome starting June 12 for 3 nights"),
     ("I was charged twice for my last order.",
      "You billed me two times for my most recent order."),
+    # "you" asked to do something, or the generic "you", next to an "I".
+    ("Where is my order #A58213?", "can u check the status of order A58213"),
+    ("Do you offer free shipping on orders over $50?",
+     "Is shipping free if I spend more than fifty dollars?"),
+    ("Do you need to rinse basmati rice before cooking it?",
+     "do i need to rinse basmati rice before cooking it"),
 ]  # fmt: skip
 
 
