@@ -16,7 +16,7 @@ applied: take `LocalTier.version` before the Redis read and pass it as ``since=`
 after that version.
 
 Messages are JSON: ``{"op": "drop", "keys": [...]}``, ``{"op": "drop_prefix",
-"prefix": ...}``, ``{"op": "clear"}``.
+"prefix": ...}``, ``{"op": "drop_prefixes", "prefixes": [...]}``, ``{"op": "clear"}``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ logger = logging.getLogger("semcache.l1")
 
 Policy = Literal["lru", "lfu"]
 _TOMBSTONES = 4096
-_PREFIX_TOMBSTONES = 64
+_PREFIX_TOMBSTONES = 128  # a tenant on a cluster layout: one per bucket (16 by default)
 
 
 def drop_message(keys: Iterable[str]) -> str:
@@ -43,9 +43,14 @@ def drop_message(keys: Iterable[str]) -> str:
     return json.dumps({"op": "drop", "keys": list(keys)}, separators=(",", ":"))
 
 
-def drop_prefix_message(prefix: str) -> str:
-    """JSON telling every tier to drop every key starting with ``prefix``."""
-    return json.dumps({"op": "drop_prefix", "prefix": prefix}, separators=(",", ":"))
+def drop_prefix_message(*prefixes: str) -> str:
+    """JSON telling every tier to drop every key starting with one of ``prefixes``.
+
+    Several prefixes (a tenant's buckets on a cluster) make one ``drop_prefixes``
+    message; a tier of a release without that op clears itself on it (unknown op)."""
+    if len(prefixes) == 1:
+        return json.dumps({"op": "drop_prefix", "prefix": prefixes[0]}, separators=(",", ":"))
+    return json.dumps({"op": "drop_prefixes", "prefixes": list(prefixes)}, separators=(",", ":"))
 
 
 def clear_message() -> str:
@@ -284,10 +289,16 @@ class LocalTier:
         Returns:
             How many were held.
         """
+        return self.drop_prefixes((prefix,))
+
+    def drop_prefixes(self, prefixes: Iterable[str]) -> int:
+        """Forget every key starting with any of ``prefixes``; returns how many were held."""
+        starts = tuple(prefixes)
         with self._lock:
             self._seq += 1
-            self._prefix_tombstones.mark(prefix, self._seq)
-            doomed = [k for k in self._items if k.startswith(prefix)]
+            for prefix in starts:
+                self._prefix_tombstones.mark(prefix, self._seq)
+            doomed = [k for k in self._items if k.startswith(starts)]
             for key in doomed:
                 self._drop_held(key)
             return len(doomed)
@@ -310,7 +321,8 @@ class LocalTier:
             self._serving = True
 
     def apply(self, message: Mapping[str, Any]) -> None:
-        """Apply one coherence message (``drop``, ``drop_prefix`` or ``clear``).
+        """Apply one coherence message (``drop``, ``drop_prefix``, ``drop_prefixes`` or
+        ``clear``).
 
         Raises:
             ValueError: the message is malformed or its op unknown.
@@ -326,6 +338,15 @@ class LocalTier:
             if not isinstance(prefix, str) or not prefix:
                 raise ValueError(f"drop_prefix needs a non-empty prefix: {message!r}")
             self.drop_prefix(prefix)
+        elif op == "drop_prefixes":
+            prefixes = message.get("prefixes")
+            if (
+                not isinstance(prefixes, list)
+                or not prefixes
+                or not all(isinstance(p, str) and p for p in prefixes)
+            ):
+                raise ValueError(f"drop_prefixes needs non-empty string prefixes: {message!r}")
+            self.drop_prefixes(prefixes)
         elif op == "clear":
             self.clear()
         else:

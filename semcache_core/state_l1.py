@@ -95,13 +95,14 @@ class LocalTierSteps:
             remaining = touch.expires_at - self.clock()
             self.l1.refresh(touch.key, {"expires_at": repr(touch.expires_at).encode()}, remaining)
 
-    def l1_after_invalidate(self, tenant: str | None, only_tenant: bool) -> str | None:
-        """Drop this process's L1 copies after an invalidation; returns the tenant key
-        prefix other processes must drop (``None``: everything)."""
-        prefix = self.layout.tenant_prefix(tenant) if tenant and only_tenant else None
+    def l1_after_invalidate(self, tenant: str | None, only_tenant: bool) -> tuple[str, ...]:
+        """Drop this process's L1 copies after an invalidation; returns the tenant's key
+        prefixes other processes must drop (one per bucket on a cluster; empty:
+        everything)."""
+        prefixes = self.layout.tenant_prefixes(tenant) if tenant and only_tenant else ()
         if self.l1 is not None:
-            if prefix:
-                self.l1.drop_prefix(prefix)
+            if prefixes:
+                self.l1.drop_prefixes(prefixes)
             else:
                 self.l1.clear()
-        return prefix
+        return prefixes

@@ -221,9 +221,9 @@ class SyncAdmin:
                     # while the index was missing.
                     pattern = state.layout.scan_pattern(tenant_digest(tenant))
                     removed += store.delete_scan(pattern)
-            prefix = state.l1_after_invalidate(tenant, only_tenant and not everything)
+            prefixes = state.l1_after_invalidate(tenant, only_tenant and not everything)
             if state.config.l1_publish:
-                message = drop_prefix_message(prefix) if prefix else clear_message()
+                message = drop_prefix_message(*prefixes) if prefixes else clear_message()
                 store.publish(message)
         except REDIS_FAULTS as exc:
             raise state.admin_error(exc) from exc

@@ -141,6 +141,12 @@ class Layout:
             raise ValueError(f"{key!r} is not an entry key of {self.key_prefix!r}")
         return token, exact
 
+    def tenant_prefixes(self, tenant: str) -> tuple[str, ...]:
+        """The key prefixes of one tenant's entries: one, or one per bucket on a cluster
+        layout (a tenant's partitions spread over the buckets)."""
+        token = tenant_digest(tenant)
+        return tuple(f"{self.bucket_prefix(b)}{token}:" for b in self.all_buckets)
+
     def tenant_prefix(self, tenant: str) -> str | None:
         """The key prefix of one tenant's entries; ``None`` on a cluster layout, where a
         tenant's entries sit in several buckets."""

@@ -329,6 +329,54 @@ def test_engine_l1_is_coherent(redis_url: str, namespace: str, driver: Driver) -
         b.close()
 
 
+def test_a_tenant_invalidation_keeps_other_tenants_l1_copies(
+    redis_url: str, namespace: str, driver: Driver
+) -> None:
+    """On one node and on a cluster (where a tenant's entries sit under one prefix per
+    bucket): invalidating a tenant drops its copies in every process's L1, and only its
+    copies. Other tenants keep being served from L1, with no Redis read."""
+    from semcache_core import CacheEngine, Outcome
+
+    a = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    b = driver.make(CacheEngine, redis_url, namespace=namespace, dims=8, l1_maxsize=100)
+    state = b.engine._state
+    try:
+        assert state.l1_tier() is not None and state.l1_sub is not None
+        assert state.l1_sub.wait_connected(5.0)
+        sub = state.l1_sub
+        requests = {
+            (tenant, i): a.request(f"question {i}", tenant=tenant)
+            for tenant in ("acme", "globex")
+            for i in range(6)  # partitions in several buckets on a cluster
+        }
+        heard = sub.messages
+        for (tenant, i), req in requests.items():
+            assert a.store(req, f"{tenant} {i}".encode())
+        assert _until(lambda: sub.messages >= heard + len(requests), COHERENCE_BOUND) is not None
+        for req in requests.values():
+            assert b.lookup(req).outcome is Outcome.EXACT_HIT  # B keeps a copy in L1
+        tier = state.l1_tier()
+        assert tier is not None and len(tier) == len(requests)
+        heard = sub.messages
+        a.invalidate(tenant="acme")
+        assert _until(lambda: sub.messages > heard, COHERENCE_BOUND) is not None
+        assert len(tier) == 6, "B's L1 dropped more (or less) than acme's copies"
+        hits = b.stats()["l1"]["hits"]
+        for (tenant, i), req in requests.items():
+            result = b.lookup(req)
+            if tenant == "acme":
+                assert result.outcome is Outcome.MISS
+            else:
+                assert (
+                    result.outcome is Outcome.EXACT_HIT and result.value == f"globex {i}".encode()
+                )
+        assert b.stats()["l1"]["hits"] == hits + 6  # globex from L1, no Redis read
+    finally:
+        a.drop_index()
+        a.close()
+        b.close()
+
+
 def test_an_import_reaches_every_l1(redis_url: str, namespace: str, tmp_path: Path) -> None:
     """`semcache import` overwrites keys: other processes' L1 copies go, not after l1_ttl."""
     from semcache_core import CacheEngine

@@ -129,7 +129,21 @@ def test_apply_messages_and_reject_malformed_ones() -> None:
     assert list(tier.keys()) == ["p:n:b:1"]
     tier.apply(json.loads(clear_message()))
     assert len(tier) == 0
-    for bad in ({"op": "drop", "keys": "p:n:a:1"}, {"op": "drop_prefix"}, {"op": "nuke"}):
+    # A tenant on a cluster layout: one prefix per bucket, one message.
+    for key in ("p:n:{n.b0}:a:1", "p:n:{n.b1}:a:2", "p:n:{n.b1}:b:3"):
+        tier.put(key, {"v": b"x"})
+    message = json.loads(drop_prefix_message("p:n:{n.b0}:a:", "p:n:{n.b1}:a:"))
+    assert message["op"] == "drop_prefixes"
+    tier.apply(message)
+    assert "p:n:{n.b1}:b:3" in tier
+    assert "p:n:{n.b0}:a:1" not in tier and "p:n:{n.b1}:a:2" not in tier
+    for bad in (
+        {"op": "drop", "keys": "p:n:a:1"},
+        {"op": "drop_prefix"},
+        {"op": "drop_prefixes", "prefixes": []},
+        {"op": "drop_prefixes", "prefixes": [""]},
+        {"op": "nuke"},
+    ):
         with pytest.raises(ValueError):
             tier.apply(bad)
 
