@@ -280,6 +280,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--print-sample", action="store_true", help="print the pairs to judge")
     parser.add_argument("--label", default="qqp_safety")
+    parser.add_argument(
+        "--all-judged",
+        action="store_true",
+        help="per band, use every judged pair this run still serves (QQP-wrong), not only "
+        "the pairs its own stratified draw picks: after a verifier change the draw picks "
+        "new pairs, while most judged ones are still served",
+    )
     args = parser.parse_args(argv)
 
     data = qqp.load()  # exits 2 when the data file is missing
@@ -317,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     judged = load_judged(data)
     missing = [r for r in sample if (r["query"], r["candidate"]) not in judged]
-    if missing:
+    if missing and not args.all_judged:
         console.print(
             f"[yellow]{len(missing)} of the {len(sample)} sampled pairs are not judged in "
             f"{JUDGED}; judge them (--print-sample) for the estimate.[/]"
@@ -329,11 +336,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         ks, ns = [], []
         for b in range(len(BANDS)):
             tag = f"{mode}:{band_label(b)}"
-            rows = [
-                judged[(r["query"], r["candidate"])]  # type: ignore[index]
-                for r in sample
-                if tag in r["strata"] and (r["query"], r["candidate"]) in judged  # type: ignore[operator]
-            ]
+            if args.all_judged:
+                sv = serves[mode]
+                pairs = {
+                    (int(asked[qi]), int(sv.src[qi]))
+                    for qi in range(nq)
+                    if sv.src[qi] >= 0 and not sv.right[qi] and band_of(float(sv.sim[qi])) == b
+                }
+                rows = [judged[pair] for pair in sorted(pairs & set(judged))]
+            else:
+                rows = [
+                    judged[(r["query"], r["candidate"])]  # type: ignore[index]
+                    for r in sample
+                    if tag in r["strata"] and (r["query"], r["candidate"]) in judged  # type: ignore[operator]
+                ]
             k = sum(1 for r in rows if r["label"] == "different")
             ks.append(k)
             ns.append(len(rows))
