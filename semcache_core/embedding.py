@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -149,11 +150,18 @@ def as_embedder(obj: Any) -> Embedder:
     )
 
 
+# An embedder that answers within this (a table lookup, a hashed vector) costs less than
+# a Redis round trip: a lookup then embeds before its exact read and sends both reads in
+# one round trip (`at_hand`).
+FAST_EMBED_SECONDS = 1e-4
+
+
 class CachedEmbedder:
     """An LRU of recent embeddings in front of another embedder, keyed by model and text.
 
     A LangChain lookup and the update that follows it embed the same question; with this
-    in front, the model runs once.
+    in front, the model runs once. It also keeps a moving mean of the inner embedder's
+    call time, for `at_hand`.
     """
 
     def __init__(self, inner: Embedder, maxsize: int = 4096) -> None:
@@ -163,6 +171,22 @@ class CachedEmbedder:
         self._lock = threading.Lock()  # cachetools' caches are not thread-safe
         self._items: LRUCache[str, list[float]] = LRUCache(maxsize)
         self.calls = 0  # how often the inner embedder actually ran
+        self.mean_seconds: float | None = None  # of the inner embedder's calls (moving)
+
+    def at_hand(self, text: str) -> bool:
+        """Whether embedding ``text`` now costs less than a Redis round trip: its vector
+        is in the LRU, or the inner embedder has been answering within
+        `FAST_EMBED_SECONDS` (a model or a remote API never does)."""
+        mean = self.mean_seconds
+        if mean is not None and mean < FAST_EMBED_SECONDS:
+            return True
+        with self._lock:
+            return text in self._items
+
+    def _timed(self, started: float) -> None:
+        took = time.perf_counter() - started
+        mean = self.mean_seconds
+        self.mean_seconds = took if mean is None else 0.8 * mean + 0.2 * took
 
     def _get(self, text: str) -> list[float] | None:
         with self._lock:
@@ -178,7 +202,9 @@ class CachedEmbedder:
         vec = self._get(text)
         if vec is None:
             self.calls += 1
+            started = time.perf_counter()
             vec = self.inner.embed(text)
+            self._timed(started)
             self._put(text, vec)
         return vec
 
@@ -186,7 +212,9 @@ class CachedEmbedder:
         vec = self._get(text)
         if vec is None:
             self.calls += 1
+            started = time.perf_counter()
             vec = await self.inner.aembed(text)
+            self._timed(started)
             self._put(text, vec)
         return vec
 
