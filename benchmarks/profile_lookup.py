@@ -23,6 +23,7 @@ import time
 import common
 import numpy as np
 import qqp
+import redis
 import speed
 
 
@@ -60,17 +61,28 @@ def main() -> None:
         for s in subjects.values():
             for q, p in sem[:20] + miss[:20] + exact[:20]:
                 s.lookup(q, p)
+        admin = redis.Redis.from_url(url)
         lat: dict[tuple[str, str], list[float]] = {}
         hits: dict[tuple[str, str], int] = {}
+        server: dict[tuple[str, str], list[dict[str, tuple[int, float]]]] = {}
         for _ in range(args.rounds):
             for key, s in subjects.items():
                 for kind, items in kinds.items():
+                    admin.config_resetstat()
                     for q, p in items:
                         t = time.perf_counter()
                         served = s.lookup(q, p)
                         lat.setdefault((key, kind), []).append(time.perf_counter() - t)
                         hits[(key, kind)] = hits.get((key, kind), 0) + (served is not None)
+                    stats = admin.info("commandstats")
+                    server.setdefault((key, kind), []).append(
+                        {k[8:]: (v["calls"], v["usec_per_call"]) for k, v in stats.items()}
+                    )
         print("load average", os.getloadavg())
+        print("server side, last round: command: calls, usec per call")
+        for (key, kind), rounds in sorted(server.items()):
+            cmds = {k: v for k, v in rounds[-1].items() if k not in ("config|resetstat",)}
+            print(f"  {kind:9s} {key:20s} {cmds}")
         for (key, kind), values in sorted(lat.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             ms = np.array(values) * 1000
             print(

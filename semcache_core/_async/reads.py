@@ -12,6 +12,7 @@ question is embedded only if it is not there.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..core import read
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
     from ..l1 import LocalTier
     from ..storage._async.store import AsyncStore
     from .cache import AsyncCache
+
+SCRIPT_RETRY_SECONDS = 300.0
+
+
+def _scripts_on(cache: AsyncCache) -> bool:
+    return cache.script_off_until <= 0.0 or time.monotonic() >= cache.script_off_until
+
 
 Hits = list[tuple[str, "dict[str, Any] | None", Any]]
 
@@ -98,7 +106,7 @@ async def _read_exact(
 ) -> tuple[dict[str, Any] | None, Hits | None]:
     """The exact entry's fields, and (``vector`` given) the semantic candidates read in
     the same round trip when there is none (``None``: not searched yet)."""
-    if vector is not None and cache.scripted:
+    if vector is not None and _scripts_on(cache):
         found = await _scripted(cache, store, request, pol, key, vector, exact=True)
         if found is not None:
             return found
@@ -116,9 +124,9 @@ async def _scripted(
     exact: bool,
 ) -> tuple[dict[str, Any] | None, Hits] | None:
     """`index.search_read`; ``None`` when the caller must read the usual way: the index
-    is gone (the usual way sets it up again), or Redis refused the script (scripts are
-    then off for this driver: a managed Redis may forbid them, or the search command in
-    them)."""
+    is gone (the usual way sets it up again), or Redis refused the script (then off for
+    this driver for `SCRIPT_RETRY_SECONDS`: an ACL without EVAL, a managed Redis whose
+    search module may not run in scripts)."""
     state = cache.state
     low = read.relevant_similarity(state.semantic_policy(pol))
     try:
@@ -128,7 +136,7 @@ async def _scripted(
     except IndexMissingError:
         return None
     except BackendRefusedError as exc:
-        cache.scripted = False
+        cache.script_off_until = time.monotonic() + SCRIPT_RETRY_SECONDS
         state.fault("read_script", request, exc, breaker=False)
         return None
 
@@ -148,7 +156,7 @@ async def _read_semantic(
         vector = await cache.embed(request, pol)
         if vector is None:
             return read.ReadDecision(Outcome.MISS)
-    if hits is None and cache.scripted:
+    if hits is None and _scripts_on(cache):
         key = state.key(request)
         scripted = await _scripted(cache, store, request, pol, key, vector, exact=False)
         hits = scripted[1] if scripted is not None else None

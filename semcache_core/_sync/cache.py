@@ -45,7 +45,8 @@ class SyncCache:
         self.state = state
         self.stores = stores
         self.coalescing = coalescing
-        self.scripted = True  # one round trip per lookup (`reads`); off if Redis refuses
+        # One round trip per lookup (`reads`), unless Redis refused the script lately.
+        self.script_off_until = 0.0
 
     # -- setup (semcache_core/_sync/index.py) ------------------------------------------
     def setup(self, store: SyncStore | None = None) -> None:

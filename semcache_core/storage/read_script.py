@@ -1,13 +1,14 @@
 """A lookup's reads in one round trip: the exact entry, else the KNN search (pure).
 
-One Lua script (``EVALSHA``) reads the exact entry (``HMGET``) and, only when it is
+One Lua script (``EVAL``) reads the exact entry (``HMGET``) and, only when it is
 absent, runs the KNN query (``FT.SEARCH``) in the same call: an exact hit costs one
-HMGET on the server, a semantic hit or a miss one round trip instead of two. The
-script returns every read field of a candidate only when its distance is within
-``max_distance`` (the farthest a candidate could be and still matter to the decision,
-`core.read.relevant_similarity`); a farther one comes back as its key and distance,
-which is all a miss records. Fewer replies to parse is most of what a miss costs the
-client.
+HMGET on the server, a semantic hit or a miss one round trip instead of two. The query
+returns keys and distances only; the script reads (``HMGET``) the fields of the
+candidates within ``max_distance`` (the farthest a candidate could be and still matter
+to the decision, `core.read.relevant_similarity`). A farther one comes back as its key
+and distance, which is all a miss records: a miss loads no entry on the server and
+parses none in the client. A candidate whose hash is gone (expired since it was
+indexed) is left out, as the search leaves out a document whose fields come back nil.
 
 Keys: ``KEYS[1]`` is the exact entry's key, which shares its hash tag (so its slot and
 shard) with the bucket index the query searches (`layout.Layout`): on a cluster the
@@ -22,14 +23,13 @@ distance1, values1 or 0, key2, ...}`` (candidates nearest first; ``0``: not with
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from ..entry import READ_FIELDS
 
 # The read fields are part of the script's text (one fewer argument list to send).
 _NAMES = ", ".join(f"'{name}'" for name in READ_FIELDS)
-READ_SCRIPT = (
+READ_SCRIPT_TEXT = (
     f"local names = {{{_NAMES}}}\n"
     """local n = #names
 if ARGV[1] == '1' then
@@ -39,34 +39,35 @@ if ARGV[1] == '1' then
   end
 end
 local r = redis.call('FT.SEARCH', ARGV[3], ARGV[4], 'PARAMS', 2, 'vec', ARGV[5],
-  'RETURN', n + 1, unpack(names), 'distance', 'SORTBY', 'distance',
-  'LIMIT', 0, tonumber(ARGV[6]), 'DIALECT', 2)
+  'RETURN', 1, 'distance', 'SORTBY', 'distance', 'LIMIT', 0, ARGV[6], 'DIALECT', 2)
 local maxd = tonumber(ARGV[2])
 local out = {0}
 for i = 2, #r, 2 do
   local doc = r[i + 1]
-  if type(doc) == 'table' and #doc > 0 then
-    local m = {}
-    for j = 1, #doc - 1, 2 do m[doc[j]] = doc[j + 1] end
-    local d = m['distance']
-    local dn = d and tonumber(d)
-    if dn then
+  local d = type(doc) == 'table' and doc[2] or nil
+  local dn = d and tonumber(d)
+  if dn then
+    if dn <= maxd then
+      local v = redis.call('HMGET', r[i], unpack(names))
+      for j = 1, n do
+        if v[j] then
+          out[#out + 1] = r[i]
+          out[#out + 1] = d
+          out[#out + 1] = v
+          break
+        end
+      end
+    else
       out[#out + 1] = r[i]
       out[#out + 1] = d
-      if dn <= maxd then
-        local vals = {}
-        for j = 1, n do vals[j] = m[names[j]] or false end
-        out[#out + 1] = vals
-      else
-        out[#out + 1] = 0
-      end
+      out[#out + 1] = 0
     end
   end
 end
 return out
 """
 )
-READ_SCRIPT_SHA = hashlib.sha1(READ_SCRIPT.encode()).hexdigest()
+READ_SCRIPT = READ_SCRIPT_TEXT.encode()
 _FULL_MARGIN = 1e-3  # RediSearch prints distances rounded: fetch a little too much
 
 
@@ -80,7 +81,7 @@ def script_args(
     exact: bool,
     min_similarity: float,
 ) -> list[Any]:
-    """What follows the script in ``EVALSHA``: the key count, the key and ``ARGV``, for
+    """What follows the script in ``EVAL``: the key count, the key and ``ARGV``, for
     the KNN query ``query`` on ``index`` (`commands.search_query`; ``exact``: read the
     entry first; ``min_similarity``: the lowest similarity whose candidate's fields are
     returned)."""

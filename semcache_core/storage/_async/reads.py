@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError
-
 from ..commands import search_query
 from ..errors import map_exceptions
-from ..read_script import READ_SCRIPT, READ_SCRIPT_SHA, parse_script_reply, script_args
+from ..read_script import READ_SCRIPT, parse_script_reply, script_args
 
 if TYPE_CHECKING:
     from .store import AsyncStore
@@ -35,13 +33,13 @@ async def read_or_search(
 
     Raises:
         IndexMissingError: the bucket's index is gone.
-        BackendRefusedError: Redis refused the script (scripts disabled, an ACL).
+        BackendRefusedError: Redis refused the script (an ACL without EVAL, a search
+            module that may not run in scripts).
     """
     index, query = search_query(store.layout, store.config, partition, k, plan)
     args = script_args(key, index, query, vector, k, exact=exact, min_similarity=min_similarity)
     with map_exceptions(store.url):
-        try:
-            reply = await store.client.execute_command("EVALSHA", READ_SCRIPT_SHA, *args)
-        except NoScriptError:  # this server has not seen it yet (or flushed its scripts)
-            reply = await store.client.execute_command("EVAL", READ_SCRIPT, *args)
+        # EVAL, not EVALSHA: the minimal ACL grants EVAL only (docs/reliability.md), and
+        # Redis keeps the compiled script by its digest either way.
+        reply = await store.client.execute_command("EVAL", READ_SCRIPT, *args)
     return parse_script_reply(reply)
