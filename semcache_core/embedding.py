@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -160,8 +161,8 @@ class CachedEmbedder:
     """An LRU of recent embeddings in front of another embedder, keyed by model and text.
 
     A LangChain lookup and the update that follows it embed the same question; with this
-    in front, the model runs once. It also keeps a moving mean of the inner embedder's
-    call time, for `at_hand`.
+    in front, the model runs once. It also times the inner embedder's recent calls, for
+    `at_hand`.
     """
 
     def __init__(self, inner: Embedder, maxsize: int = 4096) -> None:
@@ -171,22 +172,25 @@ class CachedEmbedder:
         self._lock = threading.Lock()  # cachetools' caches are not thread-safe
         self._items: LRUCache[str, list[float]] = LRUCache(maxsize)
         self.calls = 0  # how often the inner embedder actually ran
-        self.mean_seconds: float | None = None  # of the inner embedder's calls (moving)
+        self._took: deque[float] = deque(maxlen=15)  # the inner embedder's last calls (s)
+        self.fast = False  # their median is within FAST_EMBED_SECONDS
 
     def at_hand(self, text: str) -> bool:
         """Whether embedding ``text`` now costs less than a Redis round trip: its vector
-        is in the LRU, or the inner embedder has been answering within
-        `FAST_EMBED_SECONDS` (a model or a remote API never does)."""
-        mean = self.mean_seconds
-        if mean is not None and mean < FAST_EMBED_SECONDS:
+        is in the LRU, or the inner embedder's recent calls took `FAST_EMBED_SECONDS` or
+        less (the median: a busy machine's slow call does not count; a model or a remote
+        API is never that fast)."""
+        if self.fast:
             return True
         with self._lock:
             return text in self._items
 
     def _timed(self, started: float) -> None:
-        took = time.perf_counter() - started
-        mean = self.mean_seconds
-        self.mean_seconds = took if mean is None else 0.8 * mean + 0.2 * took
+        seconds = time.perf_counter() - started
+        with self._lock:  # sorting while another thread appends would raise
+            took = self._took
+            took.append(seconds)
+            self.fast = sorted(took)[len(took) // 2] <= FAST_EMBED_SECONDS
 
     def _get(self, text: str) -> list[float] | None:
         with self._lock:

@@ -613,12 +613,18 @@ def _script(text: str) -> str | None:
     return counts.most_common(1)[0][0]
 
 
+# Each stopword's languages, in `_LANG_STOPWORDS` order (so ties break as before).
+_LANGS_OF: dict[str, tuple[str, ...]] = {}
+for _lang, _stop in _LANG_STOPWORDS.items():
+    for _word in _stop:
+        _LANGS_OF[_word] = (*_LANGS_OF.get(_word, ()), _lang)
+
+
 def _language(words: Iterable[str]) -> str | None:
     hits = Counter[str]()
     for w in words:
-        for lang, stop in _LANG_STOPWORDS.items():
-            if w in stop:
-                hits[lang] += 1
+        for lang in _LANGS_OF.get(w, ()):
+            hits[lang] += 1
     if not hits:
         return None
     (best, n), *rest = [*hits.most_common(2), ("", 0)]
