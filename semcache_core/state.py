@@ -347,6 +347,11 @@ class EngineState(LocalTierSteps):
         except Exception:
             return False
 
+    def embedder_at_hand(self, question: str) -> bool:
+        """Whether embedding ``question`` now costs less than a Redis round trip."""
+        at_hand = getattr(self.embedder, "at_hand", None)
+        return bool(at_hand(question)) if at_hand is not None else False
+
     def embed_failed(self, request: CacheRequest, exc: Exception) -> None:
         self.stats.record_error("embed", request.tenant)
         self.log.error("embed", exc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -76,6 +77,8 @@ class FakeSupportChatModel(BaseChatModel):
     latency: float = 0.0
     report_usage: bool = True
     _calls: int = PrivateAttr(default=0)
+    # Threads call one model at once (the soak test): `+= 1` alone can lose a count.
+    _calls_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def calls(self) -> int:
@@ -100,7 +103,8 @@ class FakeSupportChatModel(BaseChatModel):
         return f"[{tag}] Answer {digest} to: {question}"
 
     def _respond(self, messages: list[BaseMessage], **kwargs: Any) -> ChatResult:
-        self._calls += 1
+        with self._calls_lock:
+            self._calls += 1
         question = _question(messages)
         answer = self.answer(question)
         tools = kwargs.get("tools") or []

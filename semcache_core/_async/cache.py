@@ -25,7 +25,7 @@ from ..pricing import Usage
 from ..request import CacheRequest
 from ..state import Decoder, EngineState, TextOf, identity
 from ..tenant_policy import TenantPolicy
-from . import index
+from . import index, reads
 from .coalescing import AsyncCoalescing
 from .verdicts import judge
 
@@ -43,6 +43,8 @@ class AsyncCache:
         self.state = state
         self.stores = stores
         self.coalescing = coalescing
+        # One round trip per lookup (`reads`), unless Redis refused the script lately.
+        self.script_off_until = 0.0
 
     # -- setup (semcache_core/_async/index.py) ------------------------------------------
     async def setup(self, store: AsyncStore | None = None) -> None:
@@ -116,11 +118,7 @@ class AsyncCache:
             store = await self.stores.get()
             await self.setup()
             pol = await self.policy(store, request.tenant)
-            decision = None
-            if pol.exact:
-                decision = await self._read_exact(store, request, decode, stale)
-            if decision is None:
-                decision = await self._read_semantic(store, request, pol, decode, stale)
+            decision = await reads.lookup_read(self, store, request, pol, decode, stale)
             if decision.touch is not None:
                 touch = decision.touch
                 await store.touch(touch.key, touch.ttl, touch.expires_at)
@@ -139,7 +137,7 @@ class AsyncCache:
                 request, read.ReadDecision(Outcome.ERROR), started, stale=stale, record=record
             )
 
-    async def _accept(
+    async def accept(
         self,
         store: AsyncStore,
         request: CacheRequest,
@@ -169,73 +167,6 @@ class AsyncCache:
         except read.ForeignEntry:
             state.foreign(request, key)
         return None
-
-    async def _read_exact(
-        self, store: AsyncStore, request: CacheRequest, decode: Decoder, stale: bool
-    ) -> read.ReadDecision | None:
-        state = self.state
-        key = state.key(request)
-        tier = None if stale else state.l1_tier()
-        found = None
-        held = tier.held(key) if tier is not None else None
-        if tier is not None and held is not None:
-            # Decoded before (a shared decoder), else decoded from the copy's fields.
-            found = state.l1_reuse(request, held, decode, 0.0)
-            if found is None:
-                found = await self._accept(store, request, key, held.fields, decode, stale)
-                if found is not None:
-                    state.l1_keep(held, decode, found)
-            if found is None:
-                # Expired here, maybe alive in Redis (another process slid its TTL).
-                tier.drop(key)
-        if found is None:
-            since = tier.version if tier is not None else 0  # before the read
-            fields = await store.read(key)
-            if fields is None:
-                return None
-            found = await self._accept(store, request, key, fields, decode, stale)
-            if found is None:
-                return None
-            if tier is not None:
-                state.l1_put(tier, key, fields, found, since, decode)
-        return read.exact_hit(
-            found, stale=stale, sliding=state.config.sliding_ttl, now=state.clock()
-        )
-
-    async def _read_semantic(
-        self,
-        store: AsyncStore,
-        request: CacheRequest,
-        pol: TenantPolicy,
-        decode: Decoder,
-        stale: bool,
-    ) -> read.ReadDecision:
-        state = self.state
-        vector = await self.embed(request, pol)
-        if vector is None:
-            return read.ReadDecision(Outcome.MISS)
-        candidates = []
-        # A lost index is set up again (a miss: nothing to find); a retired one followed.
-        hits = await index.search(state, store, request.partition, vector)
-        for key, fields in hits:
-            found = await self._accept(store, request, key, fields, decode, stale)
-            if found is not None:
-                candidates.append(found)
-        sem = state.semantic_policy(pol)
-        checked = []
-        for found, outcome in read.to_verify(sem, candidates):
-            check = await self.verify(request, sem, outcome, found)
-            checked.append((found, outcome, check))
-            if check.ok:
-                break
-        return read.semantic(
-            sem,
-            candidates,
-            checked,
-            stale=stale,
-            audit_draw=state.audit_rng.random(),
-            now=state.clock(),
-        )
 
     async def verify(
         self, request: CacheRequest, sem: read.SemanticPolicy, outcome: Outcome, found: read.Found
@@ -338,15 +269,27 @@ class AsyncCache:
         return pol
 
     async def embed(
-        self, request: CacheRequest, pol: TenantPolicy, *, create: bool = False
+        self,
+        request: CacheRequest,
+        pol: TenantPolicy,
+        *,
+        create: bool = False,
+        at_hand: bool = False,
     ) -> bytes | None:
         """The request's question as index bytes; ``None`` when it is not embedded.
-        ``create``: a store may create the index from its first vector."""
+        ``create``: a store may create the index from its first vector; ``at_hand``:
+        only if that costs less than a round trip (`CachedEmbedder.at_hand`)."""
         state = self.state
         if not state.wants_vector(request, pol):
             return None
         assert state.embedder is not None and request.question is not None
         vector = request.vectors.get(state.embedder)  # embedded by this request's lookup
+        if (
+            vector is None
+            and at_hand
+            and (state.dims is None or not state.embedder_at_hand(request.question))
+        ):
+            return None
         if vector is None:
             try:
                 vector = await state.embedder.aembed(request.question)

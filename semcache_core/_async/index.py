@@ -29,6 +29,7 @@ from ..config import redacted_url
 from ..embedding import vector_model
 from ..errors import ConfigurationError, IndexMissingError
 from ..state import EngineState
+from ..storage._async import reads
 from ..storage.commands import index_progress
 from ..storage.index_choice import query_plan, wants_hnsw
 from ..storage.layout import Layout
@@ -154,6 +155,27 @@ async def search(
             if attempt == 2 or not state.ready:
                 return []
     return []
+
+
+async def search_read(
+    state: EngineState,
+    store: AsyncStore,
+    key: str,
+    partition: str,
+    vector: bytes,
+    *,
+    exact: bool,
+    min_similarity: float,
+) -> tuple[dict[str, Any] | None, list[tuple[str, dict[str, Any] | None, Any]]]:
+    """`search` and (``exact``) the read of entry ``key`` in one round trip
+    (`storage.read_script`). An index gone under it raises `IndexMissingError`: the
+    caller reads again the usual way, which sets it up again."""
+    k = state.config.search_candidates
+    await maintain(state, store)
+    plan = await _plan(state, store, partition, k)
+    return await reads.read_or_search(
+        store, key, partition, vector, k, plan, exact=exact, min_similarity=min_similarity
+    )
 
 
 async def _plan(

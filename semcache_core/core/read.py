@@ -186,6 +186,19 @@ def to_verify(pol: SemanticPolicy, candidates: Sequence[Found]) -> list[tuple[Fo
     return out
 
 
+def relevant_similarity(pol: SemanticPolicy) -> float:
+    """The lowest similarity at which a candidate can change the decision: served or
+    shadowed at or above the thresholds, parked for a verdict at or above the shadow
+    floor while learning. A farther candidate is a miss whatever its fields say (an
+    entry's own floor only raises its bar), so a lookup needs only its similarity."""
+    low = pol.threshold
+    if pol.promotion_threshold is not None:
+        low = min(low, pol.promotion_threshold)
+    if pol.learning:
+        low = min(low, pol.shadow_floor)
+    return low
+
+
 def precheck(
     pol: SemanticPolicy, outcome: Outcome, query: str | None, cached: str | None
 ) -> Verification | None:
@@ -217,9 +230,12 @@ def semantic(
     stale: bool,
     audit_draw: float,
     now: float,
+    nearest: float | None = None,
 ) -> ReadDecision:
     """How the semantic layer ends, given the candidates and the verdicts on the first
-    of `to_verify`'s list (up to and including the first accepted one).
+    of `to_verify`'s list (up to and including the first accepted one). ``nearest``:
+    the similarity of the nearest candidate read without its fields (farther than
+    `relevant_similarity`), which a miss without candidates records.
 
     A live hit drawn as an audit sample (``audit_draw < audit_rate`` with
     ``auto_promote``) is judged, not served. A candidate the verifier refused makes the
@@ -254,8 +270,8 @@ def semantic(
             guarded_key=found.entry.key,
         )
     if not candidates:
-        return ReadDecision(Outcome.MISS)
-    nearest = candidates[0]
+        return ReadDecision(Outcome.MISS, similarity=nearest)
+    first = candidates[0]
     return ReadDecision(
-        Outcome.MISS, similarity=nearest.entry.similarity, park=_park(pol, nearest, stale)
+        Outcome.MISS, similarity=first.entry.similarity, park=_park(pol, first, stale)
     )

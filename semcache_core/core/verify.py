@@ -492,12 +492,13 @@ _LANG_STOPWORDS = {
 }
 # fmt: on
 
+_CANNOT = re.compile(r"\b(can)not\b", re.I)
 _CONTRACTIONS = (
     (re.compile(r"\b(can)['’]t\b", re.I), r"\1 not"),
     (re.compile(r"\bwon['’]t\b", re.I), "will not"),
     (re.compile(r"\bshan['’]t\b", re.I), "shall not"),
     (re.compile(r"n['’]t\b", re.I), " not"),
-    (re.compile(r"\b(can)not\b", re.I), r"\1 not"),
+    (_CANNOT, r"\1 not"),
     (re.compile(r"['’](re|ve|ll|d|m)\b", re.I), ""),
     (re.compile(r"\b(it|that|what|there|here|who|how|where|when|he|she|let)['’]s\b", re.I), r"\1"),
     (re.compile(r"['’]s\b"), ""),  # possessive
@@ -559,7 +560,7 @@ def _norm_time(text: str) -> str:
     return f"{hour:02d}:{minute}"
 
 
-def _stem(word: str) -> str:
+def _stem_word(word: str) -> str:
     """A light English stemmer: enough to make "cancel", "cancels", "canceling" meet."""
     w = word
     for suffix in ("ations", "ation", "ings", "ing", "edly", "ied", "ies", "ed", "es", "s"):
@@ -573,6 +574,10 @@ def _stem(word: str) -> str:
     if len(w) > 4 and w.endswith("e"):
         w = w[:-1]
     return w
+
+
+# A pure function of one word, asked for every word of every question compared: kept.
+_stem = functools.lru_cache(maxsize=1 << 16)(_stem_word)
 
 
 @dataclass(frozen=True)
@@ -622,23 +627,36 @@ def _persons(words: list[str]) -> frozenset[int]:
 _PIVOTS = {"to", "from", "into", "than", "vs", "versus", "over", "under", "by", "for"}
 
 
+@functools.lru_cache(maxsize=4096)
+def _script_of(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return name.split(" ")[0] if name else "?"
+
+
 def _script(text: str) -> str | None:
+    if text.isascii():  # every ASCII letter is a LATIN one
+        return "LATIN" if any(ch.isalpha() for ch in text) else None
     counts: Counter[str] = Counter()
     for ch in text:
         if ch.isalpha():
-            name = unicodedata.name(ch, "")
-            counts[name.split(" ")[0] if name else "?"] += 1
+            counts[_script_of(ch)] += 1
     if not counts:
         return None
     return counts.most_common(1)[0][0]
 
 
+# Each stopword's languages, in `_LANG_STOPWORDS` order (so ties break as before).
+_LANGS_OF: dict[str, tuple[str, ...]] = {}
+for _lang, _stop in _LANG_STOPWORDS.items():
+    for _word in _stop:
+        _LANGS_OF[_word] = (*_LANGS_OF.get(_word, ()), _lang)
+
+
 def _language(words: Iterable[str]) -> str | None:
     hits = Counter[str]()
     for w in words:
-        for lang, stop in _LANG_STOPWORDS.items():
-            if w in stop:
-                hits[lang] += 1
+        for lang in _LANGS_OF.get(w, ()):
+            hits[lang] += 1
     if not hits:
         return None
     (best, n), *rest = [*hits.most_common(2), ("", 0)]
@@ -684,8 +702,11 @@ def _expand(text: str) -> str:
     text = _NUMBER_HYPHEN.sub(r"\1 ", text)
     text = _WORD_NUMBER_HYPHEN.sub(_split_word_number, text)
     text = _ONE_BEFORE.sub("1 ", text)
-    for pattern, repl in _CONTRACTIONS:
-        text = pattern.sub(repl, text)
+    if "'" in text or "’" in text:
+        for pattern, repl in _CONTRACTIONS:
+            text = pattern.sub(repl, text)
+    else:  # every other contraction has an apostrophe
+        text = _CANNOT.sub(r"\1 not", text)
     return text
 
 

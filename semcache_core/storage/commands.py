@@ -4,6 +4,7 @@ sync twin. Pure: building ``FT.SEARCH`` arguments or parsing a stream reply need
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from enum import Enum
@@ -27,21 +28,37 @@ def search_args(
 ) -> list[Any]:
     """A lookup's KNN query; ``plan`` is `index_choice.query_plan`'s (policy, EF_RUNTIME)
     (``None``: the configured policy, the index's own EF_RUNTIME)."""
+    index, expr = search_query(layout, config, partition, k, plan)
+    args: list[Any] = ["FT.SEARCH", index, expr, "PARAMS", 2, "vec", vector]
+    args += ["RETURN", len(READ_FIELDS) + 1, *READ_FIELDS, "distance"]
+    args += ["SORTBY", "distance", "LIMIT", 0, k, "DIALECT", 2]
+    return args
+
+
+def search_query(
+    layout: Layout,
+    config: CacheConfig,
+    partition: str,
+    k: int = 1,
+    plan: tuple[str | None, int | None] | None = None,
+) -> tuple[str, str]:
+    """``(index, query string)`` of `search_args` (the same for every lookup of a
+    partition under one plan: kept, see `_knn_query`)."""
     if plan is None:
         plan = (None if config.hybrid_policy == "auto" else config.hybrid_policy), None
-    policy, ef = plan
-    expr = query.knn(
+    index = layout.index_of(layout.bucket_of(partition))
+    return index, _knn_query(partition, k, *plan)
+
+
+@functools.lru_cache(maxsize=4096)
+def _knn_query(partition: str, k: int, policy: str | None, ef: int | None) -> str:
+    return query.knn(
         query.tag_any("partition", [partition]),
         k=k,
         vector_param="vec",
         hybrid_policy=policy,
         ef_runtime=ef,
     )
-    index = layout.index_of(layout.bucket_of(partition))
-    args: list[Any] = ["FT.SEARCH", index, expr, "PARAMS", 2, "vec", vector]
-    args += ["RETURN", len(READ_FIELDS) + 1, *READ_FIELDS, "distance"]
-    args += ["SORTBY", "distance", "LIMIT", 0, k, "DIALECT", 2]
-    return args
 
 
 def filter_args(index: str, expr: str, batch: int) -> list[Any]:

@@ -20,6 +20,7 @@ BOTH_TOPOLOGIES = {
     "test_l1",
     "test_langchain_cache",
     "test_llamaindex_llm",
+    "test_read_script",
     "test_shadow",
     "test_tenant_isolation",
     "test_ttl",
