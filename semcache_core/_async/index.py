@@ -251,6 +251,8 @@ async def _advance(
     generation, algorithm = building
     # Idempotent: covers a starter that died before creating every bucket's index.
     await create_generation(state, store, int(meta["dims"]), generation, algorithm)
+    if await _drop_if_retired(store, generation):
+        return True  # our meta read was old: another process finished, and moved past it
     infos = await store.generation_infos(generation)
     if not all(info is not None and index_progress(info)[1] for info in infos):
         return False
@@ -265,17 +267,19 @@ async def _advance(
     return True
 
 
-async def _drop_if_retired(store: AsyncStore, generation: int) -> None:
+async def _drop_if_retired(store: AsyncStore, generation: int) -> bool:
     """Another process moved the meta on while this one worked from an older read. If
     it has promoted past ``generation`` and retired it, the idempotent create above has
     just made that generation again: an orphan every write would keep indexing. Drop it
     (generations only grow, so one the meta names neither active nor building is past)."""
     now_raw = await store.read_meta()
     if now_raw is None:
-        return
+        return False
     now = parse_meta(now_raw, store.layout)
-    if generation not in (active_index(now)[0], (building_index(now) or (-1, ""))[0]):
-        await store.drop_generation(generation)
+    if generation in (active_index(now)[0], (building_index(now) or (-1, ""))[0]):
+        return False
+    await store.drop_generation(generation)
+    return True
 
 
 async def rebuild(

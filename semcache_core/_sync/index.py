@@ -253,6 +253,8 @@ def _advance(
     generation, algorithm = building
     # Idempotent: covers a starter that died before creating every bucket's index.
     create_generation(state, store, int(meta["dims"]), generation, algorithm)
+    if _drop_if_retired(store, generation):
+        return True  # our meta read was old: another process finished, and moved past it
     infos = store.generation_infos(generation)
     if not all(info is not None and index_progress(info)[1] for info in infos):
         return False
@@ -267,17 +269,19 @@ def _advance(
     return True
 
 
-def _drop_if_retired(store: SyncStore, generation: int) -> None:
+def _drop_if_retired(store: SyncStore, generation: int) -> bool:
     """Another process moved the meta on while this one worked from an older read. If
     it has promoted past ``generation`` and retired it, the idempotent create above has
     just made that generation again: an orphan every write would keep indexing. Drop it
     (generations only grow, so one the meta names neither active nor building is past)."""
     now_raw = store.read_meta()
     if now_raw is None:
-        return
+        return False
     now = parse_meta(now_raw, store.layout)
-    if generation not in (active_index(now)[0], (building_index(now) or (-1, ""))[0]):
-        store.drop_generation(generation)
+    if generation in (active_index(now)[0], (building_index(now) or (-1, ""))[0]):
+        return False
+    store.drop_generation(generation)
+    return True
 
 
 def rebuild(
