@@ -31,14 +31,17 @@ class Counting:
     """A LangChain-style embeddings over the hashed embedder, counting its calls; with
     ``aembed_many`` (semcache's batch protocol) for the micro-batcher."""
 
-    def __init__(self, dims: int = 16) -> None:
+    def __init__(self, dims: int = 16, delay: float = 0.0) -> None:
         self.inner = hashed_embedder(dims)
+        self.delay = delay  # seconds per call: a model's cost, never "at hand"
         self.model = f"counting-hashed-{dims}"
         self.texts: list[str] = []
         self.batches: list[list[str]] = []
 
     def embed_query(self, text: str) -> list[float]:
         self.texts.append(text)
+        if self.delay:
+            time.sleep(self.delay)
         return self.inner.embed(text)
 
     async def aembed_query(self, text: str) -> list[float]:
@@ -127,7 +130,10 @@ def test_an_async_miss_and_its_store_embed_once(
 def test_the_engine_request_carries_its_vector_to_the_store(
     make_engine: Callable[..., CacheEngine],
 ) -> None:
-    counting = Counting()
+    # An embedder as slow as a model (1 ms a call): an exact hit never waits for it. (One
+    # that answers within `embedding.FAST_EMBED_SECONDS` embeds before the exact read, so
+    # both reads go in one round trip: tests/integration/test_read_script.py.)
+    counting = Counting(delay=0.001)
     engine = make_engine(embedder=counting, embedding_cache_size=0)
     req = engine.request("What is the refund window?")
     assert not engine.lookup(req).hit
