@@ -592,6 +592,7 @@ class _Features:
     sequence: tuple[str, ...]  # protected details, content words and negations, in order
     raw: tuple[str, ...]  # every word, in order
     person: frozenset[int]  # 1: the text speaks as "I"/"we", 2: it addresses "you"
+    roles: tuple[frozenset[int], frozenset[int]]  # the persons that act, the persons acted on
     language: str | None
     script: str | None
 
@@ -621,6 +622,40 @@ def _persons(words: list[str]) -> frozenset[int]:
             found.add(person)
         prev = low
     return frozenset(found)
+
+
+# Where "you" is the one who acts: after an auxiliary ("should you tell"), at the start of
+# a clause ("if you send"), or before a verb form ("you should", "you are").
+_CLAUSE_START = _ASKING | {
+    "", "if", "when", "that", "what", "how", "why", "where", "who", "which", "and", "but",
+    "or", "so", "because", "unless", "whether", "then", "once", "while", "until", "is",
+    "was", "were", "am", "cannot",
+}  # fmt: skip
+_ACTS_NEXT = _ASKING | {
+    "is", "was", "were", "am", "not", "need", "want", "know", "think", "cannot", "must",
+    "ever", "also", "just", "really", "always", "never", "still",
+}  # fmt: skip
+_SUBJECT_1 = {"i", "we"}
+_OBJECT_1 = {"me", "us"}
+
+
+def _roles(words: list[str]) -> tuple[frozenset[int], frozenset[int]]:
+    """Who acts and who is acted on: "Should I tell you ..." has 1 acting on 2, "Should
+    you tell me ..." 2 on 1. Possessives ("my", "your") are neither."""
+    acting: set[int] = set()
+    acted_on: set[int] = set()
+    for i, word in enumerate(words):
+        if word == "by" and i + 1 < len(words) and words[i + 1] in ("me", "us", "you", "u"):
+            return frozenset(), frozenset()  # "blocked by you": the passive, not compared
+        if word in _SUBJECT_1:
+            acting.add(1)
+        elif word in _OBJECT_1:
+            acted_on.add(1)
+        elif word in ("you", "u"):
+            prev = words[i - 1] if i else ""
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            (acting if prev in _CLAUSE_START or nxt in _ACTS_NEXT else acted_on).add(2)
+    return frozenset(acting), frozenset(acted_on)
 
 
 # Function words that carry a relation: items that trade places around one swap roles.
@@ -869,6 +904,7 @@ def features(text: str) -> _Features:
         sequence=tuple(sequence),
         raw=tuple(raw_words),
         person=_persons(raw_words),
+        roles=_roles(raw_words),
         language=_language(raw_words),
         script=_script(text),
     )
@@ -1054,6 +1090,21 @@ class RuleVerifier:
         return verify(query, candidate, self.strictness)
 
 
+def _roles_swapped(
+    a: tuple[frozenset[int], frozenset[int]], b: tuple[frozenset[int], frozenset[int]]
+) -> bool:
+    """Each text has both "I" and "you", and no one keeps a role: one acts on the other in
+    one text and is acted on in the other. (A generic "you" that an "I" rewords keeps
+    every role: "how do you know if a guy likes you" / "... if a guy likes me".)"""
+    (acting_a, on_a), (acting_b, on_b) = a, b
+    both = frozenset((1, 2))
+    if acting_a | on_a != both or acting_b | on_b != both:
+        return False
+    return bool(acting_a and acting_b and on_a and on_b) and not (
+        acting_a & acting_b or on_a & on_b
+    )
+
+
 def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> Verification:
     """Compare two questions; refuse when they may want different answers.
 
@@ -1083,6 +1134,10 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
     if fa.person and fb.person and not (fa.person & fb.person):
         # One speaks only as "I", the other only to "you": the person changed, not the
         # wording. (A text with both, "can you tell me how I ...", is never refused here.)
+        return Verification(False, "person")
+    if _roles_swapped(fa.roles, fb.roles):
+        # Both speak of "I" and "you", with the roles swapped: "Should I tell you my
+        # password?" / "Should you tell me your password?".
         return Verification(False, "person")
     if _flipped(fa.axes, fb.axes):
         return Verification(False, "antonym")

@@ -59,6 +59,10 @@ REFUSED = [
     ("Label this comment as toxic or non-toxic: You're an idiot if you think this works.",
      "Label this comment as toxic or non-toxic: I'd be an idiot to think this works.",
      "person"),
+    # "I" and "you" trade roles: who tells whom, who helps whom.
+    ("Should I tell you my password?", "Should you tell me your password?", "person"),
+    ("Are you able to help me?", "Can I help you?", "person"),
+    ("Can I call you tomorrow?", "Can you call me tomorrow?", "person"),
     # "in 30 days" and "30 days ago" point opposite ways in time.
     ("Translate into French: The invoice is due in 30 days.",
      "Translate into French: The invoice was due 30 days ago.", "antonym"),
@@ -101,6 +105,10 @@ AGREED = [
      "Is shipping free if I spend more than fifty dollars?"),
     ("Do you need to rinse basmati rice before cooking it?",
      "do i need to rinse basmati rice before cooking it"),
+    # Both persons, each keeping its role (a passive is not compared).
+    ("Can you help me reset my password?", "I need you to help me reset my password"),
+    ("Can you email me the receipt?", "I want you to email me the receipt"),
+    ("Why did you block me?", "Why have I been blocked by you?"),
 ]  # fmt: skip
 
 
