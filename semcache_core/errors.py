@@ -34,6 +34,12 @@ class BackendTimeoutError(BackendUnavailableError):
     """Redis did not answer within the configured timeout."""
 
 
+class DeadlineSpentError(BackendTimeoutError):
+    """The user call's Redis budget (``socket_timeout`` for a lookup and its store) was
+    spent by its earlier trips: this one was not started. Redis may be healthy but slow,
+    so it does not open the circuit breaker."""
+
+
 class PoolExhaustedError(BackendUnavailableError):
     """No pooled connection came free within ``pool_timeout``: this process is busier
     than its pool (``max_connections``), Redis itself may be healthy, so it does not

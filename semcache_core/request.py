@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import check_tenant_id, check_ttl
+from .deadline import BudgetSlot
 from .errors import ConfigurationError
 from .tenancy import UNSET, _Unset
 
@@ -115,6 +116,8 @@ class CacheRequest:
     vectors: dict[Any, list[float]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # The Redis wait its latest lookup left for its store (`deadline.store_budget`).
+    budget: BudgetSlot = field(default_factory=BudgetSlot, init=False, repr=False, compare=False)
 
     @classmethod
     def build(

@@ -21,7 +21,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from . import tracing
+from . import deadline, tracing
 from .calibrator import BackgroundCalibrator
 from .coalesce import SingleFlight, Ticket
 from .config import CacheConfig, redacted_url
@@ -30,9 +30,15 @@ from .core.result import _LAST, LookupResult
 from .core.rules import Outcome, resolve_ttl, should_store
 from .core.verify import Verification
 from .counters import FlushTimer, PendingCounts, take_commands
+from .deadline import CallBudget, TripClock
 from .embedding import CachedEmbedder, Embedder, declared_dims
 from .entry import vector_bytes
-from .errors import BackendRefusedError, ConfigurationError, EmbedderMismatchError
+from .errors import (
+    BackendRefusedError,
+    ConfigurationError,
+    DeadlineSpentError,
+    EmbedderMismatchError,
+)
 from .judges import Judge
 from .l1 import LocalTier
 from .metrics import LocalStats
@@ -132,6 +138,7 @@ class EngineState(LocalTierSteps):
         self.calibrator: BackgroundCalibrator | None = None
         self.audit_rng = random.Random()
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
+        self.trips = TripClock()  # how long recent Redis trips took (`call_budget`)
         self.log = RateLimitedLog()
         self.pending = PendingCounts() if config.persist_stats else None
         # Writes due counts while no call does (set by the engine, which owns the sync
@@ -203,6 +210,12 @@ class EngineState(LocalTierSteps):
         if result.tokens_saved or result.cost_saved_usd:
             self.stats.record_saved(request.tenant, result.tokens_saved, result.cost_saved_usd)
 
+    def call_budget(self, request: CacheRequest, *, store: bool = False) -> CallBudget:
+        """The Redis wait of a lookup (``socket_timeout``), or of a store (what its lookup
+        left, at least `deadline.STORE_FLOOR`): `semcache_core.deadline`."""
+        make = deadline.store_budget if store else deadline.lookup_budget
+        return make(request.budget, self.config.socket_timeout, self.trips)
+
     def span(self, name: str, request: CacheRequest | None) -> AbstractContextManager[Any]:
         """An OpenTelemetry span around a call; it yields ``None`` without opentelemetry
         or without a configured tracer provider (no span is made then: it would record
@@ -249,7 +262,10 @@ class EngineState(LocalTierSteps):
         # calls to Redis would turn a burst into an outage. It is counted as "pool", so
         # stats() tells congestion (raise max_connections or pool_timeout) from faults.
         congested = is_pool_exhausted(exc)
-        if breaker and isinstance(exc, REDIS_FAULTS) and not congested:
+        # A trip the call's deadline did not start (`semcache_core.deadline`): Redis is
+        # slow, not failing, so the breaker is not fed; counted under the operation.
+        spent = isinstance(exc, DeadlineSpentError)
+        if breaker and isinstance(exc, REDIS_FAULTS) and not (congested or spent):
             self.breaker.record_failure()
         self.stats.record_error(
             "pool" if congested else operation, request.tenant if request else None

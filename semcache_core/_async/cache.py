@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import tracing
+from .. import deadline, tracing
 from ..coalesce import Ticket
 from ..core import read
 from ..core.result import LookupResult
@@ -65,7 +65,9 @@ class AsyncCache:
         stale: bool = False,
     ) -> LookupResult:
         """See `CacheEngine.lookup`."""
-        with self.state.span("semcache.lookup", request) as span:
+        # The Redis wait this call may add, shared with its store (`storage.deadline`).
+        budget = self.state.call_budget(request)
+        with deadline.spending(budget), self.state.span("semcache.lookup", request) as span:
             result = await self._lookup(request, decode, text_of, stale)
             if span is not None:
                 span.set_attribute("semcache.outcome", result.outcome.value)
@@ -74,7 +76,7 @@ class AsyncCache:
                     span.set_attribute("semcache.similarity", result.similarity)
                 if result.outcome is Outcome.ERROR:
                     tracing.mark_error(span, "the lookup failed and was served as a miss")
-        await self.flush_counts()
+            await self.flush_counts()
         return result
 
     async def _lookup(
@@ -92,7 +94,8 @@ class AsyncCache:
 
         if found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT):
             key, store = self.state.key(request), await self._lock_store()
-            ticket = await coalescing.turn(key, store, misses)
+            with deadline.unbounded():  # waiting for a leader: bounded by coalesce_wait
+                ticket = await coalescing.turn(key, store, misses)
             if ticket is not None:
                 return self.state.leading(request, found, ticket)
         self.state.record(request, found)
@@ -196,7 +199,8 @@ class AsyncCache:
         """See `CacheEngine.store`."""
         state = self.state
         key = state.key(request)
-        with state.span("semcache.store", request) as span:
+        budget = state.call_budget(request, store=True)
+        with deadline.spending(budget), state.span("semcache.store", request) as span:
             try:
                 written = await self._store_once(request, payload, codec, text, usage)
                 if span is not None:
@@ -209,7 +213,7 @@ class AsyncCache:
                     state.l1.drop(key)
                 if self.coalescing is not None:
                     await self.coalescing.finish(key, await self._lock_store())
-        await self.flush_counts()
+            await self.flush_counts()
         return written
 
     async def _store_once(

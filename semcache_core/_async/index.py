@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import deadline
 from ..concurrency import async_sleep
 from ..config import redacted_url
 from ..embedding import vector_model
@@ -63,6 +64,11 @@ async def setup(state: EngineState, store: AsyncStore) -> None:
     """
     if state.ready:
         return
+    with deadline.unbounded():  # once per index: not a user call's wait
+        await _setup(state, store)
+
+
+async def _setup(state: EngineState, store: AsyncStore) -> None:
     if not await store.has_search_module():
         raise ConfigurationError(NO_SEARCH_MODULE.format(url=redacted_url(state.config.redis_url)))
     # The meta first: it names the active index generation. Its meta is written before
@@ -352,6 +358,13 @@ async def learn_dims(
     """An engine whose dims were unknown learns them from its first vector: from an
     index another process made meanwhile, or (``create``: a store) by creating it.
     Concurrent first calls may all create: creation is idempotent."""
+    with deadline.unbounded():  # once per engine: not a user call's wait
+        await _learn_dims(state, store, vector, create)
+
+
+async def _learn_dims(
+    state: EngineState, store: AsyncStore, vector: list[float], create: bool
+) -> None:
     meta_raw = await store.read_meta()
     if meta_raw is not None and await store.index_info() is not None:
         meta = parse_meta(meta_raw, state.layout)

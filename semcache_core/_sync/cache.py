@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .. import tracing
+from .. import deadline, tracing
 from ..coalesce import Ticket
 from ..core import read
 from ..core.result import LookupResult
@@ -67,7 +67,9 @@ class SyncCache:
         stale: bool = False,
     ) -> LookupResult:
         """See `CacheEngine.lookup`."""
-        with self.state.span("semcache.lookup", request) as span:
+        # The Redis wait this call may add, shared with its store (`storage.deadline`).
+        budget = self.state.call_budget(request)
+        with deadline.spending(budget), self.state.span("semcache.lookup", request) as span:
             result = self._lookup(request, decode, text_of, stale)
             if span is not None:
                 span.set_attribute("semcache.outcome", result.outcome.value)
@@ -76,7 +78,7 @@ class SyncCache:
                     span.set_attribute("semcache.similarity", result.similarity)
                 if result.outcome is Outcome.ERROR:
                     tracing.mark_error(span, "the lookup failed and was served as a miss")
-        self.flush_counts()
+            self.flush_counts()
         return result
 
     def _lookup(
@@ -94,7 +96,8 @@ class SyncCache:
 
         if found.outcome in (Outcome.MISS, Outcome.SHADOW_HIT):
             key, store = self.state.key(request), self._lock_store()
-            ticket = coalescing.turn(key, store, misses)
+            with deadline.unbounded():  # waiting for a leader: bounded by coalesce_wait
+                ticket = coalescing.turn(key, store, misses)
             if ticket is not None:
                 return self.state.leading(request, found, ticket)
         self.state.record(request, found)
@@ -198,7 +201,8 @@ class SyncCache:
         """See `CacheEngine.store`."""
         state = self.state
         key = state.key(request)
-        with state.span("semcache.store", request) as span:
+        budget = state.call_budget(request, store=True)
+        with deadline.spending(budget), state.span("semcache.store", request) as span:
             try:
                 written = self._store_once(request, payload, codec, text, usage)
                 if span is not None:
@@ -211,7 +215,7 @@ class SyncCache:
                     state.l1.drop(key)
                 if self.coalescing is not None:
                     self.coalescing.finish(key, self._lock_store())
-        self.flush_counts()
+            self.flush_counts()
         return written
 
     def _store_once(

@@ -15,13 +15,16 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import Connection as AsyncConnection
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import RedisCluster
 
 from ..config import CacheConfig, redacted_url
+from ..deadline import release
 from ..errors import ConfigurationError
 from ._async.store import AsyncStore
 from ._sync.store import SyncStore
+from .deadline import abudgeted, budgeted
 from .layout import Layout
 
 
@@ -111,7 +114,7 @@ def make_client(config: CacheConfig, cluster: bool = False) -> Client:
 
     if cluster:
         try:
-            return RedisCluster.from_url(
+            client = RedisCluster.from_url(
                 config.redis_url,
                 max_connections=config.max_connections,
                 retry=Retry(NoBackoff(), 0),
@@ -119,6 +122,12 @@ def make_client(config: CacheConfig, cluster: bool = False) -> Client:
             )
         except ValueError as exc:
             raise _bad_url(config, exc) from exc
+        # Every node's pool is made from these (a TLS cluster's nodes override them).
+        kwargs = client.nodes_manager.connection_kwargs
+        kwargs["connection_class"] = budgeted(kwargs.get("connection_class", redis.Connection))
+        for node in client.get_nodes():  # type: ignore[no-untyped-call]
+            _budget_pool(node.redis_connection, budgeted)
+        return client
     try:
         pool = redis.BlockingConnectionPool.from_url(
             config.redis_url,
@@ -129,7 +138,14 @@ def make_client(config: CacheConfig, cluster: bool = False) -> Client:
         )
     except ValueError as exc:
         raise _bad_url(config, exc) from exc
+    pool.connection_class = budgeted(pool.connection_class)
     return redis.Redis.from_pool(pool)  # the client owns the pool and closes it
+
+
+def _budget_pool(client: Any, mix: Callable[[type], type]) -> None:
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        pool.connection_class = mix(pool.connection_class)
 
 
 def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient:
@@ -139,13 +155,19 @@ def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient
     if cluster:
         # redis.asyncio's cluster takes no retry_on_timeout: retry=0 already says it.
         kwargs = {k: v for k, v in client_kwargs(config).items() if k != "retry_on_timeout"}
-        return QueueingAsyncRedisCluster.from_url(
+        client = QueueingAsyncRedisCluster.from_url(
             config.redis_url,
             max_connections=config.max_connections,
             retry=AsyncRetry(NoBackoff(), 0),
             queue_timeout=config.pool_timeout,
             **kwargs,
         )
+        # The nodes it knows now, and those it learns (made from these kwargs).
+        for made in (client.connection_kwargs, client.nodes_manager.connection_kwargs):
+            made["connection_class"] = abudgeted(made.get("connection_class", AsyncConnection))
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = abudgeted(node.connection_class)
+        return client
     pool = aredis.BlockingConnectionPool.from_url(
         config.redis_url,
         max_connections=config.max_connections,
@@ -153,6 +175,7 @@ def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient
         retry=AsyncRetry(NoBackoff(), 0),
         **client_kwargs(config),
     )
+    pool.connection_class = abudgeted(pool.connection_class)
     return aredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
@@ -391,6 +414,7 @@ class AsyncStores:
         *,
         admin: bool,
     ) -> _Entry:
+        release()  # opening (the slot map, the first connect) is set-up: not a call's wait
         if self.shared is not None:
             client: AsyncClient = self.shared
         elif admin:

@@ -4,7 +4,8 @@ Every public store method runs inside `map_exceptions`, so code above ``storage/
 only the `semcache_core.errors` family: `BackendTimeoutError`, `BackendRefusedError`
 (Redis answered with an error: OOM, READONLY, a wrong type), `IndexMissingError` (the
 index is gone: a restart without persistence, FLUSHALL, failover), `PoolExhaustedError`
-(no pooled connection came free in time: this process is busy, not Redis), and
+(no pooled connection came free in time: this process is busy, not Redis),
+`DeadlineSpentError` (the call's Redis budget was spent before this trip), and
 `BackendUnavailableError` for the rest. A Redis without the search module gets the
 fix-it `ConfigurationError`, not the echoed command.
 """
@@ -25,10 +26,12 @@ from ..errors import (
     BackendTimeoutError,
     BackendUnavailableError,
     ConfigurationError,
+    DeadlineSpentError,
     IndexMissingError,
     PoolExhaustedError,
     SemcacheError,
 )
+from .deadline import BudgetSpent
 from .schema import NO_SEARCH_MODULE
 
 #: What a Redis fault looks like above the boundary (and, from raw clients, below it).
@@ -83,6 +86,8 @@ def translate(exc: BaseException, url: str = "this address") -> BaseException:
             err = IndexMissingError(f"Redis lost the index: {describe(exc)}")
         else:
             err = BackendRefusedError(f"Redis refused: {describe(exc)}")
+    elif isinstance(exc, BudgetSpent):
+        err = DeadlineSpentError("the call's Redis deadline is spent; the trip was not made")
     elif is_pool_exhausted(exc):
         err = PoolExhaustedError(
             f"no free Redis connection in time: {describe(exc)} (this process has more "

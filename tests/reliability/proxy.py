@@ -9,6 +9,11 @@ request to Redis and then reset the client's connection before the reply comes b
 ``python -m tests.reliability.proxy UPSTREAM_PORT --tls CERT KEY`` is a TLS terminator
 instead (the embedded redis-server is built without TLS): it prints its port and forwards
 until stdin closes.
+
+``python -m tests.reliability.proxy UPSTREAM_PORT --delay MS`` holds every reply MS
+milliseconds before passing it on (a Redis that is slow but alive: each round trip takes
+MS longer, in order): it prints its port, then reads a new delay in milliseconds per
+line on stdin, answering ``ok``, until stdin closes.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
 
 class CuttingProxy:
@@ -167,6 +174,45 @@ class CuttingProxy:
             self.cuts += 1
 
 
+class DelayProxyProcess:
+    """`tests.reliability.proxy`'s ``--delay`` mode in a child process: every reply of
+    Redis reaches the client ``delay`` later (a slow Redis that is alive); `set_delay`
+    changes it for the bytes that arrive after."""
+
+    def __init__(self, upstream_port: int, delay_ms: float = 0.0) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.proxy", str(upstream_port), "--delay",
+             str(delay_ms)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],  # the repository
+        )  # fmt: skip
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        self._out = self._proc.stdout
+        self._in = self._proc.stdin
+        self.port = int(self._out.readline())
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def set_delay(self, delay_ms: float) -> None:
+        self._in.write(f"{delay_ms}\n")
+        self._in.flush()
+        assert self._out.readline().strip() == "ok"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._in.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._out.close()
+
+
 async def _tls_terminator(upstream_port: int, cert: str, key: str) -> None:
     """Accept TLS on a free port and forward plain TCP to Redis, like a TLS-terminating
     load balancer (or stunnel) in front of a Redis built without TLS."""
@@ -201,7 +247,69 @@ async def _tls_terminator(upstream_port: int, cert: str, key: str) -> None:
     server.close()
 
 
+async def _delayer(upstream_port: int, delay_ms: float) -> None:
+    """Forward to Redis; hold each chunk of its replies ``delay`` before passing it on
+    (every chunk keeps its order: each waits for its own time, in a queue per connection)."""
+    import asyncio
+
+    delay = [delay_ms / 1000.0]
+    loop = asyncio.get_running_loop()
+
+    async def requests(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def replies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def release() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    writer.close()
+                    return
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                with contextlib.suppress(OSError):
+                    await writer.drain()
+
+        releasing = asyncio.ensure_future(release())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + delay[0], data))
+        except OSError:
+            pass
+        queue.put_nowait((0.0, b""))
+        await releasing
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(requests(reader, up_writer), replies(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        delay[0] = float(line) / 1000.0
+        print("ok", flush=True)
+    server.close()
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[2] == "--delay":
+        import asyncio
+
+        asyncio.run(_delayer(int(sys.argv[1]), float(sys.argv[3])))
+        return
     if len(sys.argv) == 5 and sys.argv[2] == "--tls":
         import asyncio
 
