@@ -212,7 +212,12 @@ class CacheConfig(BaseSettings):
     )
 
     socket_timeout: float = Field(
-        0.1, gt=0.0, le=60.0, description="Seconds any single Redis call may take."
+        0.1,
+        gt=0.0,
+        le=60.0,
+        description="Seconds of Redis wait one user call may add: its lookup and the store "
+        "of its answer share them (a store gets at least 10 ms); no single Redis call "
+        "waits longer.",
     )
     connect_timeout: float = Field(
         0.5,

@@ -27,10 +27,9 @@ the connection classes of `storage.deadline` read it.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 # A store's try after a lookup that spent the whole budget.
 STORE_FLOOR = 0.010
@@ -128,17 +127,24 @@ _BUDGET: contextvars.ContextVar[CallBudget | None] = contextvars.ContextVar(
 )
 
 
-@contextlib.contextmanager
-def spending(budget: CallBudget | None) -> Iterator[CallBudget | None]:
-    """Charge the Redis trips made inside to ``budget`` (``None``: plain timeouts)."""
-    token = _BUDGET.set(budget)
-    try:
-        yield budget
-    finally:
-        _BUDGET.reset(token)
+class spending:
+    """Charge the Redis trips made inside to ``budget`` (``None``: plain timeouts). A
+    class, not a generator: it runs on every lookup, L1 hits included."""
+
+    __slots__ = ("_budget", "_token")
+
+    def __init__(self, budget: CallBudget | None) -> None:
+        self._budget = budget
+
+    def __enter__(self) -> CallBudget | None:
+        self._token = _BUDGET.set(self._budget)
+        return self._budget
+
+    def __exit__(self, *exc: object) -> None:
+        _BUDGET.reset(self._token)
 
 
-def unbounded() -> contextlib.AbstractContextManager[CallBudget | None]:
+def unbounded() -> spending:
     """Set-up work inside a call: not charged, plain per-trip timeouts."""
     return spending(None)
 

@@ -230,7 +230,7 @@ class AsyncCache:
             return False
         try:
             store = await self.stores.get()
-            await self.ensure_index(store)
+            await self.setup(store)  # (made again below if Redis came back empty)
             pol = await self.policy(store, request.tenant)
             write, ttl = state.store_ttl(request, pol)
             if write:
@@ -244,7 +244,13 @@ class AsyncCache:
                     ttl=ttl,
                     usage=usage.to_json() if usage is not None else None,
                 )
-                await store.write(state.key(request), fields, ttl, state.announce(request))
+                key, announce = state.key(request), state.announce(request)
+                if not await store.write(key, fields, ttl, announce):
+                    # Redis came back empty (or the index was dropped): make it again,
+                    # and write the entry again so that it is indexed now.
+                    state.ready = False
+                    await self.setup(store)
+                    await store.write(key, fields, ttl, announce)
                 await index.maintain(state, store)
         except EmbedderMismatchError:
             raise

@@ -232,7 +232,7 @@ class SyncCache:
             return False
         try:
             store = self.stores.get()
-            self.ensure_index(store)
+            self.setup(store)  # (made again below if Redis came back empty)
             pol = self.policy(store, request.tenant)
             write, ttl = state.store_ttl(request, pol)
             if write:
@@ -246,7 +246,13 @@ class SyncCache:
                     ttl=ttl,
                     usage=usage.to_json() if usage is not None else None,
                 )
-                store.write(state.key(request), fields, ttl, state.announce(request))
+                key, announce = state.key(request), state.announce(request)
+                if not store.write(key, fields, ttl, announce):
+                    # Redis came back empty (or the index was dropped): make it again,
+                    # and write the entry again so that it is indexed now.
+                    state.ready = False
+                    self.setup(store)
+                    store.write(key, fields, ttl, announce)
                 index.maintain(state, store)
         except EmbedderMismatchError:
             raise

@@ -294,7 +294,8 @@ async def _delayer(upstream_port: int, delay_ms: float) -> None:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(requests(reader, up_writer), replies(up_reader, writer))
+        with contextlib.suppress(asyncio.CancelledError, OSError):  # (the proxy closing)
+            await asyncio.gather(requests(reader, up_writer), replies(up_reader, writer))
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)

@@ -205,26 +205,32 @@ class SyncStore:
 
     def write(
         self, key: str, fields: dict[str, Any], ttl: float | None, announce: str | None = None
-    ) -> None:
-        """One MULTI: replace the entry, set its expiry, and (``announce``: an L1
-        coherence message) tell other processes' L1 tiers, in the same round trip. On a
-        cluster the message is a second call: PUBLISH has no slot, so it cannot ride in
-        a transaction there.
-
-        Raises:
-            ValueError: an indexed number is not finite (`entry.check_indexable`).
-        """
+    ) -> bool:
+        """One MULTI: see that the meta key is there, replace the entry, set its expiry,
+        and (``announce``) tell other processes' L1 tiers, in one round trip (on a
+        cluster the meta key is in another slot and PUBLISH in none: calls of their own).
+        Returns whether the meta key was there (``False``: Redis came back empty, or the
+        index was dropped; the entry is written all the same, outside any index).
+        Raises ``ValueError`` for an indexed number that is not finite."""
         check_indexable(fields)
+        had_meta = True
+        if self.cluster:
+            had_meta = self.has_meta()
         pipe = self.client.pipeline(transaction=True)
+        if not self.cluster:
+            pipe.execute_command("EXISTS", self.layout.meta_key)
         pipe.execute_command("DEL", key)  # an overwrite must not keep fields of the old entry
         pipe.hset(key, mapping=cast(Any, fields))
         if ttl is not None:
             pipe.pexpire(key, expiry_ms(ttl + self.config.stale_grace))
         if announce is not None and not self.cluster:
             pipe.publish(self.layout.l1_channel, announce)
-        pipe.execute()
+        replies = pipe.execute()
+        if not self.cluster:
+            had_meta = bool(replies[0])
         if announce is not None and self.cluster:
             self.client.publish(self.layout.l1_channel, announce)
+        return had_meta
 
     def touch(self, key: str, ttl: float, expires_at: float) -> None:
         check_indexable({"expires_at": expires_at})
