@@ -122,11 +122,12 @@ def make_client(config: CacheConfig, cluster: bool = False) -> Client:
             )
         except ValueError as exc:
             raise _bad_url(config, exc) from exc
-        # Every node's pool is made from these (a TLS cluster's nodes override them).
+        # The pools of the nodes it learns are made from these kwargs (TLS included: the
+        # URL chose the class); those of the nodes it knows already are changed here.
         kwargs = client.nodes_manager.connection_kwargs
         kwargs["connection_class"] = budgeted(kwargs.get("connection_class", redis.Connection))
         for node in client.get_nodes():  # type: ignore[no-untyped-call]
-            _budget_pool(node.redis_connection, budgeted)
+            _budget_pool(node.redis_connection)
         return client
     try:
         pool = redis.BlockingConnectionPool.from_url(
@@ -142,10 +143,16 @@ def make_client(config: CacheConfig, cluster: bool = False) -> Client:
     return redis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
-def _budget_pool(client: Any, mix: Callable[[type], type]) -> None:
+def _budget_pool(client: Any) -> None:
+    """A node's pool made before the cluster client was changed: its class reads the
+    budget from now on, and the idle connections it made already (the one that learned
+    the slot map) are closed, so that the next ones are made with it."""
     pool = getattr(client, "connection_pool", None)
-    if pool is not None:
-        pool.connection_class = mix(pool.connection_class)
+    if pool is None or pool.connection_class is budgeted(pool.connection_class):
+        return
+    pool.connection_class = budgeted(pool.connection_class)
+    pool.disconnect()
+    pool.reset()
 
 
 def make_async_client(config: CacheConfig, cluster: bool = False) -> AsyncClient:

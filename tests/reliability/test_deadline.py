@@ -150,6 +150,10 @@ def test_every_client_the_engine_makes_keeps_the_budget(
         with spending(roomy):
             assert client.get("semcache-budget-probe") == b"1"
         assert 0.0 < roomy.left < TIMEOUT  # the read was charged
+        if cluster:  # every node, the one that taught the client its slot map included
+            for node in client.get_nodes():
+                with spending(CallBudget(0.0, TripClock())), pytest.raises(BudgetSpent):
+                    client.execute_command("PING", target_nodes=node)
     finally:
         client.close()
 
@@ -163,6 +167,10 @@ def test_every_client_the_engine_makes_keeps_the_budget(
             with spending(roomy):
                 assert await aclient.get("semcache-budget-probe") == b"2"
             assert 0.0 < roomy.left < TIMEOUT
+            if cluster:
+                for node in aclient.get_nodes():
+                    with spending(CallBudget(0.0, TripClock())), pytest.raises(BudgetSpent):
+                        await aclient.execute_command("PING", target_nodes=node)
         finally:
             await aclient.aclose()
 
