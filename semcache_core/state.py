@@ -21,7 +21,7 @@ from typing import Any
 
 from cachetools import TTLCache
 
-from . import deadline, tracing
+from . import tracing
 from .calibrator import BackgroundCalibrator
 from .coalesce import SingleFlight, Ticket
 from .config import CacheConfig, redacted_url
@@ -30,7 +30,7 @@ from .core.result import _LAST, LookupResult
 from .core.rules import Outcome, resolve_ttl, should_store
 from .core.verify import Verification
 from .counters import FlushTimer, PendingCounts, take_commands
-from .deadline import CallBudget, TripClock
+from .deadline import TripClock
 from .embedding import CachedEmbedder, Embedder, declared_dims
 from .entry import vector_bytes
 from .errors import (
@@ -138,7 +138,7 @@ class EngineState(LocalTierSteps):
         self.calibrator: BackgroundCalibrator | None = None
         self.audit_rng = random.Random()
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
-        self.trips = TripClock()  # how long recent Redis trips took (`call_budget`)
+        self.trips = TripClock()  # how long recent Redis trips took (`deadline`)
         self.log = RateLimitedLog()
         self.pending = PendingCounts() if config.persist_stats else None
         # Writes due counts while no call does (set by the engine, which owns the sync
@@ -209,12 +209,6 @@ class EngineState(LocalTierSteps):
         self.stats.record_lookup(request.tenant, result.outcome, result.seconds, result.similarity)
         if result.tokens_saved or result.cost_saved_usd:
             self.stats.record_saved(request.tenant, result.tokens_saved, result.cost_saved_usd)
-
-    def call_budget(self, request: CacheRequest, *, store: bool = False) -> CallBudget:
-        """The Redis wait of a lookup (``socket_timeout``), or of a store (what its lookup
-        left, at least `deadline.STORE_FLOOR`): `semcache_core.deadline`."""
-        make = deadline.store_budget if store else deadline.lookup_budget
-        return make(request.budget, self.config.socket_timeout, self.trips)
 
     def span(self, name: str, request: CacheRequest | None) -> AbstractContextManager[Any]:
         """An OpenTelemetry span around a call; it yields ``None`` without opentelemetry
@@ -462,8 +456,12 @@ class EngineState(LocalTierSteps):
         return take_commands(pending, self.layout)
 
     def counts_failed(self, exc: Exception, restore: Callable[[], None], *, timer: bool) -> None:
-        """Keep the counts of a failed write; the timer's faults never feed the breaker."""
+        """Keep the counts of a failed write; the timer's faults never feed the breaker. A
+        flush the call's deadline did not start is no fault: the next flush (or the flush
+        timer, which has no deadline) writes them."""
         restore()
+        if isinstance(exc, DeadlineSpentError):
+            return
         if timer:
             self.fault("stats", None, exc, breaker=False)
         else:

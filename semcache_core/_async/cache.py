@@ -66,7 +66,8 @@ class AsyncCache:
     ) -> LookupResult:
         """See `CacheEngine.lookup`."""
         # The Redis wait this call may add, shared with its store (`storage.deadline`).
-        budget = self.state.call_budget(request)
+        state = self.state
+        budget = deadline.lookup_budget(request.budget, state.config.socket_timeout, state.trips)
         with deadline.spending(budget), self.state.span("semcache.lookup", request) as span:
             result = await self._lookup(request, decode, text_of, stale)
             if span is not None:
@@ -199,7 +200,7 @@ class AsyncCache:
         """See `CacheEngine.store`."""
         state = self.state
         key = state.key(request)
-        budget = state.call_budget(request, store=True)
+        budget = deadline.store_budget(request.budget, state.config.socket_timeout, state.trips)
         with deadline.spending(budget), state.span("semcache.store", request) as span:
             try:
                 written = await self._store_once(request, payload, codec, text, usage)
