@@ -13,8 +13,6 @@ import contextlib
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from langchain_semcache import SemanticCache
 from semcache_core import CacheEngine, LookupResult
 from semcache_core.embedded import EmbeddedRedis, start_embedded_redis
 from semcache_core.request import CacheRequest
+from tests.reliability.proxy import ChildProxy
 
 # -- machine stalls ----------------------------------------------------------------------------
 
@@ -189,7 +188,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 # -- a TCP proxy that can drop connections, in its own process -------------------------------
-class ProxyProcess:
+class ProxyProcess(ChildProxy):
     """`tests.reliability.proxy.CuttingProxy` run in a child process, so that its
     forwarding does not compete for this process' GIL with the traffic it measures.
 
@@ -200,27 +199,8 @@ class ProxyProcess:
     """
 
     def __init__(self, upstream_port: int) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.proxy", str(upstream_port)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        assert self._proc.stdout is not None and self._proc.stdin is not None
-        self._out = self._proc.stdout
-        self._in = self._proc.stdin
-        self.port = int(self._out.readline())
+        super().__init__(upstream_port)
         self.cuts = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _send(self, command: str) -> str:
-        self._in.write(command + "\n")
-        self._in.flush()
-        return self._out.readline().strip()
 
     def cut_all(self) -> None:
         self.cuts = int(self._send("cut"))
@@ -234,13 +214,7 @@ class ProxyProcess:
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.cuts = int(self._send("quit") or self.cuts)
-        self._in.close()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._out.close()
+        self._wait()
 
 
 # -- instrumented engine: what each call cost and how it ended ------------------------------------

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 
 class CuttingProxy:
@@ -174,20 +175,19 @@ class CuttingProxy:
             self.cuts += 1
 
 
-class DelayProxyProcess:
-    """`tests.reliability.proxy`'s ``--delay`` mode in a child process: every reply of
-    Redis reaches the client ``delay`` later (a slow Redis that is alive); `set_delay`
-    changes it for the bytes that arrive after."""
+class ChildProxy:
+    """This module run in a child process (its own GIL: its forwarding does not compete
+    with the traffic it measures), with ``args`` after the upstream port: it prints its
+    port first, then reads commands on stdin."""
 
-    def __init__(self, upstream_port: int, delay_ms: float = 0.0) -> None:
+    def __init__(self, upstream_port: int, *args: str) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.reliability.proxy", str(upstream_port), "--delay",
-             str(delay_ms)],
+            [sys.executable, "-m", "tests.reliability.proxy", str(upstream_port), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=Path(__file__).resolve().parents[2],  # the repository
-        )  # fmt: skip
+        )
         assert self._proc.stdout is not None and self._proc.stdin is not None
         self._out = self._proc.stdout
         self._in = self._proc.stdin
@@ -197,12 +197,13 @@ class DelayProxyProcess:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def set_delay(self, delay_ms: float) -> None:
-        self._in.write(f"{delay_ms}\n")
+    def _send(self, command: str) -> str:
+        self._in.write(command + "\n")
         self._in.flush()
-        assert self._out.readline().strip() == "ok"
+        return self._out.readline().strip()
 
-    def close(self) -> None:
+    def _wait(self) -> None:
+        """Close stdin (ends the child), wait for it, kill it if it hangs."""
         with contextlib.suppress(OSError, ValueError):
             self._in.close()
         try:
@@ -211,6 +212,50 @@ class DelayProxyProcess:
             self._proc.kill()
             self._proc.wait()
         self._out.close()
+
+
+class DelayProxyProcess(ChildProxy):
+    """The ``--delay`` mode in a child process: every reply of Redis reaches the client
+    ``delay`` later (a slow Redis that is alive); `set_delay` changes it for the bytes
+    that arrive after."""
+
+    def __init__(self, upstream_port: int, delay_ms: float = 0.0) -> None:
+        super().__init__(upstream_port, "--delay", str(delay_ms))
+
+    def set_delay(self, delay_ms: float) -> None:
+        assert self._send(str(delay_ms)) == "ok"
+
+    def close(self) -> None:
+        self._wait()
+
+
+async def _pump(reader: Any, writer: Any) -> None:
+    """Copy one direction of a connection until it closes."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
+def _forwarder(upstream_port: int, replies: Any = _pump) -> Any:
+    """A ``start_server`` handler: each client gets a connection to Redis; requests are
+    copied as they come, replies through ``replies``."""
+    import asyncio
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        except OSError:
+            writer.close()
+            return
+        with contextlib.suppress(asyncio.CancelledError, OSError):  # (the proxy closing)
+            await asyncio.gather(_pump(reader, up_writer), replies(up_reader, writer))
+
+    return handle
 
 
 async def _tls_terminator(upstream_port: int, cert: str, key: str) -> None:
@@ -222,25 +267,7 @@ async def _tls_terminator(upstream_port: int, cert: str, key: str) -> None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
 
-    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    server = await asyncio.start_server(_forwarder(upstream_port), "127.0.0.1", 0, ssl=context)
     print(server.sockets[0].getsockname()[1], flush=True)
     # Runs until stdin closes (the test's teardown).
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -254,16 +281,6 @@ async def _delayer(upstream_port: int, delay_ms: float) -> None:
 
     delay = [delay_ms / 1000.0]
     loop = asyncio.get_running_loop()
-
-    async def requests(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
 
     async def replies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
@@ -288,16 +305,7 @@ async def _delayer(upstream_port: int, delay_ms: float) -> None:
         queue.put_nowait((0.0, b""))
         await releasing
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-        except OSError:
-            writer.close()
-            return
-        with contextlib.suppress(asyncio.CancelledError, OSError):  # (the proxy closing)
-            await asyncio.gather(requests(reader, up_writer), replies(up_reader, writer))
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(_forwarder(upstream_port, replies), "127.0.0.1", 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         delay[0] = float(line) / 1000.0
