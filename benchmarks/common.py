@@ -61,7 +61,9 @@ class TableEmbeddings(Embeddings):
         self._lookup = lookup
         self._fallback = fallback
         self.fallbacks = 0
-        self.model = "table:all-MiniLM-L6-v2"
+        # The table holds all-MiniLM-L6-v2's own vectors, so it names that model: an
+        # index it filled is one the model may query (speed.py's end-to-end rows do).
+        self.model = "sentence-transformers/all-MiniLM-L6-v2"
 
     def _vector(self, text: str) -> list[float]:
         vec = self._lookup(text)

@@ -273,6 +273,7 @@ def semcache_subject(
     name: str, url: str, embeddings: Any, namespace: str, **settings: Any
 ) -> Subject:
     from langchain_semcache import SemanticCache
+    from semcache_core.verifiers import CandidateVerifier
 
     cache = SemanticCache(redis_url=url, embeddings=embeddings, namespace=namespace, **settings)
     subject = langchain_subject(name, cache, True, cache.engine.layout.index_name)
@@ -301,9 +302,22 @@ def semcache_subject(
     subject.settle = settle
     prompts: dict[int, str] = {}
 
+    refuse_all = CandidateVerifier(lambda query, cached: False, "refuse-all")
+
     def candidate(question: str, prompt: str, nearest: int) -> bool:
+        """Whether the index's first candidate is the brute-force nearest entry. The
+        lookup runs with a verifier that refuses every candidate, so it ends ``guarded``
+        on the first candidate the index returned above the threshold, whatever the
+        built-in verifier would say: with it, a refused nearest entry followed by an
+        accepted second candidate (QQP's clustered vectors have many above 0.92) would
+        count as the index missing the nearest."""
         engine = cache.engine
-        result = engine.lookup(cache._request(prompt, LLM_STRING))
+        state = engine._cache.state
+        kept, state.verifier = state.verifier, refuse_all
+        try:
+            result = engine.lookup(cache._request(prompt, LLM_STRING))
+        finally:
+            state.verifier = kept
         want = engine.key(cache._request(prompts[nearest], LLM_STRING))
         return result.key == want
 
