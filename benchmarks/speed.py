@@ -222,8 +222,8 @@ class Subject:
     close: Callable[[], None] = lambda: None
     errors: Callable[[], int] = lambda: 0
     settle: Callable[[], str] = lambda: ""  # after inserts: let the index catch up
-    # semcache: whether the search's nearest candidate (served, or refused by the
-    # verifier) is stored entry i: the index's recall apart from the verifier.
+    # semcache: whether the search's first candidate is stored entry i (looked up with a
+    # verifier that refuses all, so the result names it): the index's own recall.
     candidate: Callable[[str, str, int], bool] | None = None
     # Forget what the cache keeps of the queries it was asked (semcache's LRU of vectors
     # and its memo of parsed LangChain requests, not its L1 of answers), so a run over
