@@ -130,13 +130,23 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+# The Redis wait an engine of `make_engine` may add to one call, unless the test sets its
+# own: the shipped 0.1 s is a production budget, and a CI machine with two cores running a
+# six-node cluster can take longer than that to answer (a timed-out read is a miss, which a
+# test of thresholds or isolation would read as the cache deciding wrongly). Tests of the
+# budget itself pass ``socket_timeout`` (tests/integration/test_admin_patience.py).
+PATIENT_SOCKET_TIMEOUT = 2.0
+
+
 @pytest.fixture
 def make_engine(redis_url: str, namespace: str) -> Iterator[Callable[..., CacheEngine]]:
-    """Engines on the session Redis in this test's own namespace, dropped afterwards."""
+    """Engines on the session Redis in this test's own namespace, dropped afterwards, with
+    ``socket_timeout`` `PATIENT_SOCKET_TIMEOUT` unless the test sets it."""
     made: list[CacheEngine] = []
 
     def _make(**kwargs: Any) -> CacheEngine:
         kwargs.setdefault("namespace", namespace)
+        kwargs.setdefault("socket_timeout", PATIENT_SOCKET_TIMEOUT)
         engine = CacheEngine(redis_url, **kwargs)
         made.append(engine)
         return engine

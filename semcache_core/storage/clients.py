@@ -286,6 +286,15 @@ class QueueingAsyncRedisCluster(AsyncRedisCluster):
         finally:
             self._turns.release()
 
+    async def aclose(self) -> None:
+        """Close every node's connections. redis.asyncio's own ``aclose`` does nothing
+        while the client is due to learn the slot map again (after a command timed out
+        or lost its connection, until the next command): closed then, it left every
+        node's connections open, each an unclosed transport at garbage collection."""
+        await super().aclose()
+        await self.nodes_manager.aclose()
+        await self.nodes_manager.aclose("startup_nodes")
+
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         pipe = super().pipeline(transaction, shard_hint)
         execute = pipe.execute

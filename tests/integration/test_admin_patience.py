@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from semcache_core import CacheEngine, LookupResult, Outcome
+from semcache_core import CacheConfig, CacheEngine, LookupResult, Outcome
 from semcache_core.errors import BackendTimeoutError
 from semcache_core.resilience import BreakerState
 from semcache_core.transfer import export_entries
@@ -29,6 +29,20 @@ from tests.conftest import hashed_embedder
 from tests.integration.drivers import Driver
 
 PAUSE_MS = 800  # far longer than socket_timeout (0.1 s), far shorter than admin_timeout
+SHIPPED_SOCKET_TIMEOUT = CacheConfig.model_fields["socket_timeout"].default
+
+
+@pytest.fixture
+def make_engine(make_engine: Callable[..., CacheEngine]) -> Callable[..., CacheEngine]:
+    """The shared fixture's engines with the shipped ``socket_timeout`` (0.1 s), not its
+    patient one: these tests are about that budget."""
+
+    def _make(**kwargs: object) -> CacheEngine:
+        kwargs.setdefault("socket_timeout", SHIPPED_SOCKET_TIMEOUT)
+        return make_engine(**kwargs)
+
+    assert SHIPPED_SOCKET_TIMEOUT == 0.1
+    return _make
 
 
 @contextlib.contextmanager

@@ -12,9 +12,13 @@ entry deleted as corrupt.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
+import os
+import signal
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -317,3 +321,54 @@ async def test_concurrent_first_async_calls_share_one_client(
         await engine.adrop_namespace()
         await engine.aclose()
         engine.close()
+
+
+async def test_aclose_after_a_timed_out_command_closes_every_connection(
+    failover_cluster: EmbeddedCluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command that times out leaves redis.asyncio's cluster client due to learn the
+    slot map again, and its own ``aclose`` does nothing then: an engine closed right
+    after a timed-out lookup left every node's connections open (unclosed transports,
+    reported at garbage collection). Its own cluster (the masters are paused)."""
+    engine = CacheEngine(
+        failover_cluster.url, embedder=hashed_embedder(), namespace=namespace, dims=16
+    )
+    made: list[Any] = []
+    real = clients.make_async_client
+
+    def kept(*args: Any, **kwargs: Any) -> Any:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(clients, "make_async_client", kept)
+    requests = [engine.request(f"question {i}", tenant=f"t{i}") for i in range(24)]
+    for r in requests:  # connections to every master
+        assert await engine.astore(r, b"answer")
+    pids = [node.pid for node in failover_cluster.masters() if node.pid is not None]
+    assert len(pids) == 3
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        timed_out = await engine.alookup(engine.request("asked while paused", tenant="t1"))
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert timed_out.outcome == Outcome.ERROR
+    [client] = made
+    assert client._initialize, "the timeout did not leave the client due to re-learn the map"
+    connections = [
+        conn
+        for nodes in (client.nodes_manager.nodes_cache, client.nodes_manager.startup_nodes)
+        for node in nodes.values()
+        for conn in node._connections
+    ]
+    assert sum(conn.is_connected for conn in connections) >= 2
+    await engine.aclose()
+    engine.close()
+    assert [c for c in connections if c.is_connected] == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        made.clear()
+        del client, connections
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
