@@ -9,6 +9,7 @@ import pytest
 from llama_index.core import Settings
 from llama_index_instrumentation import get_dispatcher
 
+from tests.conftest import PATIENT_SOCKET_TIMEOUT
 from tests.integration.drivers import DRIVERS, Driver
 from tests.integration.test_llamaindex_llm import Recorder, close_llamaindex_loop
 
@@ -37,6 +38,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if module in BOTH_TOPOLOGIES and "redis_url" in metafunc.fixturenames:
         topologies = ["node"] if metafunc.function.__name__ in NODE_ONLY else ["node", "cluster"]
         metafunc.parametrize("redis_url", topologies, indirect=True, scope="session")
+
+
+@pytest.fixture(autouse=True)
+def patient_on_both_topologies(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the modules that also run on the cluster, engines made without `make_engine`
+    (LangChain's and LlamaIndex's wrappers given a URL) get its patient
+    ``socket_timeout`` through the environment too, unless they set their own: the
+    loopback cluster on a loaded two-core machine can be slower than the shipped 0.1 s."""
+    if request.module.__name__.rsplit(".", 1)[-1] in BOTH_TOPOLOGIES:
+        monkeypatch.setenv("SEMCACHE_SOCKET_TIMEOUT", str(PATIENT_SOCKET_TIMEOUT))
 
 
 @pytest.fixture(params=DRIVERS)
