@@ -730,12 +730,18 @@ def _split_word_number(m: re.Match[str]) -> str:
 
 
 def _expand(text: str) -> str:
+    # (Each rewrite is skipped where the character it needs is absent: most questions
+    # have no arrow, equals sign, degree sign or hyphen.)
     text = _HOW_LONG.sub("how long", text)
-    text = _ARROW.sub(" to ", text)
-    text = _ASKING_EQUALS.sub(" is ", text)
-    text = _DEGREES.sub(lambda m: _DEGREE_NAMES[m.group(1)], text)
-    text = _NUMBER_HYPHEN.sub(r"\1 ", text)
-    text = _WORD_NUMBER_HYPHEN.sub(_split_word_number, text)
+    if ">" in text or "→" in text:
+        text = _ARROW.sub(" to ", text)
+    if "=" in text:
+        text = _ASKING_EQUALS.sub(" is ", text)
+    if "°" in text:
+        text = _DEGREES.sub(lambda m: _DEGREE_NAMES[m.group(1)], text)
+    if "-" in text:
+        text = _NUMBER_HYPHEN.sub(r"\1 ", text)
+        text = _WORD_NUMBER_HYPHEN.sub(_split_word_number, text)
     text = _ONE_BEFORE.sub("1 ", text)
     if "'" in text or "’" in text:
         for pattern, repl in _CONTRACTIONS:
@@ -765,6 +771,76 @@ def features(text: str) -> _Features:
     for m in _TOKEN.finditer(expanded):
         kind = m.lastgroup
         tok = m.group()
+        if kind == "word":
+            w = _word_facts(tok)
+            raw_words.append(w.raw)
+            low = w.low
+            compound = w.compound
+            number = compound is not None or (
+                w.number_word
+                and not (low == "second" and prev_word in ("a", "one", "per", "every"))
+                and not (low == "first" and _ADVERB_END.match(expanded, m.end(), m.end() + 24))
+            )
+            if (
+                low == "one"
+                and (nxt := _NEXT_WORD.match(expanded, m.end(), m.end() + 24))
+                and (nxt.group(1).casefold() not in _STOPWORDS)
+            ):
+                compound = 1.0  # "one tablet" (not "which one is", "one of")
+                number = True
+            if number:
+                spelled = compound if compound is not None else _NUMBER_WORDS[low]
+                word_value = "num:" + (spelled if isinstance(spelled, str) else f"{spelled:g}")
+                protected[word_value] += 1
+                sequence.append(word_value)
+            unit_key = w.unit
+            is_unit = unit_key is not None and (
+                not w.unit_needs_number or _prev_is_number(prev_word)
+            )
+            if unit_key is not None and is_unit:
+                protected[unit_key] += 1
+                sequence.append(unit_key)
+            # Weekdays and times of day are in the sequence too: "from Monday to Friday"
+            # and "from Friday to Monday" hold the same details in another order. (Not
+            # months: "31 August" and "August 31" are one date; dates swap by number.)
+            if w.month is not None:
+                protected[w.month] += 1
+            if w.when is not None:
+                protected[w.when] += 1
+                sequence.append(w.when)
+            elif w.clock is not None:
+                protected[w.clock] += 1
+            if w.relative and prev_word in _RELATIVE:
+                protected[f"when:{prev_word}_{w.base}"] += 1
+            if w.lang is not None:
+                protected[w.lang] += 1
+                sequence.append(w.lang)
+            if w.negation and not (
+                low == "no" and re.match(r"\.?\s*#?\d", expanded[m.end() : m.end() + 4])
+            ):
+                negations += 1
+                sequence.append("not")
+            if w.axis is not None:
+                axes[w.axis] += 1
+            is_proper = w.capital and (not sentence_start or w.proper)
+            # A unit, like a date or a language, is compared as a protected detail, not as
+            # a word ("ounces" is "oz", "GBP" is "£").
+            calendar = w.calendar or is_unit
+            if is_proper and not calendar and w.entity:
+                entities.add(w.stem)
+            words.add(w.stem)
+            words.add(low)
+            if not number and not calendar and w.content:
+                content.append(w.mapped)
+                sequence.append(w.mapped)
+            elif w.pivot:
+                sequence.append(low)
+            prev_word = low
+            sentence_start = False
+            end = m.end()
+            if _SENTENCE_END.search(expanded, end, end + 2):
+                sentence_start = True
+            continue
         if kind == "url" or kind == "email":
             protected[f"{kind}:{tok.casefold()}"] += 1
             sequence.append(f"{kind}:{tok.casefold()}")
@@ -799,95 +875,6 @@ def features(text: str) -> _Features:
                 # Brackets matter in a formula or code ("(2+3)*4"); in prose they are
                 # punctuation ("(415) 555-0192", "(python)").
                 protected["sym:" + tok] += 1
-        else:
-            low = tok.casefold().replace("’", "'")
-            raw_words.append(low)
-            low = _ABBREVIATIONS.get(_fold_accents(low), _fold_accents(low))
-            compound = _compound_number(low)
-            after = expanded[m.end() : m.end() + 24]
-            number = compound is not None or (
-                low in _NUMBER_WORDS
-                and not (low == "second" and prev_word in ("a", "one", "per", "every"))
-                and not (low == "first" and _ADVERB_END.match(after))  # "... order first?"
-            )
-            if (
-                low == "one"
-                and (nxt := _NEXT_WORD.match(after))
-                and (nxt.group(1).casefold() not in _STOPWORDS)
-            ):
-                compound = 1.0  # "one tablet" (not "which one is", "one of")
-                number = True
-            if number:
-                spelled = compound if compound is not None else _NUMBER_WORDS[low]
-                word_value = "num:" + (spelled if isinstance(spelled, str) else f"{spelled:g}")
-                protected[word_value] += 1
-                sequence.append(word_value)
-            base = low if low in _UNITS else (low[:-1] if low.endswith("s") else low)
-            is_unit = base in _UNITS and (
-                low not in ("m", "g", "l", "w", "v", "in", "min", "second", "s", "ms")
-                or _prev_is_number(prev_word)
-            )
-            if is_unit:
-                protected["unit:" + _UNITS[base]] += 1
-                sequence.append("unit:" + _UNITS[base])
-            # Weekdays and times of day are in the sequence too: "from Monday to Friday"
-            # and "from Friday to Monday" hold the same details in another order. (Not
-            # months: "31 August" and "August 31" are one date; dates swap by number.)
-            if low in _MONTHS or (low in _MONTH_NAMES and (low != "may" or tok == "May")):
-                protected["month:" + _MONTHS.get(low, low)] += 1
-            if low in _WEEKDAYS or (low in _TIME_WORDS and low not in ("noon", "midnight")):
-                protected["when:" + low] += 1
-                sequence.append("when:" + low)
-            elif low in _WEEKDAY_ABBR and tok[0].isupper():
-                protected["when:" + _WEEKDAY_ABBR[low]] += 1
-                sequence.append("when:" + _WEEKDAY_ABBR[low])
-            elif low in ("noon", "midday", "midnight"):
-                protected["time:" + ("00:00" if low == "midnight" else "12:00")] += 1
-            if prev_word in _RELATIVE and (base in _TIME_UNITS or low in _WEEKDAYS):
-                protected[f"when:{prev_word}_{base}"] += 1
-            if low in _LANGUAGES or low in _LANGUAGE_ALIASES:
-                lang = _LANGUAGE_ALIASES.get(low, low)
-                protected["lang:" + lang] += 1
-                sequence.append("lang:" + lang)
-            if low in _NEGATIONS and not (
-                low == "no" and re.match(r"\.?\s*#?\d", expanded[m.end() : m.end() + 4])
-            ):
-                negations += 1
-                sequence.append("not")
-            axis = _AXIS_OF.get(low) or _AXIS_OF.get(_stem(low))
-            if axis is not None:
-                axes[axis] += 1
-            is_proper = tok[0].isupper() and (
-                not sentence_start or (tok.isupper() and len(tok) > 1) or _inner_capital(tok)
-            )
-            calendar = low in _MONTHS or low in _MONTH_NAMES or low in _WEEKDAYS
-            calendar = calendar or low in _WEEKDAY_ABBR or low in _LANGUAGES
-            # A unit, like a date or a language, is compared as a protected detail, not as
-            # a word ("ounces" is "oz", "GBP" is "£").
-            calendar = calendar or low in _LANGUAGE_ALIASES or is_unit
-            shouted = tok.isupper() and len(tok) > 1  # "US" is not "us"
-            if (
-                is_proper
-                and not calendar
-                and (shouted or low not in _STOPWORDS)
-                and (low not in _NEGATIONS)
-            ):
-                entities.add(_stem(low))
-            stem = _stem(low)
-            words.add(stem)
-            words.add(low)
-            if not number and not calendar and low not in _STOPWORDS and low not in _NEGATIONS:
-                mapped = _SYNONYM.get(low) or _SYNONYM.get(stem) or stem
-                content.append(mapped)
-                sequence.append(mapped)
-            elif low in _PIVOTS:
-                sequence.append(low)
-            prev_word = low
-            sentence_start = False
-            end = m.end()
-            if _SENTENCE_END.search(expanded[end : end + 2]):
-                sentence_start = True
-            continue
         prev_word = tok.casefold()
         sentence_start = False
     for key in protected:
@@ -907,6 +894,87 @@ def features(text: str) -> _Features:
         roles=_roles(raw_words),
         language=_language(raw_words),
         script=_script(text),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Word:
+    """What `features` reads of one word token that does not depend on its neighbours
+    (kept per token: a text's words are mostly words seen before)."""
+
+    raw: str  # casefolded
+    low: str  # accents folded, abbreviations expanded
+    compound: float | None  # "twenty-five"
+    number_word: bool
+    unit: str | None  # "unit:..." if it names a unit
+    unit_needs_number: bool  # "m", "in", "second"...: a unit only after a number
+    base: str  # singular
+    month: str | None  # "month:..."
+    when: str | None  # "when:..." (a weekday or a time of day)
+    clock: str | None  # "time:..." (noon, midnight)
+    relative: bool  # "next <this>" is a date ("next week", "last Monday")
+    lang: str | None  # "lang:..."
+    negation: bool
+    axis: tuple[str, int] | None
+    capital: bool  # starts with a capital
+    proper: bool  # a name even at a sentence's start ("NASA", "iPhone", "B2B")
+    calendar: bool  # a month, weekday or language: compared as a detail, not a word
+    entity: bool  # a name, if capitalized (not a stopword or a negation, unless shouted)
+    content: bool  # a content word, unless a number or a unit
+    stem: str
+    mapped: str  # the stem, synonyms mapped
+    pivot: bool
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _word_facts(tok: str) -> _Word:
+    raw = tok.casefold().replace("’", "'")
+    folded = _fold_accents(raw)
+    low = _ABBREVIATIONS.get(folded, folded)
+    base = low if low in _UNITS else (low[:-1] if low.endswith("s") else low)
+    month = None
+    if low in _MONTHS or (low in _MONTH_NAMES and (low != "may" or tok == "May")):
+        month = "month:" + _MONTHS.get(low, low)
+    when = clock = None
+    if low in _WEEKDAYS or (low in _TIME_WORDS and low not in ("noon", "midnight")):
+        when = "when:" + low
+    elif low in _WEEKDAY_ABBR and tok[0].isupper():
+        when = "when:" + _WEEKDAY_ABBR[low]
+    elif low in ("noon", "midday", "midnight"):
+        clock = "time:" + ("00:00" if low == "midnight" else "12:00")
+    lang = None
+    if low in _LANGUAGES or low in _LANGUAGE_ALIASES:
+        lang = "lang:" + _LANGUAGE_ALIASES.get(low, low)
+    stem = _stem(low)
+    negation = low in _NEGATIONS
+    stop = low in _STOPWORDS
+    shouted = tok.isupper() and len(tok) > 1  # "US" is not "us"
+    calendar = low in _MONTHS or low in _MONTH_NAMES or low in _WEEKDAYS
+    calendar = calendar or low in _WEEKDAY_ABBR or low in _LANGUAGES
+    calendar = calendar or low in _LANGUAGE_ALIASES
+    return _Word(
+        raw=raw,
+        low=low,
+        compound=_compound_number(low),
+        number_word=low in _NUMBER_WORDS,
+        unit="unit:" + _UNITS[base] if base in _UNITS else None,
+        unit_needs_number=low in ("m", "g", "l", "w", "v", "in", "min", "second", "s", "ms"),
+        base=base,
+        month=month,
+        when=when,
+        clock=clock,
+        relative=base in _TIME_UNITS or low in _WEEKDAYS,
+        lang=lang,
+        negation=negation,
+        axis=_AXIS_OF.get(low) or _AXIS_OF.get(stem),
+        capital=tok[0].isupper(),
+        proper=shouted or _inner_capital(tok),
+        calendar=calendar,
+        entity=(shouted or not stop) and not negation,
+        content=not stop and not negation,
+        stem=stem,
+        mapped=_SYNONYM.get(low) or _SYNONYM.get(stem) or stem,
+        pivot=low in _PIVOTS,
     )
 
 
