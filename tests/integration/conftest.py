@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,8 @@ from llama_index_instrumentation import get_dispatcher
 from tests.conftest import PATIENT_SOCKET_TIMEOUT
 from tests.integration.drivers import DRIVERS, Driver
 from tests.integration.test_llamaindex_llm import Recorder, close_llamaindex_loop
+
+SOCKET_TIMEOUT_ENV = "SEMCACHE_SOCKET_TIMEOUT"
 
 # Modules whose tests run on one Redis and on the loopback Redis Cluster (ids
 # ``[node]``/``[cluster]``): the cache must behave the same on both.
@@ -41,15 +44,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(autouse=True)
-def patient_on_both_topologies(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def patient_on_both_topologies(request: pytest.FixtureRequest) -> Iterator[None]:
     """In the modules that also run on the cluster, engines made without `make_engine`
     (LangChain's and LlamaIndex's wrappers given a URL) get its patient
     ``socket_timeout`` through the environment too, unless they set their own: the
-    loopback cluster on a loaded two-core machine can be slower than the shipped 0.1 s."""
-    if request.module.__name__.rsplit(".", 1)[-1] in BOTH_TOPOLOGIES:
-        monkeypatch.setenv("SEMCACHE_SOCKET_TIMEOUT", str(PATIENT_SOCKET_TIMEOUT))
+    loopback cluster on a loaded two-core machine can be slower than the shipped 0.1 s.
+    (Not through ``monkeypatch``: an autouse fixture holding it would undo a test's own
+    patches only after every other fixture's teardown.)"""
+    if request.module.__name__.rsplit(".", 1)[-1] not in BOTH_TOPOLOGIES:
+        yield
+        return
+    saved = os.environ.get(SOCKET_TIMEOUT_ENV)
+    os.environ[SOCKET_TIMEOUT_ENV] = str(PATIENT_SOCKET_TIMEOUT)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[SOCKET_TIMEOUT_ENV]
+        else:
+            os.environ[SOCKET_TIMEOUT_ENV] = saved
 
 
 @pytest.fixture(params=DRIVERS)
