@@ -58,6 +58,10 @@ SLACK = 0.1  # thread/task scheduling on a loaded 2-core machine, on top of one 
 OPEN_BUDGET = TIMEOUT / 10
 WARM = 0.6  # seconds of healthy traffic before the fault
 HOLD = 1.2  # seconds the fault lasts
+# ... or longer, until it has failed a call: a CLIENT KILL fails only a command in flight
+# (redis-py reconnects an idle connection it finds closed), and on a loaded machine the
+# traffic of 1.2 s may have none in flight at any of its kills.
+HOLD_MAX = 6.0
 RESUME_BUDGET = COOLDOWN + 4.0  # caching must resume within this after recovery
 THREADS = 4
 TASKS = 10
@@ -356,12 +360,20 @@ class Timeline:
         self.injected = 0.0
         self.recovered = 0.0
 
+    def _reached(self) -> bool:
+        """Whether the fault has failed a call yet (a lookup error or a failed store)."""
+        return any(
+            c.started >= self.injected
+            and (c.log.lookup_outcome == "error" or c.log.stored is False)
+            for c in self.calls_so_far()
+        )
+
     def run(self) -> None:
         time.sleep(WARM)
         self.injected = time.monotonic()
         self.fault.inject()
-        end = self.injected + HOLD
-        while time.monotonic() < end:
+        end, longest = self.injected + HOLD, self.injected + HOLD_MAX
+        while time.monotonic() < end or (time.monotonic() < longest and not self._reached()):
             if self.fault.period:
                 self.fault.during()
                 time.sleep(self.fault.period)
