@@ -79,7 +79,12 @@ def main() -> None:
             pipe.execute()
             while not index_progress(client.execute_command("FT.INFO", f"i{alg}"))[1]:
                 time.sleep(0.5)
-            print(f"{alg}: loaded and indexed in {time.time() - t:.1f} s", flush=True)
+            used = int(client.info("memory")["used_memory"])
+            print(
+                f"{alg}: loaded and indexed in {time.time() - t:.1f} s; Redis used_memory "
+                f"{used / n:,.0f} bytes per entry (the hashes and every index so far)",
+                flush=True,
+            )
             efs = [None] if alg == "FLAT" else [int(e) for e in args.efs.split(",")]
             for ef in efs:
                 for policy in (None, "BATCHES") if alg == "HNSW" else (None,):

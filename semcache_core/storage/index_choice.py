@@ -25,29 +25,36 @@ from .schema import active_index, building_index
 # A partition this small is searched exactly: brute force over 2,000 vectors of 384
 # dims costs about what an HNSW walk with a large EF_RUNTIME does (~0.3 ms).
 ADHOC_MAX = 2_000
-# Past this EF_RUNTIME the graph walk costs more than brute force over the partition.
+# Past this EF_RUNTIME the graph walk costs more than brute force over a partition of at
+# most `ADHOC_MAX_LARGE_EF` entries (~7 ms over 100k vectors, a walk at EF ~1,000 over
+# 1M): such a partition is searched exactly; a larger one keeps the walk.
 EF_MAX = 1_000
+ADHOC_MAX_LARGE_EF = 100_000
 # Seconds between two reads of the index sizes and the meta key (follow a rebuild).
 REFRESH_SECONDS = 5.0
 # Seconds a partition's entry count is trusted.
 PARTITION_TTL = 30.0
 
 # EF_RUNTIME for the nearest entry at >= 99 % of queries over a whole index (partition
-# share 1), HNSW M=16 EF_CONSTRUCTION=64, measured on random unit vectors of 384 dims
-# (the hardest case: no clusters to walk along; real MiniLM vectors need less):
-# (entries up to, EF_RUNTIME).
+# share 1), HNSW M=32 EF_CONSTRUCTION=200 (the defaults), measured with
+# benchmarks/hnsw_sweep.py on random unit vectors of 384 dims, each query's twin drawn
+# from the whole index (the hardest case: no clusters to walk along; real MiniLM vectors
+# need less): 10k: 300/300 at EF 16; 100k: 300/300 at 128; 1M: 293/300 at 256, 300/300 at
+# 512. (entries up to, EF_RUNTIME):
 EF_BY_SIZE: tuple[tuple[int, int], ...] = (
     (10_000, 64),
     (100_000, 128),
-    (1_000_000, 256),
+    (1_000_000, 512),
 )
 
 
 def base_ef(entries: int) -> int:
+    """`EF_BY_SIZE`'s EF_RUNTIME for an index of ``entries``; past its last size, twice
+    the last (not measured), at most `EF_MAX`."""
     for bound, ef in EF_BY_SIZE:
         if entries <= bound:
             return ef
-    return EF_BY_SIZE[-1][1] * 2
+    return min(EF_BY_SIZE[-1][1] * 2, EF_MAX)
 
 
 def query_plan(
@@ -61,9 +68,10 @@ def query_plan(
 
     FLAT is exact under any policy: the configured one is passed on (``auto``: none).
     HNSW with ``hybrid_policy="auto"``: ``ADHOC_BF`` (exact) for a partition of at most
-    `ADHOC_MAX` entries or one too small a share of the index to walk the graph for,
-    else ``BATCHES`` with EF_RUNTIME = `base_ef` / share (at least ``hnsw_ef_runtime``
-    and 2k). Unknown sizes count as the whole index being one partition.
+    `ADHOC_MAX` entries, or of at most `ADHOC_MAX_LARGE_EF` that is too small a share of
+    the index to walk the graph for (EF_RUNTIME past `EF_MAX`), else ``BATCHES`` with
+    EF_RUNTIME = `base_ef` / share (at least ``hnsw_ef_runtime`` and 2k, at most 4,096).
+    Unknown sizes count as the whole index being one partition.
     """
     pinned = None if config.hybrid_policy == "auto" else config.hybrid_policy
     if algorithm != "hnsw":
@@ -73,7 +81,7 @@ def query_plan(
     n = max(1, index_entries or 0)
     part = n if partition_entries is None else max(1, min(partition_entries, n))
     ef = max(config.hnsw_ef_runtime, 2 * k, math.ceil(base_ef(n) * n / part))
-    if pinned is None and (part <= ADHOC_MAX or ef > EF_MAX):
+    if pinned is None and (part <= ADHOC_MAX or (ef > EF_MAX and part <= ADHOC_MAX_LARGE_EF)):
         return "adhoc_bf", None
     return "batches", min(ef, 4096)
 

@@ -8,7 +8,14 @@ import pytest
 
 from semcache_core.config import CacheConfig
 from semcache_core.errors import SchemaMismatchError
-from semcache_core.storage.index_choice import ADHOC_MAX, base_ef, query_plan, wants_hnsw
+from semcache_core.storage.index_choice import (
+    ADHOC_MAX,
+    ADHOC_MAX_LARGE_EF,
+    EF_MAX,
+    base_ef,
+    query_plan,
+    wants_hnsw,
+)
 from semcache_core.storage.layout import Layout
 from semcache_core.storage.schema import active_index, check_meta, meta_document
 
@@ -37,6 +44,13 @@ def test_hnsw_ef_runtime_grows_with_size_and_shrinking_share() -> None:
     assert base_ef(10_000) < base_ef(100_000) < base_ef(1_000_000)
     # A partition too small a share to walk the graph for: brute force over it.
     assert query_plan(cfg, "hnsw", 10**6, 5_000, 3) == ("adhoc_bf", None)
+    assert query_plan(cfg, "hnsw", 10**6, ADHOC_MAX_LARGE_EF, 3) == ("adhoc_bf", None)
+    # ... but not a large one, whose brute force would cost more than the walk.
+    plan = query_plan(cfg, "hnsw", 10**6, 400_000, 3)
+    assert plan[0] == "batches" and plan[1] is not None and plan[1] > EF_MAX
+    # Past the measured sizes the walk widens, never into brute force over the index.
+    assert base_ef(1_000_000) < base_ef(4_000_000) == EF_MAX
+    assert query_plan(cfg, "hnsw", 4_000_000, 4_000_000, 3) == ("batches", EF_MAX)
     # hnsw_ef_runtime is a floor; a pinned policy is kept.
     assert query_plan(config(hnsw_ef_runtime=900), "hnsw", 10_000, 10_000, 3)[1] == 900
     assert query_plan(config(hybrid_policy="batches"), "hnsw", 10**6, 10, 3)[0] == "batches"
