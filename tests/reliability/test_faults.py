@@ -361,12 +361,8 @@ class Timeline:
         self.recovered = 0.0
 
     def _reached(self) -> bool:
-        """Whether the fault has failed a call yet (a lookup error or a failed store)."""
-        return any(
-            c.started >= self.injected
-            and (c.log.lookup_outcome == "error" or c.log.stored is False)
-            for c in self.calls_so_far()
-        )
+        """Whether the fault has failed a call yet."""
+        return any(c.started >= self.injected and _hurt(c) for c in self.calls_so_far())
 
     def run(self) -> None:
         time.sleep(WARM)
@@ -385,6 +381,11 @@ class Timeline:
         while time.monotonic() < deadline and _resumed_at(self.calls_so_far(), self) is None:
             time.sleep(0.05)
         time.sleep(0.2)  # a little traffic after recovery, for the counters
+
+
+def _hurt(c: Call) -> bool:
+    """The fault reached the cache in this call: its lookup failed, or its store."""
+    return c.log.lookup_outcome == "error" or c.log.stored is False
 
 
 def _resumed_at(calls: list[Call], timeline: Timeline) -> float | None:
@@ -420,7 +421,7 @@ def _check(
     faulty = [c for c in calls if tl.injected <= c.started < tl.recovered]
     assert faulty, "no traffic while the fault lasted"
     open_calls = [added(c) for c in calls if c.log.lookup_outcome == "bypass"]
-    errors = [c for c in faulty if c.log.lookup_outcome == "error" or c.log.stored is False]
+    errors = [c for c in faulty if _hurt(c)]
     assert errors, "the fault never reached the cache"
     if fault.breaker_opens:
         assert open_calls, "the breaker never opened"
