@@ -14,7 +14,7 @@ import json
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from cachetools import LRUCache
 from langchain_core.messages import AIMessage, BaseMessage, message_to_dict
@@ -114,6 +114,7 @@ share_decoded(decode_generations)  # the adapter serves copies (`served_copies`)
 
 
 _CONTAINERS = (dict, list)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def _fresh(value: Any) -> Any:
@@ -143,14 +144,34 @@ def served_copies(generations: Sequence[Generation], marker: dict[str, Any]) -> 
             update = {
                 name: _fresh(value)
                 for name, value in message.__dict__.items()
-                if type(value) in _CONTAINERS
+                if type(value) in _CONTAINERS and name != "response_metadata"
             }
-            update["response_metadata"] = {**message.response_metadata, "semcache": marker}
-            copy = message.model_copy(update=update)
-            out.append(gen.model_copy(update={"message": copy, "generation_info": info}))
+            update["response_metadata"] = {**_fresh(message.response_metadata), "semcache": marker}
+            copy = _copied(message, update)
+            out.append(_copied(gen, {"message": copy, "generation_info": info}))
         else:
-            out.append(gen.model_copy(update={"generation_info": info}))
+            out.append(_copied(gen, {"generation_info": info}))
     return out
+
+
+_set = object.__setattr__
+
+
+def _copied(model: _M, update: dict[str, Any]) -> _M:
+    """``model.model_copy(update=update)`` for ``update`` of declared fields, without
+    the generic `copy.copy` dispatch (half its cost; this runs on every hit). Models
+    with private attributes or extra fields take pydantic's own path."""
+    if getattr(model, "__pydantic_private__", None) or model.__pydantic_extra__:
+        return model.model_copy(update=update)
+    cls = type(model)
+    new = cls.__new__(cls)
+    fields = model.__dict__.copy()
+    fields.update(update)
+    _set(new, "__dict__", fields)
+    _set(new, "__pydantic_extra__", None if model.__pydantic_extra__ is None else {})
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_private__", None)
+    return new
 
 
 def _read_generations(payload: bytes, codec: str) -> list[tuple[str, Any, dict[str, Any] | None]]:

@@ -76,16 +76,42 @@ class LocalStats:
         self.invalidated = 0
 
     def record_lookup(
-        self, tenant: str, outcome: Outcome, seconds: float, similarity: float | None = None
+        self,
+        tenant: str,
+        outcome: Outcome,
+        seconds: float,
+        similarity: float | None = None,
+        saved: tuple[int, float] | None = None,
     ) -> None:
+        """Count a lookup, and what its hit ``saved`` (tokens, dollars): one lock and
+        one pending write for both (this runs on every lookup, L1 hits included)."""
+        name = outcome.value
         with self._lock:
-            self._counts[tenant][outcome.value] += 1
-            self._counts[tenant]["requests"] += 1
+            counts = self._counts[tenant]
+            counts[name] += 1
+            counts["requests"] += 1
             self._seconds[tenant] += seconds
+            if saved is not None:
+                counts["tokens_saved"] += saved[0]
+                self._cost[tenant] += saved[1]
         if self.pending is not None:
-            self.pending.add_many(tenant, ((outcome.value, 1), ("requests", 1)))
+            if saved is None:
+                self.pending.add_many(tenant, ((name, 1), ("requests", 1)))
+            else:
+                tokens, usd = saved
+                self.pending.add_many(
+                    tenant,
+                    (
+                        (name, 1),
+                        ("requests", 1),
+                        ("tokens_saved", tokens),
+                        ("cost_saved_usd", usd),
+                    ),
+                )
         if self.prometheus is not None:
             self.prometheus.lookup(self.namespace, tenant, outcome, seconds, similarity)
+            if saved is not None:
+                self.prometheus.saved(self.namespace, tenant, saved[0], saved[1])
 
     def record(self, tenant: str, name: str, n: int = 1) -> None:
         with self._lock:
@@ -110,15 +136,6 @@ class LocalStats:
             self.invalidated += n
         if self.prometheus is not None:
             self.prometheus.invalidated_entries(self.namespace, n)
-
-    def record_saved(self, tenant: str, tokens: int, usd: float) -> None:
-        with self._lock:
-            self._counts[tenant]["tokens_saved"] += tokens
-            self._cost[tenant] += usd
-        if self.pending is not None:
-            self.pending.add_many(tenant, (("tokens_saved", tokens), ("cost_saved_usd", usd)))
-        if self.prometheus is not None:
-            self.prometheus.saved(self.namespace, tenant, tokens, usd)
 
     def snapshot(self, tenant: str | None = None) -> dict[str, Any]:
         with self._lock:

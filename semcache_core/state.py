@@ -168,18 +168,15 @@ class EngineState(LocalTierSteps):
         outcome, found = decision.outcome, decision.found
         entry = found.entry if found is not None else None
         served = decision.served
+        saved = None
+        if served and entry is not None and entry.usage is not None:
+            saved = self.savings.saved(entry.usage)
         if stale:
             # A second lookup for a request already counted: counted apart.
             self.stats.record(request.tenant, "stale_served" if served else "stale_missed")
         elif record:
-            self.stats.record_lookup(request.tenant, outcome, seconds, decision.similarity)
-        tokens, usd = 0, 0.0
-        if served and entry is not None and entry.usage is not None:
-            saved = self.savings.saved(entry.usage)
-            if saved is not None:
-                tokens, usd = saved
-                if record and not stale:
-                    self.stats.record_saved(request.tenant, tokens, usd)
+            self.stats.record_lookup(request.tenant, outcome, seconds, decision.similarity, saved)
+        tokens, usd = saved if saved is not None else (0, 0.0)
         result = LookupResult(
             outcome=outcome,
             value=found.value if served and found is not None else None,
@@ -206,9 +203,12 @@ class EngineState(LocalTierSteps):
 
     def record(self, request: CacheRequest, result: LookupResult) -> None:
         """Count a lookup whose recording was held back (coalescing)."""
-        self.stats.record_lookup(request.tenant, result.outcome, result.seconds, result.similarity)
+        saved = None
         if result.tokens_saved or result.cost_saved_usd:
-            self.stats.record_saved(request.tenant, result.tokens_saved, result.cost_saved_usd)
+            saved = (result.tokens_saved, result.cost_saved_usd)
+        self.stats.record_lookup(
+            request.tenant, result.outcome, result.seconds, result.similarity, saved
+        )
 
     def span(self, name: str, request: CacheRequest | None) -> AbstractContextManager[Any]:
         """An OpenTelemetry span around a call; it yields ``None`` without opentelemetry
@@ -302,8 +302,11 @@ class EngineState(LocalTierSteps):
         return pol
 
     def cached_policy(self, tenant: str) -> TenantPolicy | None:
-        with self.policy_lock:
-            return self.policies.get(tenant)
+        with self.policy_lock:  # not `get`: it adds three frames to every lookup
+            try:
+                return self.policies[tenant]
+            except KeyError:
+                return None
 
     def semantic_policy(self, pol: TenantPolicy) -> read.SemanticPolicy:
         return read.SemanticPolicy(

@@ -212,7 +212,9 @@ def test_served_generations_are_copies(make_engine: Callable[..., CacheEngine]) 
     what it was served never reaches the next hit."""
     cache = SemanticCache(engine=serving_l1(make_engine(l1_maxsize=100)))
     prompt = chat("Look up order 42.")
-    written(cache.engine, lambda: cache.update(prompt, LLM, answer("Order 42 shipped.")))
+    stored = answer("Order 42 shipped.")
+    stored[0].message.response_metadata = {"token_usage": {"prompt_tokens": 3}}
+    written(cache.engine, lambda: cache.update(prompt, LLM, stored))
     for _ in range(2):  # from Redis, then from L1
         served = cache.lookup(prompt, LLM)
         assert served is not None
@@ -227,17 +229,22 @@ def test_served_generations_are_copies(make_engine: Callable[..., CacheEngine]) 
         assert gen.message.tool_calls[0]["args"] == {"q": "Order 42 shipped."}
         assert gen.generation_info == {"finish_reason": "stop"}
         assert gen.message.response_metadata["semcache"]["layer"] == "exact"
+        assert gen.message.response_metadata["token_usage"] == {"prompt_tokens": 3}
         # Everything a caller can change in place, changed.
         gen.message.tool_calls[0]["args"]["q"] = "tampered"
         gen.message.tool_calls.append({"name": "x", "args": {}, "id": "2", "type": "tool_call"})
         assert gen.message.usage_metadata is not None
         gen.message.usage_metadata["total_cost"] = 0  # type: ignore[typeddict-unknown-key]
         gen.message.response_metadata["semcache"]["layer"] = "tampered"
+        gen.message.response_metadata["token_usage"]["prompt_tokens"] = 0
+        gen.message.tampered = True  # an extra attribute (messages allow them)
+        assert gen.message.model_extra == {"tampered": True}
         gen.message.additional_kwargs["x"] = 1
         assert gen.generation_info is not None
         gen.generation_info["finish_reason"] = "tampered"
         gen.message = AIMessage(content="replaced")  # what LangChain does on a hit
-    assert cache.engine.stats(totals=False)["l1"]["hits"] == 1
+    assert cache.lookup(prompt, LLM)[0].message.model_extra == {}  # type: ignore[index]
+    assert cache.engine.stats(totals=False)["l1"]["hits"] == 2
 
 
 def test_l1_decodes_an_entry_once_for_a_shared_decoder(
