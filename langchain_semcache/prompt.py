@@ -16,8 +16,7 @@ the first run stored.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _HUMAN = {"human", "HumanMessage", "HumanMessageChunk"}
 _AI = {"ai", "AIMessage", "AIMessageChunk"}
@@ -28,8 +27,7 @@ _FRAMEWORK_USAGE = ("total_cost",)
 _KEY_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
 
 
-@dataclass(frozen=True)
-class ParsedPrompt:
+class ParsedPrompt(NamedTuple):
     """The question to embed (``None``: no semantic lookup) and the exact-match context."""
 
     question: str | None
@@ -69,9 +67,12 @@ def _is_human(message: dict[str, Any]) -> bool:
 def _without_bookkeeping(message: dict[str, Any]) -> dict[str, Any]:
     """An AI message as the model produced it: no hit marker, no cost LangChain adds to
     a hit; metadata left empty by that is dropped (the original may have had none)."""
+    kwargs = message["kwargs"]
+    if "response_metadata" not in kwargs and "usage_metadata" not in kwargs:
+        return message  # nothing to remove (a human or system message, say)
     if _type(message) not in _AI:
         return message
-    kwargs = dict(message["kwargs"])
+    kwargs = dict(kwargs)
     meta = kwargs.get("response_metadata")
     if isinstance(meta, dict):
         meta = {k: v for k, v in meta.items() if k != _MARKER}

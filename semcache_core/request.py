@@ -45,11 +45,20 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(canonical_json([KEY_VERSION, *parts])).hexdigest()[:_DIGEST_CHARS]
 
 
+def _hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
+
+
+def partition_digest(tenant_token: str, scope_token: str) -> str:
+    """``digest("partition", tenant_token, scope_token)``, formatted directly: both are
+    hex digests, JSON strings as they are."""
+    return _hex(f'[{KEY_VERSION},"partition","{tenant_token}","{scope_token}"]')
+
+
 def exact_digest(tenant_token: str, scope_token: str, prompt: str) -> str:
     """``digest("exact", tenant_token, scope_token, prompt)``, without walking a list:
     the tokens are hex digests (JSON strings as they are), the prompt is encoded once."""
-    text = f'[{KEY_VERSION},"exact","{tenant_token}","{scope_token}",{_json_string(prompt)}]'
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]
+    return _hex(f'[{KEY_VERSION},"exact","{tenant_token}","{scope_token}",{_json_string(prompt)}]')
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -82,12 +91,13 @@ def tag_digest(tag: str) -> str:
 
 def scope_digest(scope: Mapping[str, Any]) -> str:
     """The token that stands for a scope (model, parameters, conversation so far)."""
-    try:
-        return digest("scope", scope)
+    try:  # digest("scope", scope), without walking the outer list
+        text = b'[%d,"scope",' % KEY_VERSION + canonical_json(scope) + b"]"
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
             f"scope must be JSON-serializable (str keys, no NaN), got {scope!r}: {exc}"
         ) from exc
+    return hashlib.sha256(text).hexdigest()[:_DIGEST_CHARS]
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,10 @@ class CacheRequest:
         scope = dict(scope or {})
         s_token = scope_digest(scope)
         t_token = tenant_digest(tenant)
-        return cls(
+        # What the frozen dataclass's __init__ would set (it costs a setattr per field):
+        # every field, the derived ones included, so the instance is the same.
+        request = object.__new__(cls)
+        request.__dict__.update(
             tenant=tenant,
             namespace=namespace,
             prompt=prompt,
@@ -171,9 +184,12 @@ class CacheRequest:
             ttl=ttl,
             tenant_token=t_token,
             scope_token=s_token,
-            partition=digest("partition", t_token, s_token),
+            partition=partition_digest(t_token, s_token),
             # The namespace is in the key's prefix, not here: an exported entry can be
             # imported into another namespace and still be found.
             exact_key=exact_digest(t_token, s_token, prompt),
             kind=kind,
+            vectors={},
+            budget=BudgetSlot(),
         )
+        return request

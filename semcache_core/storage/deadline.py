@@ -55,7 +55,9 @@ class _SyncBudgeted:
         if budget is None or self._sock is None:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
         timeout = budget.timeout(self.socket_timeout)
-        self._sock.settimeout(timeout)
+        lowered = timeout != self.socket_timeout  # else the socket has it (two syscalls)
+        if lowered:
+            self._sock.settimeout(timeout)
         started = time.monotonic()
         timed_out = False
         try:
@@ -66,7 +68,7 @@ class _SyncBudgeted:
             raise
         finally:
             budget.charge(time.monotonic() - started, timed_out=timed_out)
-            if self._sock is not None:  # (a timed-out read disconnects)
+            if lowered and self._sock is not None:  # (a timed-out read disconnects)
                 self._sock.settimeout(self.socket_timeout)
 
 

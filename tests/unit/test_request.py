@@ -105,3 +105,30 @@ def test_the_exact_key_is_the_digest_it_always_was(prompt: str) -> None:
     assert req.partition == digest("partition", req.tenant_token, req.scope_token)
     assert req.scope_token == digest("scope", {"m": 1})
     assert canonical_json({"b": [1.5, None], "a": "é"}) == '{"a":"é","b":[1.5,null]}'.encode()
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [{}, {"llm_string": "m", "context": {"messages": [{"a": "é\ud800", "b": [1.5, None]}]}}],
+)
+def test_the_scope_token_is_the_digest_it_always_was(scope: dict[str, object]) -> None:
+    """`scope_digest` formats the outer list itself; the bytes hashed are unchanged."""
+    req = CacheRequest.build(tenant="acme", namespace="ns", prompt="p", scope=scope)
+    assert req.scope_token == digest("scope", scope)
+
+
+def test_a_built_request_is_the_dataclass_it_claims_to_be() -> None:
+    """`build` fills the instance without the frozen __init__: every field is set, it
+    compares equal to one made the ordinary way, and it stays frozen."""
+    import dataclasses
+
+    req = build(question="q", scope={"m": 1}, tags=("a", "b", "a"), kind="chat")
+    assert set(vars(req)) == {f.name for f in dataclasses.fields(CacheRequest)}
+    same = CacheRequest(
+        **{f.name: getattr(req, f.name) for f in dataclasses.fields(CacheRequest) if f.init}
+    )
+    assert same == req and dataclasses.replace(req) == req and req.tags == ("a", "b")
+    assert req.vectors == {} and req.budget.last is None
+    assert build().budget is not req.budget and build().vectors is not req.vectors
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        req.prompt = "other"  # type: ignore[misc]
