@@ -54,16 +54,19 @@ HOT = 100  # stored prompts the hit rows cycle through
 WARM = 20  # calls before the counted ones (imports, connections, first-call paths)
 
 
-def _caches(url: str, ns: str) -> dict[str, object]:
+def _cache(name: str, url: str, ns: str) -> object:
+    """One cache; a child makes only its own (semcache's background threads, the L1
+    subscriber and the stats flush, would run during another row's calls)."""
     from langchain_redis import RedisCache
 
     from langchain_semcache import SemanticCache
 
-    return {
-        "semcache": SemanticCache(redis_url=url, namespace=ns),
-        "semcache+L1": SemanticCache(redis_url=url, namespace=ns, l1_maxsize=10_000, l1_ttl=3600),
-        "RedisCache": RedisCache(redis_url=url, prefix=ns),
-    }
+    if name == "RedisCache":
+        return RedisCache(redis_url=url, prefix=ns)
+    if name == "semcache+L1":
+        return SemanticCache(redis_url=url, namespace=ns, l1_maxsize=10_000, l1_ttl=3600)
+    assert name == "semcache", name
+    return SemanticCache(redis_url=url, namespace=ns)
 
 
 def child(mode: str, n: int, calls: int, url: str, ns: str) -> None:
@@ -71,7 +74,7 @@ def child(mode: str, n: int, calls: int, url: str, ns: str) -> None:
     import hotpath
 
     kind, name = mode.split(":")
-    cache = _caches(url, ns)[name]
+    cache = _cache(name, url, ns)
     lookup = cache.lookup  # type: ignore[attr-defined]
     llm = hotpath.LLM_STRING
     if kind == "miss":
@@ -149,11 +152,11 @@ def main() -> None:
     common.print_machine(console, info)
     with common.private_redis(console) as url:
         ns = f"ins{uuid.uuid4().hex[:6]}"
-        caches = _caches(url, ns)
+        writers = [_cache("semcache", url, ns), _cache("RedisCache", url, ns)]
         for i in range(HOT):
             p, ans = hotpath.prompt(hotpath.question(i)), hotpath.answer(i)
-            for name in ("semcache", "RedisCache"):
-                caches[name].update(p, hotpath.LLM_STRING, ans)  # type: ignore[attr-defined]
+            for cache in writers:
+                cache.update(p, hotpath.LLM_STRING, ans)  # type: ignore[attr-defined]
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as pool:
             console.print(f"[dim]{len(modes)} rows x 2 callgrind runs, 2 at a time...[/]")
             futures = {m: pool.submit(per_call, m, args.calls, url, ns, Path(tmp)) for m in modes}
