@@ -49,6 +49,7 @@ class StallWatch:
 
     def __init__(self) -> None:
         self.stalls: list[tuple[float, float]] = []  # (woke, seconds late)
+        self._woke = 0.0  # the latest wake-up, recorded or not
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="stall-watch")
 
@@ -68,9 +69,16 @@ class StallWatch:
             late = woke - before - self.TICK
             if late > self.NOISE:
                 self.stalls.append((woke, late))
+            self._woke = woke
 
     def within(self, started: float, finished: float) -> float:
-        """Seconds of stall that overlapped [started, finished] (monotonic clock)."""
+        """Seconds of stall that overlapped [started, finished] (monotonic clock).
+
+        A stall is recorded when the thread runs again, which may be after the caller
+        asks: wait (at most 1 s) for a wake-up past ``finished`` first."""
+        deadline = time.monotonic() + 1.0
+        while self._woke < finished and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(self.TICK)
         total = 0.0
         for woke, late in list(self.stalls):
             overlap = min(woke, finished) - max(woke - late, started)
