@@ -596,6 +596,16 @@ class _Features:
     language: str | None
     script: str | None
 
+    # Counted when a comparison first needs them, then kept with the parts (a stored
+    # question's parts are compared again at every lookup it is a candidate of).
+    @functools.cached_property
+    def sequence_counts(self) -> Counter[str]:
+        return Counter(self.sequence)
+
+    @functools.cached_property
+    def raw_counts(self) -> Counter[str]:
+        return Counter(self.raw)
+
 
 # Who a text speaks as, or to: "You're an idiot if you think this works" insults the
 # reader, "I'd be an idiot to think this works" is self-deprecation.
@@ -1038,7 +1048,9 @@ def _inner_capital(tok: str) -> bool:
 def _flipped(a: Counter[tuple[str, int]], b: Counter[tuple[str, int]]) -> bool:
     """Did one text trade a word of an antonym axis for its opposite ("before" for
     "after")? Mentioning an axis on one side only is not a flip."""
-    for name in {axis for axis, _ in (a + b)}:
+    if not a or not b:
+        return False  # a flip needs the axis on both sides
+    for name in {axis for axis, _ in a} | {axis for axis, _ in b}:
         d0 = a[(name, 0)] - b[(name, 0)]
         d1 = a[(name, 1)] - b[(name, 1)]
         if d0 * d1 < 0:
@@ -1046,30 +1058,40 @@ def _flipped(a: Counter[tuple[str, int]], b: Counter[tuple[str, int]]) -> bool:
     return False
 
 
+def _overlap(a: Counter[str], b: Counter[str]) -> int:
+    """``sum((a & b).values())`` for counts that are all positive, without the
+    intermediate Counter (the comparison runs on every semantic candidate)."""
+    if len(a) > len(b):
+        a, b = b, a
+    get = b.get
+    return sum(n if n <= m else m for w, n in a.items() if (m := get(w, 0)))
+
+
 def _reordered(a: _Features, b: _Features) -> bool:
     """Do two texts say the same things in another order? In app traffic that is a swap
     of roles or direction ("Boston to Denver", "from June 12 to June 14", "transfer my
     subscription to my husband's account")."""
     sa, sb = a.sequence, b.sequence
-    ca, cb = Counter(sa), Counter(sb)
-    if _one_block_moved([w for w in sa if w in cb], [w for w in sb if w in ca]):
+    ca, cb = a.sequence_counts, b.sequence_counts
+    kept_a = [w for w in sa if w in cb]
+    kept_b = [w for w in sb if w in ca]
+    if _one_block_moved(kept_a, kept_b):
         return False  # a clause moved as a whole ("from June 12, three nights")
-    ra, rb = Counter(a.raw), Counter(b.raw)
-    same_words = sum((ra & rb).values()) / max(len(a.raw), len(b.raw), 1) >= 0.85
-    if same_words and [w for w in sa if w in cb] != [w for w in sb if w in ca]:
+    same_words = _overlap(a.raw_counts, b.raw_counts) / max(len(a.raw), len(b.raw), 1) >= 0.85
+    if same_words and kept_a != kept_b:
         return True  # nearly the same words, and what they share stands in another order
-    if sum((ca & cb).values()) / max(len(sa), len(sb), 1) < 0.6:
+    if _overlap(ca, cb) / max(len(sa), len(sb), 1) < 0.6:
         return False  # reworded: word order says little
-    # Two items trade places around a third that stays between them ("A owes B").
-    once = [w for w in sa if ca[w] == 1 and cb.get(w) == 1]
+    # Two items trade places around a third that stays between them ("A owes B"): the
+    # positions in ``b`` of the words each text has once, in ``a``'s order.
     pos_b = {w: i for i, w in enumerate(sb) if cb[w] == 1}
-    words = once[:60]
-    for i, x in enumerate(words):
-        for k in range(i + 2, len(words)):
-            y = words[k]
-            if pos_b[y] > pos_b[x]:
+    at = [pos_b[w] for w in sa if ca[w] == 1 and cb.get(w) == 1][:60]
+    for i, x in enumerate(at):
+        for k in range(i + 2, len(at)):
+            y = at[k]
+            if y > x:
                 continue
-            if any(pos_b[y] < pos_b[p] < pos_b[x] for p in words[i + 1 : k]):
+            if any(y < p < x for p in at[i + 1 : k]):
                 return True
     return False
 
@@ -1083,7 +1105,7 @@ def _one_block_moved(a: list[str], b: list[str]) -> bool:
     subscription to my account"), and a negation never moves ("don't cancel, just
     change" / "cancel, don't change")."""
     n = len(a)
-    if a == b or n != len(b) or n > 40 or Counter(a) != Counter(b):
+    if a == b or n != len(b) or n > 40 or sorted(a) != sorted(b):
         return False
     start = next(i for i in range(n) if a[i] != b[i])
     end = next(i for i in range(n - 1, -1, -1) if a[i] != b[i]) + 1
@@ -1123,10 +1145,12 @@ def _shared_ratio(a: tuple[str, ...], b: tuple[str, ...]) -> float:
 def _differing(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """The content words only one side has (a moved word or a typo is not one)."""
     ta, tb = _trim(a, b)
+    if not ta and not tb:
+        return [], []
     ca, cb = Counter(ta), Counter(tb)
-    common = ca & cb
-    only_a = list((ca - common).elements())
-    only_b = list((cb - common).elements())
+    # ``(ca - (ca & cb)).elements()``: each side's surplus, in first-seen order.
+    only_a = [w for w, n in ca.items() for _ in range(n - cb.get(w, 0))]
+    only_b = [w for w, n in cb.items() for _ in range(n - ca.get(w, 0))]
     for x in list(only_a):
         match = next((y for y in only_b if _typo(x, y)), None)
         if match is not None:
@@ -1156,6 +1180,12 @@ class RuleVerifier:
 
     def __call__(self, query: str, candidate: str) -> Verification:
         return verify(query, candidate, self.strictness)
+
+
+def _same_counts(a: Counter[str], b: Counter[str]) -> bool:
+    """``a == b`` for counts that are all positive: `dict`'s equality, in C (Counter's
+    own is a Python loop that reads missing keys as zero)."""
+    return dict.__eq__(a, b)
 
 
 def _roles_swapped(
@@ -1191,7 +1221,7 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
         return Verification(False, "script")
     if fa.language and fb.language and fa.language != fb.language:
         return Verification(False, "language")
-    if fa.protected != fb.protected:
+    if not _same_counts(fa.protected, fb.protected):
         diff = _quotes_said(fa.protected - fb.protected, fb.text) + _quotes_said(
             fb.protected - fa.protected, fa.text
         )
@@ -1219,19 +1249,30 @@ def verify(query: str, candidate: str, strictness: Strictness = "balanced") -> V
     only_a, only_b = _differing(fa.content, fb.content)
     if strictness == "strict":
         return Verification(False, "wording") if only_a or only_b else AGREE
-    shared = _shared_ratio(fa.content, fb.content)
+    if not only_a and not only_b:
+        return AGREE  # the rules below weigh words one side has
+    # How much content the texts share, in order: read only when a rule needs it.
+    shared = -1.0
     axes_a = Counter(a for w in only_a if (a := _AXIS_OF.get(w)) is not None)
     axes_b = Counter(b for w in only_b if (b := _AXIS_OF.get(w)) is not None)
-    if axes_a != axes_b and shared >= 0.3:
-        # A direction word added or dropped ("in the first 48 hours" / "after the first
-        # 48 hours"): the question changed its direction. Only where the texts still
-        # share a third of their content words in order: a heavily reworded paraphrase
-        # adds and drops such words as it goes ("most recent" for "last").
-        return Verification(False, "antonym")
-    if only_a and only_b and shared >= 0.5:
-        # Content words replaced in otherwise shared text ("cancel" for "pause", another
-        # question about the same long context): the user's input changed.
-        return Verification(False, "substitution")
-    if len(only_a) + len(only_b) > 1 and shared >= 0.8:
-        return Verification(False, "edit")
+    if axes_a != axes_b:
+        shared = _shared_ratio(fa.content, fb.content)
+        if shared >= 0.3:
+            # A direction word added or dropped ("in the first 48 hours" / "after the
+            # first 48 hours"): the question changed its direction. Only where the texts
+            # still share a third of their content words in order: a heavily reworded
+            # paraphrase adds and drops such words as it goes ("most recent" for "last").
+            return Verification(False, "antonym")
+    if only_a and only_b:
+        if shared < 0.0:
+            shared = _shared_ratio(fa.content, fb.content)
+        if shared >= 0.5:
+            # Content words replaced in otherwise shared text ("cancel" for "pause",
+            # another question about the same long context): the user's input changed.
+            return Verification(False, "substitution")
+    if len(only_a) + len(only_b) > 1:
+        if shared < 0.0:
+            shared = _shared_ratio(fa.content, fb.content)
+        if shared >= 0.8:
+            return Verification(False, "edit")
     return AGREE

@@ -6,8 +6,13 @@ or more with all-MiniLM-L6-v2); the passes are rewordings that must still hit.
 
 from __future__ import annotations
 
-import pytest
+from collections import Counter
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from semcache_core.core import verify as verify_module
 from semcache_core.core.verify import RuleVerifier, features, verify
 from semcache_core.errors import ConfigurationError
 from semcache_core.verifiers import as_verifier
@@ -185,3 +190,34 @@ def test_first_as_an_adverb_is_not_a_number() -> None:
     assert "num:1" not in features("Should I get a court order first?").protected
     assert "num:1" not in features("Clear the balance first and then invest.").protected
     assert features("Only in the first 48 hours").protected["num:1"] == 1
+
+
+# -- the comparison's counting helpers against the Counter algebra they replace --------
+_WORDS = st.lists(st.sampled_from(["a", "b", "c", "pay", "paid", "refund", "refnd"]), max_size=12)
+
+
+@given(_WORDS, _WORDS)
+def test_overlap_is_the_size_of_the_multiset_intersection(a: list[str], b: list[str]) -> None:
+    assert verify_module._overlap(Counter(a), Counter(b)) == sum(
+        (Counter(a) & Counter(b)).values()
+    )
+
+
+@given(_WORDS, _WORDS)
+def test_differing_is_each_sides_surplus_in_first_seen_order(a: list[str], b: list[str]) -> None:
+    ta, tb = verify_module._trim(tuple(a), tuple(b))
+    ca, cb = Counter(ta), Counter(tb)
+    expected_a = list((ca - (ca & cb)).elements())
+    expected_b = list((cb - (ca & cb)).elements())
+    for x in list(expected_a):  # a typo is not a differing word
+        match = next((y for y in expected_b if verify_module._typo(x, y)), None)
+        if match is not None:
+            expected_a.remove(x)
+            expected_b.remove(match)
+    assert verify_module._differing(tuple(a), tuple(b)) == (expected_a, expected_b)
+
+
+def test_a_candidates_counts_are_kept_with_its_parts() -> None:
+    f = features("Transfer 20 dollars from checking to savings")
+    assert f.sequence_counts is f.sequence_counts  # counted once
+    assert f.sequence_counts == Counter(f.sequence) and f.raw_counts == Counter(f.raw)
