@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import tracing
 from .config import CacheConfig
 from .core import read
 from .core.read import Decoder
+from .core.result import LookupResult
 from .l1 import Held, LocalTier, drop_message
 from .request import CacheRequest
+from .resilience import CircuitBreaker
 from .storage.l1_subscriber import L1Coherence
 from .storage.layout import Layout
 
@@ -28,9 +32,43 @@ class LocalTierSteps:
     l1_pid: int
     setup_lock: threading.Lock
     clock: Callable[[], float]
+    breaker: CircuitBreaker
+    ready: bool
 
     def key(self, request: CacheRequest) -> str:
         raise NotImplementedError
+
+    def cached_policy(self, tenant: str) -> Any:
+        raise NotImplementedError
+
+    def result(
+        self, request: CacheRequest, decision: read.ReadDecision, started: float
+    ) -> LookupResult:
+        raise NotImplementedError
+
+    def l1_hit(self, request: CacheRequest, decode: Decoder | None) -> LookupResult | None:
+        """An exact hit on this process's L1 copy, decided and counted without the
+        lookup's Redis set-up (its budget, its store, its policy read): the lookup's short
+        path, for both drivers. ``None``: take the whole lookup, which decides the same
+        way where this one would have served. It declines when there is no copy, or one
+        not decoded by ``decode`` yet; for a tenant whose policy is not read yet or has
+        no exact layer; with sliding TTLs (a hit writes to Redis); while the breaker is
+        open (a lookup then bypasses the cache, L1 included) or the index is not set up;
+        and while tracing is on (the whole lookup makes the span)."""
+        started = time.perf_counter()
+        if decode is None or self.config.sliding_ttl or not self.ready or tracing.active():
+            return None
+        pol = self.cached_policy(request.tenant)
+        if pol is None or not pol.exact or not self.breaker.allow():
+            return None
+        tier = self.l1_tier()
+        held = tier.held(self.key(request)) if tier is not None else None
+        found = self.l1_reuse(request, held, decode, 0.0) if held is not None else None
+        if found is None:
+            return None
+        request.budget.last = None  # no Redis wait spent: a store after it gets it all
+        decision = read.exact_hit(found, stale=False, sliding=False, now=self.clock())
+        return self.result(request, decision, started)
 
     def l1_tier(self) -> LocalTier | None:
         """The in-process tier, its coherence subscriber started on first use (and again

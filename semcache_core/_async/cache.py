@@ -65,8 +65,13 @@ class AsyncCache:
         stale: bool = False,
     ) -> LookupResult:
         """See `CacheEngine.lookup`."""
-        # The Redis wait this call may add, shared with its store (`storage.deadline`).
         state = self.state
+        if state.l1 is not None and not stale:
+            held = state.l1_hit(request, decode)
+            if held is not None:
+                await self.flush_counts()
+                return held
+        # The Redis wait this call may add, shared with its store (`storage.deadline`).
         budget = deadline.lookup_budget(request.budget, state.config.socket_timeout, state.trips)
         with deadline.spending(budget), self.state.span("semcache.lookup", request) as span:
             result = await self._lookup(request, decode, text_of, stale)

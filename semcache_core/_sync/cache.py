@@ -67,8 +67,13 @@ class SyncCache:
         stale: bool = False,
     ) -> LookupResult:
         """See `CacheEngine.lookup`."""
-        # The Redis wait this call may add, shared with its store (`storage.deadline`).
         state = self.state
+        if state.l1 is not None and not stale:
+            held = state.l1_hit(request, decode)
+            if held is not None:
+                self.flush_counts()
+                return held
+        # The Redis wait this call may add, shared with its store (`storage.deadline`).
         budget = deadline.lookup_budget(request.budget, state.config.socket_timeout, state.trips)
         with deadline.spending(budget), self.state.span("semcache.lookup", request) as span:
             result = self._lookup(request, decode, text_of, stale)

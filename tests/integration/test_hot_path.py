@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration
 
 from langchain_semcache import SemanticCache, cache_context, tenant
-from semcache_core import CacheEngine
+from semcache_core import CacheEngine, last_lookup
 from semcache_core.core.read import share_decoded
 from tests.conftest import hashed_embedder
 
@@ -315,3 +315,78 @@ def test_l1_decoded_copies_expire_with_their_entry(
     assert cache.lookup(prompt, LLM) is not None  # held, decoded
     now[0] += 61  # past the entry's TTL by the engine's clock (the L1 copy's is longer)
     assert cache.lookup(prompt, LLM) is None
+
+
+# -- the L1 short path (`EngineState.l1_hit`) ---------------------------------------------
+def _served_reads(raw: Any) -> int:
+    """Exact reads Redis has answered (HMGET, or the one-trip script)."""
+    stats = raw.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("hmget", "evalsha"))
+
+
+def _held_in_l1(engine: CacheEngine, text: str, tenant_id: str = "acme") -> Any:
+    decode = share_decoded(lambda payload, codec: payload.decode())
+    req = engine.request(text, tenant=tenant_id)
+    written(engine, lambda: engine.store(req, b"9 to 5"))
+    assert engine.lookup(req, decode=decode).value == "9 to 5"  # read, now held decoded
+    return req, decode
+
+
+def test_an_l1_hit_is_served_and_counted_on_the_short_path(
+    make_engine: Callable[..., CacheEngine], raw_redis: Any
+) -> None:
+    engine = serving_l1(make_engine(l1_maxsize=100))
+    req, decode = _held_in_l1(engine, "What are the opening hours?")
+    before, reads = engine.stats(totals=False)["tenants"]["acme"], _served_reads(raw_redis)
+    for _ in range(3):
+        found = engine.lookup(req, decode=decode)
+        assert found.value == "9 to 5" and found.outcome.value == "exact_hit"
+        # The short path spends no Redis budget (the whole lookup leaves one behind).
+        assert req.budget.last is None
+    after = engine.stats(totals=False)["tenants"]["acme"]
+    assert after["exact_hits"] - before["exact_hits"] == 3
+    assert after["requests"] - before["requests"] == 3
+    assert _served_reads(raw_redis) == reads
+    assert last_lookup() is found  # remembered as every lookup is
+
+
+async def test_an_async_l1_hit_takes_the_short_path_too(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    engine = serving_l1(make_engine(l1_maxsize=100))
+    req, decode = _held_in_l1(engine, "What are the opening hours?")
+    found = await engine.alookup(req, decode=decode)
+    assert found.value == "9 to 5" and req.budget.last is None
+
+
+def test_an_open_breaker_bypasses_the_l1_copy_as_before(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    engine = serving_l1(make_engine(l1_maxsize=100, breaker_failures=1, breaker_cooldown=60))
+    req, decode = _held_in_l1(engine, "What are the opening hours?")
+    engine._state.breaker.record_failure()
+    found = engine.lookup(req, decode=decode)
+    assert found.outcome.value == "bypass" and not found.hit
+
+
+def test_a_tenant_without_the_exact_layer_is_not_served_from_l1(
+    make_engine: Callable[..., CacheEngine],
+) -> None:
+    engine = serving_l1(make_engine(l1_maxsize=100))
+    req, decode = _held_in_l1(engine, "What are the opening hours?")
+    engine.set_policy("acme", exact=False)
+    assert not engine.lookup(req, decode=decode).hit
+
+
+def test_a_sliding_ttl_hit_on_an_l1_copy_still_slides_the_entry_in_redis(
+    make_engine: Callable[..., CacheEngine], raw_redis: Any
+) -> None:
+    now = [1_000_000.0]
+    engine = serving_l1(
+        make_engine(l1_maxsize=100, ttl=1000.0, sliding_ttl=True, clock=lambda: now[0])
+    )
+    req, decode = _held_in_l1(engine, "What are the opening hours?")
+    now[0] += 600
+    assert engine.lookup(req, decode=decode).hit  # from L1: the whole lookup, which slides
+    expires = raw_redis.hget(engine.key(req), "expires_at")
+    assert float(expires) == now[0] + 1000.0
